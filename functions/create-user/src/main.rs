@@ -1,0 +1,9 @@
+use lambda_http::{run, service_fn, Error};
+use shared::{routes::create_user, AppState};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let state = AppState::from_env().await?;
+    run(service_fn(|req| create_user::handler(&state, req))).await
+}

@@ -1,0 +1,9 @@
+use lambda_http::{run, service_fn, Error};
+use shared::{routes::health, AppState};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let state = AppState::from_env().await?;
+    run(service_fn(|req| health::handler(&state, req))).await
+}

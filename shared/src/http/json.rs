@@ -1,0 +1,125 @@
+use lambda_http::{http::header, Body, Request};
+use serde_json::{Map, Value};
+
+use super::{ApiError, FieldError};
+
+/// A request body that is a JSON object, with the field errors found while reading it.
+///
+/// Reading a field records what is wrong with it instead of stopping, so one 422 lists every
+/// invalid field at once.
+#[derive(Debug)]
+pub struct JsonObject {
+    fields: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl JsonObject {
+    /// The request's body as a JSON object: 415 for a non-JSON content type, 400 for a missing,
+    /// malformed or non-object body.
+    pub fn from_request(req: &Request) -> Result<Self, ApiError> {
+        require_json_content_type(req)?;
+        let bytes: &[u8] = match req.body() {
+            Body::Empty => &[],
+            Body::Text(text) => text.as_bytes(),
+            Body::Binary(bytes) => bytes,
+            // `Body` is non-exhaustive upstream; treat anything new as absent.
+            #[allow(unreachable_patterns)]
+            _ => &[],
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest(
+                "The request body is missing; send a JSON object.".to_owned(),
+            ));
+        }
+        match serde_json::from_slice(bytes) {
+            Ok(Value::Object(fields)) => Ok(Self {
+                fields,
+                errors: Vec::new(),
+            }),
+            Ok(_) => Err(ApiError::BadRequest(
+                "The request body must be a JSON object.".to_owned(),
+            )),
+            // serde_json's message says where the JSON broke ("expected `:` at line 1
+            // column 9") and never echoes the input.
+            Err(err) => Err(ApiError::BadRequest(format!(
+                "The request body is not valid JSON: {err}."
+            ))),
+        }
+    }
+
+    /// Records an error for every field not in `known`.
+    pub fn reject_unknown_fields(&mut self, known: &[&str]) {
+        let mut unknown: Vec<&String> = self
+            .fields
+            .keys()
+            .filter(|key| !known.contains(&key.as_str()))
+            .collect();
+        unknown.sort();
+        for field in unknown {
+            self.errors.push(FieldError {
+                field: field.clone(),
+                message: "is not a known field".to_owned(),
+            });
+        }
+    }
+
+    /// Parses a required string field, recording an error if it is absent, null, not a string,
+    /// or rejected by `parse`.
+    pub fn required_string<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        let outcome = match self.fields.get(field) {
+            None | Some(Value::Null) => Err("is required".to_owned()),
+            Some(Value::String(value)) => parse(value).map_err(|err| err.to_string()),
+            Some(_) => Err("must be a string".to_owned()),
+        };
+        outcome
+            .map_err(|message| {
+                self.errors.push(FieldError {
+                    field: field.to_owned(),
+                    message,
+                })
+            })
+            .ok()
+    }
+
+    /// `Ok(value)` when no field error was recorded, otherwise the 422 listing them all.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(value) if self.errors.is_empty() => Ok(value),
+            _ => Err(ApiError::Validation(self.errors)),
+        }
+    }
+}
+
+/// A body sent with a content type must be JSON (`application/json` or `application/*+json`)
+/// in UTF-8. A body without one is read as JSON, as most clients expect.
+fn require_json_content_type(req: &Request) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let unsupported = || {
+        ApiError::UnsupportedMediaType(
+            "The request body must be JSON, sent as Content-Type: application/json.".to_owned(),
+        )
+    };
+    let value = value.to_str().map_err(|_| unsupported())?;
+    let mut parts = value.split(';').map(str::trim);
+    let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let is_json = media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"));
+    let charset_ok = parts.all(|param| match param.split_once('=') {
+        Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let charset = charset.trim().trim_matches('"');
+            charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    });
+    if is_json && charset_ok {
+        Ok(())
+    } else {
+        Err(unsupported())
+    }
+}

@@ -1,0 +1,44 @@
+//! The HTTP edge: what every route does with a request and a result.
+//!
+//! A route is written as `async fn(&AppState, &Request) -> Result<Response<Body>, ApiError>`;
+//! [`respond`] turns its error into an RFC 9457 problem, so a handler never returns `Err` to the
+//! Lambda runtime for a request-level problem (API Gateway would answer an opaque 502).
+
+mod error;
+mod json;
+mod request;
+
+pub use error::{ApiError, FieldError};
+pub use json::JsonObject;
+pub use request::{require_method, user_id_from_path};
+
+use lambda_http::{
+    http::{header, HeaderValue, StatusCode},
+    Body, Request, RequestExt, Response,
+};
+use serde::Serialize;
+
+pub const APPLICATION_JSON: &str = "application/json";
+pub const APPLICATION_PROBLEM_JSON: &str = "application/problem+json";
+
+/// The response for a route's result: its own on success, a problem otherwise.
+pub fn respond(req: &Request, result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(|err| {
+        let request_id = req.lambda_context_ref().map(|ctx| ctx.request_id.as_str());
+        err.into_problem_response(request_id, req.uri().path())
+    })
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>, ApiError> {
+    let body = serde_json::to_vec(body).map_err(|err| {
+        ApiError::Internal(anyhow::Error::new(err).context("Failed to serialize a response"))
+    })?;
+    let mut response = Response::new(Body::Binary(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(APPLICATION_JSON),
+    );
+    Ok(response)
+}

@@ -1,0 +1,21 @@
+//! The users API's shared library. Each Lambda function in `functions/` is a thin adapter over
+//! one of the [`routes`]; everything else lives here.
+//!
+//! - [`config`]: typed settings, read once per execution environment.
+//! - [`db`]: the Postgres pool, migrations and error classification.
+//! - [`domain`]: types that validate on construction.
+//! - [`users`]: the queries, compile-time checked by SQLx.
+//! - [`http`]: the HTTP edge: request parsing, JSON responses and RFC 9457 problems.
+//! - [`routes`]: one module per route, each exposing `handler(&AppState, Request)`.
+//! - [`telemetry`]: logging set-up.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+pub mod users;
+
+pub use state::AppState;

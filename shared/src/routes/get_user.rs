@@ -1,0 +1,25 @@
+//! `GET /users/{id}`: 200 with the user.
+
+use lambda_http::{
+    http::{Method, StatusCode},
+    Body, Error, Request, Response,
+};
+
+use crate::{
+    http::{self, ApiError},
+    users, AppState,
+};
+
+pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
+    Ok(http::respond(&req, get_user(state, &req).await))
+}
+
+#[tracing::instrument(name = "Get a user", skip_all)]
+async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
+    http::require_method(req, Method::GET)?;
+    let id = http::user_id_from_path(req)?;
+    let user = users::find(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No user has the id {id}.")))?;
+    http::json(StatusCode::OK, &user)
+}

@@ -1,0 +1,35 @@
+//! `GET /health`: 200 once the database answers `SELECT 1`, 503 problem otherwise.
+
+use anyhow::anyhow;
+use lambda_http::{
+    http::{Method, StatusCode},
+    Body, Error, Request, Response,
+};
+use serde_json::json;
+
+use crate::{
+    db,
+    http::{self, ApiError},
+    AppState,
+};
+
+pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
+    Ok(http::respond(&req, health(state, &req).await))
+}
+
+#[tracing::instrument(name = "Health check", skip_all)]
+async fn health(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
+    http::require_method(req, Method::GET)?;
+    // Shorter than the pool's acquire timeout: a health check must answer quickly, whatever
+    // the database is doing.
+    match tokio::time::timeout(state.health_timeout, db::ping(&state.pool)).await {
+        Ok(Ok(())) => http::json(StatusCode::OK, &json!({"status": "ok", "database": "ok"})),
+        Ok(Err(err)) => Err(ApiError::Unavailable(
+            anyhow::Error::new(err).context("SELECT 1 failed"),
+        )),
+        Err(_) => Err(ApiError::Unavailable(anyhow!(
+            "SELECT 1 did not answer within {:?}",
+            state.health_timeout
+        ))),
+    }
+}

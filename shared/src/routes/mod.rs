@@ -1,0 +1,6 @@
+//! One module per route. Each exposes `handler(&AppState, Request)`, the function a Lambda
+//! binary passes to `lambda_http::run`; it always answers with a response, never `Err`.
+
+pub mod create_user;
+pub mod get_user;
+pub mod health;

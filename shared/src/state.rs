@@ -1,0 +1,48 @@
+//! What a function builds once per execution environment and borrows on every request.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+use crate::{config::Settings, db};
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub health_timeout: Duration,
+}
+
+impl AppState {
+    /// Reads the configuration and builds the pool. Runs in the Lambda init phase.
+    ///
+    /// A failure is logged as one line (no secret in it) before it is returned, so it reaches
+    /// CloudWatch in the function's log format.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let state = match Settings::from_env() {
+            Ok(settings) => Self::build(&settings).await,
+            Err(err) => Err(anyhow::Error::new(err).context("Invalid configuration")),
+        };
+        state.inspect_err(|err| tracing::error!(error = format!("{err:#}"), "init failed"))
+    }
+
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = db::pool(&settings.database).context("Failed to build the database pool")?;
+        warm_up(&pool, settings.health_timeout).await;
+        Ok(Self {
+            pool,
+            health_timeout: settings.health_timeout,
+        })
+    }
+}
+
+/// Opens the first connection during init, when Lambda gives the environment a full CPU burst,
+/// instead of on the first request. A database that is down now must not fail init (the
+/// function would then answer opaque 502s instead of 503 problems), so failure only logs.
+async fn warm_up(pool: &PgPool, timeout: Duration) {
+    match tokio::time::timeout(timeout, pool.acquire()).await {
+        Ok(Ok(_connection)) => tracing::debug!("database connection ready"),
+        Ok(Err(err)) => tracing::warn!(error = %err, "database not reachable during init"),
+        Err(_) => tracing::warn!(?timeout, "database did not answer during init"),
+    }
+}
