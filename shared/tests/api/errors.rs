@@ -1,0 +1,35 @@
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::{TestApp, TestRequest};
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn an_unexpected_database_error_returns_a_generic_500(pool: PgPool) {
+    let app = TestApp::new(pool.clone());
+    sqlx::query("ALTER TABLE users RENAME TO users_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let responses = [
+        app.get_user(TestRequest::get("/users/1")).await,
+        app.create_user(
+            TestRequest::post("/users").json(&json!({"email": "a@example.com", "name": "A"})),
+        )
+        .await,
+    ];
+
+    for response in responses {
+        response.assert_problem(500);
+        assert_eq!(
+            response.body["detail"],
+            "An unexpected error occurred. Quote the request_id if you report it."
+        );
+        let body = response.body.to_string();
+        for internal in [
+            "relation", "exist", "42P01", "SELECT", "INSERT", "sqlx", "database",
+        ] {
+            assert!(!body.contains(internal), "{internal:?} leaked: {body}");
+        }
+    }
+}

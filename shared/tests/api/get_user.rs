@@ -1,0 +1,64 @@
+use sqlx::PgPool;
+
+use crate::helpers::{TestApp, TestRequest, SOURCES};
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn getting_a_user_returns_it_from_every_event_source(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let created = app.given_a_user("ada@example.com", "Ada").await;
+    let path = format!("/users/{}", created["id"]);
+
+    for source in SOURCES {
+        let response = app.get_user(TestRequest::get(&path).from(source)).await;
+
+        assert_eq!(response.status, 200, "{source:?}: {}", response.body);
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(response.body, created, "{source:?}");
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn an_unknown_id_returns_404(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let created = app.given_a_user("ada@example.com", "Ada").await;
+    let unknown = created["id"].as_i64().unwrap() + 1;
+
+    for source in SOURCES {
+        let response = app
+            .get_user(TestRequest::get(format!("/users/{unknown}")).from(source))
+            .await;
+        response.assert_problem(404);
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn an_id_that_is_not_a_positive_64_bit_integer_returns_400(pool: PgPool) {
+    let app = TestApp::new(pool);
+    for id in [
+        "abc",
+        "0",
+        "-1",
+        "+1",
+        "1.5",
+        "1e3",
+        "0x10",
+        "%201",
+        "9223372036854775808",
+        "99999999999999999999",
+    ] {
+        for source in SOURCES {
+            let response = app
+                .get_user(TestRequest::get(format!("/users/{id}")).from(source))
+                .await;
+            response.assert_problem(400);
+        }
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn another_method_on_the_get_route_returns_405(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let response = app.get_user(TestRequest::new("POST", "/users/1")).await;
+    response.assert_problem(405);
+    assert_eq!(response.header("allow"), Some("GET"));
+}
