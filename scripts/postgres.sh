@@ -4,7 +4,7 @@
 #   scripts/postgres.sh start DIR   init (first time) and start a cluster in DIR, on $DB_PORT or
 #                                   the port it had before or a free one; prints DATABASE_URL=...
 #   scripts/postgres.sh stop DIR    stop it (fast shutdown)
-#   scripts/postgres.sh url DIR     print the superuser URL of a running cluster
+#   scripts/postgres.sh status DIR  exit 0 when a cluster is running in DIR
 #
 # Password (SCRAM) authentication, loopback only. Postgres refuses to run as root, so under root
 # the cluster belongs to the `postgres` user (or `nobody`). Installs Debian's `postgresql` when
@@ -106,6 +106,13 @@ start() {
   echo "DATABASE_URL=$(url)"
 }
 
+status() {
+  BINDIR=$(find_bindir || true)
+  [ -n "$BINDIR" ] && [ -f "$DIR/data/PG_VERSION" ] || return 1
+  setup_owner
+  is_running
+}
+
 stop() {
   ensure_binaries
   setup_owner
@@ -117,11 +124,11 @@ stop() {
 
 cmd=${1:-}
 DIR=${2:-}
-[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|url DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
 DIR=$(mkdir -p "$DIR" && cd "$DIR" && pwd)
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  url) url ;;
-  *) echo "usage: $0 start|stop|url DIR" >&2; exit 2 ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status DIR" >&2; exit 2 ;;
 esac

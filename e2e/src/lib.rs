@@ -1,1 +1,256 @@
-//! End-to-end test harness; the tests live in `tests/`.
+//! End-to-end harness: a [`Stack`] is the real function binaries served by `cargo lambda watch`
+//! (with the workspace's router, as `make dev` serves them) over a fresh, migrated database of
+//! the test Postgres cluster, on free loopback ports. Dropping it stops every process it
+//! started.
+//!
+//! The cluster's admin URL comes from `E2E_DATABASE_URL` (`make test` starts the cluster and
+//! sets it); `cargo lambda` must be on `PATH`.
+
+use std::{
+    fs::File,
+    net::TcpListener,
+    path::PathBuf,
+    process::Stdio,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection};
+use tokio::process::{Child, Command};
+
+/// Longest wait for the stack to serve its first request: it may have to build the functions.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct Stack {
+    pub base_url: String,
+    /// The database this stack's functions use (absent for [`Stack::with_database_url`]).
+    pub database_url: Option<String>,
+    pub log_path: PathBuf,
+    client: reqwest::Client,
+    watch: Child,
+}
+
+/// A response: status, headers and the body as JSON (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem with this status and a Lambda request id.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], status, "body: {}", self.body);
+        for member in ["type", "title", "detail", "request_id"] {
+            assert!(
+                self.body[member].as_str().is_some_and(|s| !s.is_empty()),
+                "problem member {member} missing: {}",
+                self.body
+            );
+        }
+    }
+}
+
+impl Stack {
+    /// A stack over its own freshly created and migrated database.
+    pub async fn start(name: &str) -> Self {
+        let database_url = fresh_database(name).await;
+        let mut stack = Self::spawn(name, &[("DATABASE_URL", database_url.as_str())]).await;
+        stack.database_url = Some(database_url);
+        stack
+    }
+
+    /// A stack whose functions get this `DATABASE_URL` (and any other variables) as is.
+    pub async fn with_env(name: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(name, env).await
+    }
+
+    async fn spawn(name: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let log_dir = workspace.join("target").join("e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("create the log folder");
+        let log_path = log_dir.join(format!("{name}.log"));
+        let log = File::create(&log_path).expect("create the log file");
+        let mut command = Command::new("cargo");
+        command
+            .current_dir(&workspace)
+            .args(["lambda", "watch", "--ignore-changes", "--invoke-address"])
+            .args(["127.0.0.1", "--invoke-port", &port.to_string()])
+            .env("SQLX_OFFLINE", "true")
+            .env("RUST_LOG", "info")
+            .env_remove("DATABASE_URL")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            // Its own process group, so that stopping it also stops the functions it ran.
+            .process_group(0)
+            .kill_on_drop(true);
+        let watch = command
+            .spawn()
+            .expect("run `cargo lambda watch`; is it on PATH?");
+        let stack = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            database_url: None,
+            log_path,
+            client: reqwest::Client::new(),
+            watch,
+        };
+        stack.wait_until_serving().await;
+        stack
+    }
+
+    /// Waits until the router answers for a function; any HTTP answer from `/health` will do,
+    /// since a stack may be started with an unreachable database on purpose.
+    async fn wait_until_serving(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let attempt = self
+                .client
+                .get(format!("{}/health", self.base_url))
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+            if let Ok(response) = attempt {
+                if response.headers().contains_key("content-type") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stack did not serve within {START_TIMEOUT:?}; see {}",
+                self.log_path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// A POST with a raw body and, when given, a content type.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &str) -> Reply {
+        let mut request = self.client.post(self.url(path)).body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        self.send(request).await
+    }
+
+    /// Everything the functions and the watcher printed so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// An open connection to this stack's database, for arranging and inspecting state.
+    pub async fn database(&self) -> PgConnection {
+        let url = self
+            .database_url
+            .as_deref()
+            .expect("this stack has a database");
+        PgConnection::connect(url)
+            .await
+            .expect("connect to the stack's database")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("the stack answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("read the body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("body is JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SIGTERM to the watcher's own process group (watcher, cargo, function binaries);
+        // kill_on_drop then reaps the watcher itself.
+        let Some(pgid) = self.watch.id().and_then(|pid| i32::try_from(pid).ok()) else {
+            return;
+        };
+        if pgid > 1 {
+            // SAFETY: killpg only sends a signal; the group is the one spawn() created.
+            unsafe {
+                libc::killpg(pgid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Creates `e2e_<name>_<pid>_<n>` on the test cluster, migrates it, and returns its URL.
+async fn fresh_database(name: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let admin_url = std::env::var("E2E_DATABASE_URL")
+        .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`");
+    let admin: PgConnectOptions = admin_url
+        .parse()
+        .expect("E2E_DATABASE_URL is a Postgres URL");
+    let database = format!(
+        "e2e_{}_{}_{}",
+        name.replace('-', "_"),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut connection = admin.connect().await.expect("connect to the test cluster");
+    sqlx::query(&format!(r#"CREATE DATABASE "{database}""#))
+        .execute(&mut connection)
+        .await
+        .expect("create the test database");
+    let options = admin.database(&database);
+    let mut connection = options
+        .connect()
+        .await
+        .expect("connect to the test database");
+    shared::db::MIGRATOR
+        .run(&mut connection)
+        .await
+        .expect("migrate the test database");
+    let mut url = reqwest::Url::parse(&admin_url).expect("E2E_DATABASE_URL is a URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}

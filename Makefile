@@ -1,0 +1,45 @@
+# Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
+# need into .venv/ and .tools/ and start their own throwaway Postgres.
+.PHONY: dev test check prepare migrate release sizes dev-reset
+
+export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
+
+PORT ?= 9000
+DEV_DB_DIR ?= $(or $(TMPDIR),/tmp)/users-api-dev-$(shell pwd | cksum | cut -d' ' -f1)
+
+## Serve every function on http://localhost:$(PORT) over a local Postgres (Ctrl-C stops all).
+dev:
+	PORT=$(PORT) DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev.sh
+
+## Run every check and test (what CI runs).
+test:
+	scripts/test.sh
+
+## Format and lint only: the quick loop.
+check:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## Regenerate .sqlx/ after changing a query or a migration (uses the dev database).
+prepare:
+	scripts/bootstrap.sh
+	DATABASE_URL=$$(DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev-db.sh) cargo sqlx prepare --workspace -- --all-targets
+
+## Apply migrations to the dev database (starting it if needed).
+migrate:
+	scripts/bootstrap.sh
+	DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev-db.sh
+
+## Release builds for Lambda (arm64, Graviton) and their sizes.
+release:
+	scripts/bootstrap.sh
+	cargo lambda build --release --arm64 --workspace
+	@$(MAKE) --no-print-directory sizes
+
+sizes:
+	@for f in target/lambda/*/bootstrap; do printf '%-14s %8s bytes\n' "$$(basename $$(dirname $$f))" "$$(stat -c %s $$f)"; done
+
+## Stop and delete the dev database.
+dev-reset:
+	scripts/postgres.sh stop $(DEV_DB_DIR)
+	rm -rf $(DEV_DB_DIR)
