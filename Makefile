@@ -33,7 +33,7 @@ migrate:
 ## Release builds for Lambda (arm64, Graviton) and their sizes.
 release:
 	scripts/bootstrap.sh
-	cargo lambda build --release --arm64 --workspace
+	cargo lambda build --release --arm64 $(foreach f,$(notdir $(wildcard functions/*)),-p $(f))
 	@$(MAKE) --no-print-directory sizes
 
 sizes:

@@ -30,7 +30,10 @@ DATABASE_URL="${admin_url%/postgres}/prepare_check" sqlx migrate run --source mi
 DATABASE_URL="${admin_url%/postgres}/prepare_check" cargo sqlx prepare --workspace --check -- --all-targets
 
 step "build the function binaries (the end-to-end tests run them)"
-cargo build --workspace --bins --locked
+# Package by package, as `cargo lambda watch` builds them, so the watcher finds them fresh.
+functions=()
+for dir in functions/*/; do functions+=(-p "$(basename "$dir")"); done
+cargo build --locked "${functions[@]}"
 
 step "tests"
 # `#[sqlx::test]` creates a fresh database per test through DATABASE_URL; the end-to-end
