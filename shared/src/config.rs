@@ -1,9 +1,11 @@
 //! Typed configuration, read from the environment once per execution environment.
 
-use std::{str::FromStr, time::Duration};
+use std::{path::PathBuf, str::FromStr, time::Duration};
 
-use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::PgConnectOptions;
+use secrecy::SecretString;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+use crate::db::Credentials;
 
 /// Everything a function needs to start, validated before the first request.
 #[derive(Debug)]
@@ -13,27 +15,52 @@ pub struct Settings {
     pub health_timeout: Duration,
 }
 
+/// Where the database credentials come from.
+#[derive(Debug)]
+pub enum DatabaseSource {
+    /// `DATABASE_URL`: a `postgres://` URL, for local use. It carries a password: kept secret.
+    Url(SecretString),
+    /// `DB_SECRET_ID`: a Secrets Manager secret (name or ARN), the production path.
+    SecretsManager {
+        secret_id: String,
+        /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`: read through the AWS Parameters and
+        /// Secrets Lambda Extension on this localhost port instead of the SDK.
+        extension_port: Option<u16>,
+    },
+}
+
 #[derive(Debug)]
 pub struct DatabaseSettings {
-    /// The connection URL. It carries the password, so it stays wrapped.
-    pub url: SecretString,
+    pub source: DatabaseSource,
+    /// `DB_SSLMODE`; when unset: the URL's own `sslmode`, else `require` for a secret from
+    /// Secrets Manager (a real database in AWS) and `prefer` for `DATABASE_URL`.
+    pub ssl_mode: Option<PgSslMode>,
+    /// `DB_SSLROOTCERT`: CA bundle to verify the server with (RDS's, for `verify-full`).
+    pub ssl_root_cert: Option<PathBuf>,
     /// Connections per execution environment (`DB_MAX_CONNECTIONS`, default 1).
     pub max_connections: u32,
     /// Longest wait for a connection, including connecting (`DB_ACQUIRE_TIMEOUT_MS`).
     pub acquire_timeout: Duration,
     /// Server-side cap on any one statement (`DB_STATEMENT_TIMEOUT_MS`).
     pub statement_timeout: Duration,
+    /// Shortest time between two re-fetches of the secret after the database rejected its
+    /// credentials (`DB_SECRET_REFRESH_INTERVAL_MS`).
+    pub secret_refresh_interval: Duration,
     /// Shown in `pg_stat_activity`; the Lambda function's name when there is one.
     pub application_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0} is not set")]
-    Missing(&'static str),
+    #[error(
+        "neither DB_SECRET_ID nor DATABASE_URL is set: set DB_SECRET_ID to the Secrets Manager \
+         secret (name or ARN) holding the database credentials, or DATABASE_URL to a \
+         postgres:// URL for local use"
+    )]
+    NoDatabase,
     // Never echo the value: a database URL carries a password.
-    #[error("{0} is not a valid postgres:// connection URL")]
-    InvalidDatabaseUrl(&'static str),
+    #[error("DATABASE_URL is not a valid postgres:// connection URL")]
+    InvalidDatabaseUrl,
     #[error("{name} must be {expected}, got {value:?}")]
     Invalid {
         name: &'static str,
@@ -50,14 +77,15 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let url = lookup("DATABASE_URL")
-            .filter(|url| !url.trim().is_empty())
-            .ok_or(ConfigError::Missing("DATABASE_URL"))?;
+        let lookup = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let database = DatabaseSettings {
-            url: SecretString::from(url),
+            source: database_source(&lookup)?,
+            ssl_mode: parse_optional(&lookup, "DB_SSLMODE", SSL_MODES)?,
+            ssl_root_cert: lookup("DB_SSLROOTCERT").map(PathBuf::from),
             max_connections: parse_or(&lookup, "DB_MAX_CONNECTIONS", 1, "a positive integer")?,
             acquire_timeout: millis_or(&lookup, "DB_ACQUIRE_TIMEOUT_MS", 3_000)?,
             statement_timeout: millis_or(&lookup, "DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+            secret_refresh_interval: millis_or(&lookup, "DB_SECRET_REFRESH_INTERVAL_MS", 10_000)?,
             application_name: lookup("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "users-api".to_owned()),
         };
@@ -68,7 +96,6 @@ impl Settings {
                 value: "0".to_owned(),
             });
         }
-        database.connect_options()?;
         Ok(Self {
             database,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,
@@ -76,16 +103,67 @@ impl Settings {
     }
 }
 
-impl DatabaseSettings {
-    /// Connection options for the pool: the URL plus the settings every session gets.
-    pub fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
-        let options = PgConnectOptions::from_str(self.url.expose_secret())
-            .map_err(|_| ConfigError::InvalidDatabaseUrl("DATABASE_URL"))?;
-        let statement_timeout = self.statement_timeout.as_millis().to_string();
-        Ok(options
-            .application_name(&self.application_name)
-            .options([("statement_timeout", statement_timeout.as_str())]))
+const SSL_MODES: &str = "one of disable, allow, prefer, require, verify-ca, verify-full";
+
+fn database_source(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<DatabaseSource, ConfigError> {
+    if let Some(url) = lookup("DATABASE_URL") {
+        // Parse now so a bad URL fails init, naming the variable.
+        Credentials::from_url(&url).map_err(|_| ConfigError::InvalidDatabaseUrl)?;
+        return Ok(DatabaseSource::Url(SecretString::from(url)));
     }
+    let secret_id = lookup("DB_SECRET_ID").ok_or(ConfigError::NoDatabase)?;
+    Ok(DatabaseSource::SecretsManager {
+        secret_id,
+        extension_port: parse_optional(
+            lookup,
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+            "a port number",
+        )?,
+    })
+}
+
+impl DatabaseSettings {
+    /// Connection options: the credentials plus what every session gets.
+    pub fn connect_options(&self, credentials: Credentials) -> PgConnectOptions {
+        let from_secrets_manager = matches!(self.source, DatabaseSource::SecretsManager { .. });
+        let default_ssl_mode = if from_secrets_manager {
+            PgSslMode::Require
+        } else {
+            PgSslMode::Prefer
+        };
+        let ssl_mode = self
+            .ssl_mode
+            .or(credentials.ssl_mode)
+            .unwrap_or(default_ssl_mode);
+        let statement_timeout = self.statement_timeout.as_millis().to_string();
+        let mut options = credentials
+            .options
+            .ssl_mode(ssl_mode)
+            .application_name(&self.application_name)
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        if let Some(path) = &self.ssl_root_cert {
+            options = options.ssl_root_cert(path);
+        }
+        options
+    }
+}
+
+fn parse_optional<T: FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    lookup(name)
+        .map(|value| {
+            value.trim().parse().map_err(|_| ConfigError::Invalid {
+                name,
+                expected,
+                value,
+            })
+        })
+        .transpose()
 }
 
 fn parse_or<T: FromStr>(
@@ -94,14 +172,7 @@ fn parse_or<T: FromStr>(
     default: T,
     expected: &'static str,
 ) -> Result<T, ConfigError> {
-    match lookup(name) {
-        None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-            name,
-            expected,
-            value,
-        }),
-    }
+    Ok(parse_optional(lookup, name, expected)?.unwrap_or(default))
 }
 
 fn millis_or(
@@ -135,18 +206,49 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_database_url_is_named() {
-        let err = settings(&[]).unwrap_err();
-        assert_eq!(err.to_string(), "DATABASE_URL is not set");
+    fn without_either_database_variable_the_error_names_both() {
+        let message = settings(&[("DB_SECRET_ID", " ")]).unwrap_err().to_string();
+        assert!(
+            message.contains("DB_SECRET_ID") && message.contains("DATABASE_URL"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn database_url_overrides_the_secret_for_local_use() {
+        let settings = settings(&[
+            ("DATABASE_URL", "postgres://u:p@localhost/db"),
+            ("DB_SECRET_ID", "prod/db"),
+        ])
+        .unwrap();
+        assert!(matches!(settings.database.source, DatabaseSource::Url(_)));
+    }
+
+    #[test]
+    fn the_secret_id_and_the_extension_port_are_read() {
+        let settings = settings(&[
+            (
+                "DB_SECRET_ID",
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+            ),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"),
+        ])
+        .unwrap();
+        let DatabaseSource::SecretsManager {
+            secret_id,
+            extension_port,
+        } = settings.database.source
+        else {
+            panic!("expected Secrets Manager");
+        };
+        assert!(secret_id.ends_with(":secret:db-AbCdEf"));
+        assert_eq!(extension_port, Some(2773));
     }
 
     #[test]
     fn an_invalid_database_url_is_reported_without_its_value() {
         let err = settings(&[("DATABASE_URL", "mysql://user:hunter2@db:99999/x")]).unwrap_err();
-        assert!(matches!(
-            err,
-            ConfigError::InvalidDatabaseUrl("DATABASE_URL")
-        ));
+        assert!(matches!(err, ConfigError::InvalidDatabaseUrl));
         assert!(!err.to_string().contains("hunter2"));
     }
 
@@ -157,12 +259,43 @@ mod tests {
     }
 
     #[test]
-    fn malformed_numbers_are_rejected_by_name() {
+    fn ssl_mode_defaults_to_require_for_secrets_and_prefer_for_urls() {
+        let from_secret = settings(&[("DB_SECRET_ID", "db")]).unwrap().database;
+        let from_url = settings(&[("DATABASE_URL", "postgres://localhost/db")])
+            .unwrap()
+            .database;
+        let credentials = || Credentials::from_url("postgres://u:p@db.internal/app").unwrap();
+
+        assert!(matches!(
+            from_secret.connect_options(credentials()).get_ssl_mode(),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            from_url.connect_options(credentials()).get_ssl_mode(),
+            PgSslMode::Prefer
+        ));
+    }
+
+    #[test]
+    fn an_explicit_ssl_mode_wins_over_the_url_and_the_default() {
+        let settings = settings(&[("DB_SECRET_ID", "db"), ("DB_SSLMODE", "verify-full")])
+            .unwrap()
+            .database;
+        let credentials = Credentials::from_url("postgres://u:p@h/app?sslmode=disable").unwrap();
+        assert!(matches!(
+            settings.connect_options(credentials).get_ssl_mode(),
+            PgSslMode::VerifyFull
+        ));
+    }
+
+    #[test]
+    fn malformed_values_are_rejected_by_name() {
         for (name, value) in [
             ("DB_MAX_CONNECTIONS", "0"),
             ("DB_MAX_CONNECTIONS", "many"),
             ("DB_ACQUIRE_TIMEOUT_MS", "-1"),
             ("HEALTH_TIMEOUT_MS", "1s"),
+            ("DB_SSLMODE", "sometimes"),
         ] {
             let err = settings(&[("DATABASE_URL", "postgres://localhost/db"), (name, value)])
                 .unwrap_err();

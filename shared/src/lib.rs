@@ -2,7 +2,9 @@
 //! one of the [`routes`]; everything else lives here.
 //!
 //! - [`config`]: typed settings, read once per execution environment.
-//! - [`db`]: the Postgres pool, migrations and error classification.
+//! - [`secrets`]: reading AWS Secrets Manager (SDK or the Lambda extension).
+//! - [`db`]: the Postgres pool, credentials that follow rotation, migrations, error
+//!   classification.
 //! - [`domain`]: types that validate on construction.
 //! - [`users`]: the queries, compile-time checked by SQLx.
 //! - [`http`]: the HTTP edge: request parsing, JSON responses and RFC 9457 problems.
@@ -14,6 +16,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod routes;
+pub mod secrets;
 pub mod state;
 pub mod telemetry;
 pub mod users;

@@ -3,34 +3,37 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 
-use crate::{config::Settings, db};
+use crate::{config::Settings, db::Database};
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AppState {
-    pub pool: PgPool,
+    pub db: Database,
     pub health_timeout: Duration,
 }
 
 impl AppState {
-    /// Reads the configuration and builds the pool. Runs in the Lambda init phase.
+    /// Reads the configuration, the database secret and builds the pool. Runs in the Lambda
+    /// init phase, so the secret is fetched once per execution environment, before the first
+    /// request.
     ///
     /// A failure is logged as one line (no secret in it) before it is returned, so it reaches
-    /// CloudWatch in the function's log format.
+    /// the function's log in its format.
     pub async fn from_env() -> anyhow::Result<Self> {
         let state = match Settings::from_env() {
-            Ok(settings) => Self::build(&settings).await,
+            Ok(settings) => Self::build(settings).await,
             Err(err) => Err(anyhow::Error::new(err).context("Invalid configuration")),
         };
         state.inspect_err(|err| tracing::error!(error = format!("{err:#}"), "init failed"))
     }
 
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = db::pool(&settings.database).context("Failed to build the database pool")?;
-        warm_up(&pool, settings.health_timeout).await;
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = Database::connect(settings.database)
+            .await
+            .context("Failed to set up the database")?;
+        warm_up(&db, settings.health_timeout).await;
         Ok(Self {
-            pool,
+            db,
             health_timeout: settings.health_timeout,
         })
     }
@@ -39,8 +42,8 @@ impl AppState {
 /// Opens the first connection during init, when Lambda gives the environment a full CPU burst,
 /// instead of on the first request. A database that is down now must not fail init (the
 /// function would then answer opaque 502s instead of 503 problems), so failure only logs.
-async fn warm_up(pool: &PgPool, timeout: Duration) {
-    match tokio::time::timeout(timeout, pool.acquire()).await {
+async fn warm_up(db: &Database, timeout: Duration) {
+    match tokio::time::timeout(timeout, db.acquire()).await {
         Ok(Ok(_connection)) => tracing::debug!("database connection ready"),
         Ok(Err(err)) => tracing::warn!(error = %err, "database not reachable during init"),
         Err(_) => tracing::warn!(?timeout, "database did not answer during init"),

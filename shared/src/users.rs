@@ -1,7 +1,7 @@
 //! Queries on the `users` table. They take domain types only, and are checked against the
 //! schema at compile time (`.sqlx/` holds the offline data).
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use crate::domain::{NewUser, User, UserId};
 
@@ -17,7 +17,10 @@ pub enum InsertUserError {
 }
 
 #[tracing::instrument(name = "Insert a user", skip_all)]
-pub async fn insert(pool: &PgPool, new_user: &NewUser) -> Result<User, InsertUserError> {
+pub async fn insert(
+    connection: &mut PgConnection,
+    new_user: &NewUser,
+) -> Result<User, InsertUserError> {
     sqlx::query_as!(
         User,
         r#"
@@ -28,7 +31,7 @@ pub async fn insert(pool: &PgPool, new_user: &NewUser) -> Result<User, InsertUse
         new_user.email.as_ref(),
         new_user.name.as_ref(),
     )
-    .fetch_one(pool)
+    .fetch_one(connection)
     .await
     .map_err(|err| match err.as_database_error() {
         Some(db) if db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX) => {
@@ -38,8 +41,8 @@ pub async fn insert(pool: &PgPool, new_user: &NewUser) -> Result<User, InsertUse
     })
 }
 
-#[tracing::instrument(name = "Find a user by id", skip(pool))]
-pub async fn find(pool: &PgPool, id: UserId) -> Result<Option<User>, sqlx::Error> {
+#[tracing::instrument(name = "Find a user by id", skip(connection))]
+pub async fn find(connection: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as!(
         User,
         r#"
@@ -49,6 +52,6 @@ pub async fn find(pool: &PgPool, id: UserId) -> Result<Option<User>, sqlx::Error
         "#,
         id.get(),
     )
-    .fetch_optional(pool)
+    .fetch_optional(connection)
     .await
 }

@@ -20,7 +20,8 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(req, Method::POST)?;
     let new_user = parse_new_user(JsonObject::from_request(req)?)?;
-    let user = users::insert(&state.pool, &new_user)
+    let mut connection = state.db.acquire().await?;
+    let user = users::insert(&mut connection, &new_user)
         .await
         .map_err(|err| match err {
             InsertUserError::EmailTaken => {

@@ -18,7 +18,8 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(req, Method::GET)?;
     let id = http::user_id_from_path(req)?;
-    let user = users::find(&state.pool, id)
+    let mut connection = state.db.acquire().await?;
+    let user = users::find(&mut connection, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No user has the id {id}.")))?;
     http::json(StatusCode::OK, &user)

@@ -22,7 +22,11 @@ async fn health(state: &AppState, req: &Request) -> Result<Response<Body>, ApiEr
     http::require_method(req, Method::GET)?;
     // Shorter than the pool's acquire timeout: a health check must answer quickly, whatever
     // the database is doing.
-    match tokio::time::timeout(state.health_timeout, db::ping(&state.pool)).await {
+    let check = async {
+        let mut connection = state.db.acquire().await?;
+        db::ping(&mut connection).await
+    };
+    match tokio::time::timeout(state.health_timeout, check).await {
         Ok(Ok(())) => http::json(StatusCode::OK, &json!({"status": "ok", "database": "ok"})),
         Ok(Err(err)) => Err(ApiError::Unavailable(
             anyhow::Error::new(err).context("SELECT 1 failed"),

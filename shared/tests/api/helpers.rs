@@ -5,7 +5,7 @@ use std::{
 
 use lambda_http::{http::HeaderMap, Body, Context, Request, RequestExt, Response};
 use serde_json::{json, Value};
-use shared::{config::Settings, routes, AppState};
+use shared::{config::Settings, db::Database, routes, AppState};
 use sqlx::PgPool;
 
 /// What invokes the function: each builds a different event shape.
@@ -214,7 +214,7 @@ impl TestApp {
     pub fn new(pool: PgPool) -> Self {
         Self {
             state: AppState {
-                pool,
+                db: Database::from_pool(pool),
                 health_timeout: Duration::from_secs(2),
             },
         }
@@ -234,7 +234,7 @@ impl TestApp {
         })
         .expect("valid settings");
         Self {
-            state: AppState::build(&settings).await.expect("state builds"),
+            state: AppState::build(settings).await.expect("state builds"),
         }
     }
 

@@ -1,0 +1,172 @@
+//! The database: a pool built once per execution environment, credentials that follow
+//! Secrets Manager rotation, the embedded migrations, and which errors mean "unavailable".
+
+mod credentials;
+mod rotation;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::{
+    migrate::Migrator,
+    pool::PoolConnection,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgConnection, PgPool, Postgres,
+};
+
+pub use credentials::{Credentials, CredentialsError};
+use rotation::Rotation;
+
+use crate::{
+    config::{DatabaseSettings, DatabaseSource},
+    secrets::{SecretsClient, Stage},
+};
+
+/// The versioned SQL in `migrations/`, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// The pool, and for credentials from Secrets Manager, what it takes to follow a rotation.
+#[derive(Debug)]
+pub struct Database {
+    pool: PgPool,
+    rotation: Option<Rotation>,
+}
+
+impl Database {
+    /// Reads the credentials (fetching the secret now, during init, when they come from
+    /// Secrets Manager) and builds the pool, without connecting yet.
+    pub async fn connect(settings: DatabaseSettings) -> anyhow::Result<Self> {
+        match &settings.source {
+            DatabaseSource::Url(url) => {
+                let credentials = Credentials::from_url(url.expose_secret())
+                    .context("DATABASE_URL is not a valid postgres:// URL")?;
+                let pool = pool(&settings, settings.connect_options(credentials));
+                Ok(Self::from_pool(pool))
+            }
+            DatabaseSource::SecretsManager {
+                secret_id,
+                extension_port,
+            } => {
+                let secrets = match extension_port {
+                    Some(port) => {
+                        SecretsClient::extension(*port, std::env::var("AWS_SESSION_TOKEN").ok())
+                    }
+                    None => SecretsClient::sdk().await,
+                };
+                let secret = secrets
+                    .get(secret_id, Stage::Current)
+                    .await
+                    .context("Failed to read the database secret (DB_SECRET_ID)")?;
+                let credentials = Credentials::from_secret(&secret.value)
+                    .with_context(|| format!("The database secret {secret_id:?} is malformed"))?;
+                tracing::info!(
+                    secret_id,
+                    version_id = secret.version_id,
+                    "database secret read"
+                );
+                let pool = pool(&settings, settings.connect_options(credentials));
+                let secret_id = secret_id.clone();
+                Ok(Self {
+                    pool,
+                    rotation: Some(Rotation::new(
+                        secrets,
+                        secret_id,
+                        secret.version_id,
+                        settings,
+                    )),
+                })
+            }
+        }
+    }
+
+    /// A database over an existing pool, with fixed credentials (tests, tools).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            rotation: None,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A connection from the pool. When the database rejects the credentials (a rotated
+    /// password or user), re-reads the secret once, rate-limited, and tries again with what it
+    /// holds now.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let seen = self.rotation.as_ref().map(Rotation::generation);
+        match self.pool.acquire().await {
+            Err(err) if credentials_rejected(&err) => match (&self.rotation, seen) {
+                (Some(rotation), Some(seen)) if rotation.refresh(&self.pool, seen).await => {
+                    self.pool.acquire().await
+                }
+                _ => Err(err),
+            },
+            result => result,
+        }
+    }
+}
+
+/// Builds the pool, without connecting yet.
+///
+/// Lambda sends one invocation at a time to an execution environment, and each handler runs
+/// one query at a time, so a single connection (the default) serves every request without
+/// waiting. More would only multiply the connections that thousands of concurrent
+/// environments hold open against the database's `max_connections`.
+fn pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(0)
+        // Bounds connecting too: a dead or black-holed database costs a request this long,
+        // not the whole Lambda timeout.
+        .acquire_timeout(settings.acquire_timeout)
+        // An environment is frozen between invocations and its idle connection may have been
+        // dropped by the server or a NAT meanwhile: check it before use (one round trip) rather
+        // than fail the request on a dead socket.
+        .test_before_acquire(true)
+        .idle_timeout(Duration::from_secs(10 * 60))
+        .max_lifetime(Duration::from_secs(30 * 60))
+        .connect_lazy_with(options)
+}
+
+/// `SELECT 1`: proves the server answers on this connection.
+#[tracing::instrument(name = "Ping the database", skip_all)]
+pub async fn ping(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT 1 AS "one!""#)
+        .fetch_one(connection)
+        .await
+        .map(|_| ())
+}
+
+/// Whether Postgres refused the credentials: `28P01` (invalid password) or `28000` (invalid
+/// authorization, e.g. a user that no longer exists or may not log in).
+fn credentials_rejected(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "28P01" || code == "28000")
+}
+
+/// Whether an error means the database cannot be reached or cannot serve us right now (so the
+/// client should retry later), as opposed to a bug or a bad query.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 28: invalid authorization (credentials rejected even
+            // after a re-read); 53: insufficient resources (too many connections);
+            // 57P01-03: shutting down, crash recovery, cannot connect now; 57014: statement
+            // timeout.
+            code.starts_with("08")
+                || code.starts_with("28")
+                || code.starts_with("53")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "57014")
+        }),
+        _ => false,
+    }
+}

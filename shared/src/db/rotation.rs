@@ -1,0 +1,136 @@
+//! Following a Secrets Manager rotation without a redeploy.
+//!
+//! Both rotation strategies change what the secret holds: single-user rotation changes the
+//! password, alternating-users rotation switches to the other user. Either way the database
+//! starts rejecting the old credentials on connect, and that is the signal to re-read the
+//! secret: there is no timer and no read on the request path otherwise.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+
+use super::Credentials;
+use crate::{
+    config::DatabaseSettings,
+    secrets::{SecretError, SecretValue, SecretsClient, Stage},
+};
+
+#[derive(Debug)]
+pub(super) struct Rotation {
+    secrets: SecretsClient,
+    secret_id: String,
+    settings: DatabaseSettings,
+    /// Bumped whenever the pool gets new credentials, so requests that failed with the old
+    /// ones retry without reading the secret again.
+    generation: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The version the pool's credentials came from.
+    version_id: Option<String>,
+    last_read: Option<Instant>,
+}
+
+impl Rotation {
+    pub(super) fn new(
+        secrets: SecretsClient,
+        secret_id: String,
+        version_id: Option<String>,
+        settings: DatabaseSettings,
+    ) -> Self {
+        Self {
+            secrets,
+            secret_id,
+            settings,
+            generation: AtomicU64::new(0),
+            state: Mutex::new(State {
+                version_id,
+                last_read: None,
+            }),
+        }
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the secret after the database rejected the credentials of generation `seen`.
+    /// Returns whether the pool now has other credentials worth a retry.
+    ///
+    /// At most one read per `secret_refresh_interval`: a wrong secret must not turn every
+    /// request into a Secrets Manager call (throttling, cost, latency).
+    pub(super) async fn refresh(&self, pool: &PgPool, seen: u64) -> bool {
+        let mut state = self.state.lock().await;
+        if self.generation() != seen {
+            return true; // another request refreshed while this one waited
+        }
+        let interval = self.settings.secret_refresh_interval;
+        if state
+            .last_read
+            .is_some_and(|last| last.elapsed() < interval)
+        {
+            tracing::warn!(
+                ?interval,
+                "the database rejected the credentials; the secret was re-read less than the \
+                 interval ago, so not again yet"
+            );
+            return false;
+        }
+        state.last_read = Some(Instant::now());
+        match self.newer_secret(state.version_id.as_deref()).await {
+            Ok(Some(secret)) => match Credentials::from_secret(&secret.value) {
+                Ok(credentials) => {
+                    pool.set_connect_options(self.settings.connect_options(credentials));
+                    tracing::info!(
+                        secret_id = self.secret_id,
+                        old_version_id = state.version_id,
+                        version_id = secret.version_id,
+                        "re-fetched the database secret after the database rejected the credentials"
+                    );
+                    state.version_id = secret.version_id;
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    true
+                }
+                Err(err) => {
+                    tracing::error!(secret_id = self.secret_id, error = %err, "the re-fetched database secret is malformed");
+                    false
+                }
+            },
+            Ok(None) => {
+                tracing::warn!(
+                    secret_id = self.secret_id,
+                    "re-fetched the database secret after the database rejected the credentials, but it has not changed"
+                );
+                false
+            }
+            Err(err) => {
+                tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::new(err)),
+                    "failed to re-fetch the database secret"
+                );
+                false
+            }
+        }
+    }
+
+    /// The secret's current version if it differs from `known`; else its pending version, if
+    /// any: single-user rotation sets the new password in the database (`setSecret`) a moment
+    /// before it makes the pending version current (`finishSecret`).
+    async fn newer_secret(&self, known: Option<&str>) -> Result<Option<SecretValue>, SecretError> {
+        let current = self.secrets.get(&self.secret_id, Stage::Current).await?;
+        if current.version_id.is_none() || current.version_id.as_deref() != known {
+            return Ok(Some(current));
+        }
+        match self.secrets.get(&self.secret_id, Stage::Pending).await {
+            Ok(pending) if pending.version_id != current.version_id => Ok(Some(pending)),
+            Ok(_) | Err(SecretError::NotFound(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Reading secrets from AWS Secrets Manager: through the SDK (the default), or through the AWS
+//! Parameters and Secrets Lambda Extension when `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT` is set.
+//!
+//! The client is built once per execution environment. Its timeouts and retries are explicit so
+//! a slow or unreachable Secrets Manager costs seconds, not the whole Lambda timeout.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion};
+use aws_sdk_secretsmanager::{
+    error::{ProvideErrorMetadata, SdkError},
+    operation::get_secret_value::GetSecretValueError,
+};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client as HyperClient},
+    rt::TokioExecutor,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Connecting to Secrets Manager (or the extension) takes milliseconds when it works.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// One attempt: a GetSecretValue answers in tens of milliseconds.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Every attempt together, within Lambda's 10 s init phase with room to spare.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_ATTEMPTS: u32 = 3;
+
+/// A secret's value and the version it came from.
+pub struct SecretValue {
+    pub version_id: Option<String>,
+    pub value: SecretString,
+}
+
+/// The staging label to read: rotation writes `AWSPENDING`, then moves `AWSCURRENT` to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Current,
+    Pending,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Current => "AWSCURRENT",
+            Self::Pending => "AWSPENDING",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {0:?} (or that version of it) does not exist")]
+    NotFound(String),
+    #[error("access to secret {0:?} is denied: grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key)")]
+    AccessDenied(String),
+    #[error("secret {0:?} has no string value")]
+    NotAString(String),
+    #[error("failed to read secret {secret_id:?}")]
+    Failed {
+        secret_id: String,
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+#[derive(Clone)]
+pub enum SecretsClient {
+    Sdk(aws_sdk_secretsmanager::Client),
+    Extension(Box<ExtensionClient>),
+}
+
+impl std::fmt::Debug for SecretsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sdk(_) => f.write_str("SecretsClient::Sdk"),
+            Self::Extension(client) => write!(f, "SecretsClient::Extension(port {})", client.port),
+        }
+    }
+}
+
+impl SecretsClient {
+    /// The SDK client, configured by the standard chain: region, credentials and
+    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
+    pub async fn sdk() -> Self {
+        // rustls on ring, which sqlx already links, instead of the SDK's default aws-lc.
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .load()
+            .await;
+        Self::Sdk(aws_sdk_secretsmanager::Client::new(&config))
+    }
+
+    /// The Parameters and Secrets Lambda Extension on `localhost:port`, which caches secrets
+    /// inside the execution environment. It authenticates callers by the session token.
+    pub fn extension(port: u16, session_token: Option<String>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        Self::Extension(Box::new(ExtensionClient {
+            port,
+            session_token: session_token.map(SecretString::from),
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+        }))
+    }
+
+    #[tracing::instrument(name = "Read a secret", skip(self), fields(version_id))]
+    pub async fn get(&self, secret_id: &str, stage: Stage) -> Result<SecretValue, SecretError> {
+        let value = match self {
+            Self::Sdk(client) => get_with_sdk(client, secret_id, stage).await,
+            Self::Extension(client) => client.get(secret_id, stage).await,
+        }?;
+        tracing::Span::current().record("version_id", value.version_id.as_deref());
+        Ok(value)
+    }
+}
+
+async fn get_with_sdk(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    stage: Stage,
+) -> Result<SecretValue, SecretError> {
+    let output = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .version_stage(stage.label())
+        .send()
+        .await
+        .map_err(|err| sdk_error(secret_id, err))?;
+    let value = output
+        .secret_string()
+        .ok_or_else(|| SecretError::NotAString(secret_id.to_owned()))?;
+    Ok(SecretValue {
+        version_id: output.version_id().map(str::to_owned),
+        value: SecretString::from(value),
+    })
+}
+
+fn sdk_error(secret_id: &str, err: SdkError<GetSecretValueError>) -> SecretError {
+    let status = err
+        .raw_response()
+        .map(|response| response.status().as_u16());
+    let code = err.code().unwrap_or_default().to_owned();
+    match err.into_service_error() {
+        GetSecretValueError::ResourceNotFoundException(_) => {
+            SecretError::NotFound(secret_id.to_owned())
+        }
+        _ if code.starts_with("AccessDenied") || status == Some(403) => {
+            SecretError::AccessDenied(secret_id.to_owned())
+        }
+        other => SecretError::Failed {
+            secret_id: secret_id.to_owned(),
+            source: anyhow::Error::new(other),
+        },
+    }
+}
+
+#[derive(Clone)]
+pub struct ExtensionClient {
+    port: u16,
+    session_token: Option<SecretString>,
+    http: HyperClient<HttpConnector, Empty<Bytes>>,
+}
+
+impl ExtensionClient {
+    async fn get(&self, secret_id: &str, stage: Stage) -> Result<SecretValue, SecretError> {
+        let failed = |source: anyhow::Error| SecretError::Failed {
+            secret_id: secret_id.to_owned(),
+            source,
+        };
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("secretId", secret_id)
+            .append_pair("versionStage", stage.label())
+            .finish();
+        let mut request = hyper::Request::get(format!(
+            "http://localhost:{}/secretsmanager/get?{query}",
+            self.port
+        ));
+        if let Some(token) = &self.session_token {
+            request = request.header("X-Aws-Parameters-Secrets-Token", token.expose_secret());
+        }
+        let request = request
+            .body(Empty::new())
+            .context("Failed to build the extension request")
+            .map_err(failed)?;
+        let exchange = async {
+            let response = self.http.request(request).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(OPERATION_TIMEOUT, exchange)
+            .await
+            .context("The secrets extension did not answer in time")
+            .and_then(|result| result.context("The secrets extension request failed"))
+            .map_err(failed)?;
+        let text = String::from_utf8_lossy(&body);
+        match status {
+            200 => {}
+            404 => return Err(SecretError::NotFound(secret_id.to_owned())),
+            _ if text.contains("ResourceNotFoundException") => {
+                return Err(SecretError::NotFound(secret_id.to_owned()))
+            }
+            _ if status == 403 || text.contains("AccessDenied") => {
+                return Err(SecretError::AccessDenied(secret_id.to_owned()))
+            }
+            _ => {
+                return Err(failed(anyhow::anyhow!(
+                    "the secrets extension answered {status}"
+                )))
+            }
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Response {
+            version_id: Option<String>,
+            secret_string: Option<String>,
+        }
+        let response: Response = serde_json::from_slice(&body).map_err(|_| {
+            failed(anyhow::anyhow!(
+                "the secrets extension's answer is not the expected JSON"
+            ))
+        })?;
+        let value = response
+            .secret_string
+            .ok_or_else(|| SecretError::NotAString(secret_id.to_owned()))?;
+        Ok(SecretValue {
+            version_id: response.version_id,
+            value: SecretString::from(value),
+        })
+    }
+}
