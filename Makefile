@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev test check prepare migrate release sizes dev-reset
+.PHONY: dev dev-secrets test check prepare migrate release sizes dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
@@ -10,6 +10,10 @@ DEV_DB_DIR ?= $(or $(TMPDIR),/tmp)/users-api-dev-$(shell pwd | cksum | cut -d' '
 ## Serve every function on http://localhost:$(PORT) over a local Postgres (Ctrl-C stops all).
 dev:
 	PORT=$(PORT) DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev.sh
+
+## The same, with the credentials in a local Secrets Manager (moto): the production path.
+dev-secrets:
+	DEV_SECRETS=1 PORT=$(PORT) DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev.sh
 
 ## Run every check and test (what CI runs).
 test:

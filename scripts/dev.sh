@@ -3,6 +3,10 @@
 # `cargo lambda watch` on http://localhost:${PORT:-9000}, reloading on code changes.
 # Ctrl-C stops everything this script started. Data persists between runs in $DEV_DB_DIR;
 # `make dev-reset` removes it.
+#
+# DEV_SECRETS=1 (`make dev-secrets`) runs the production path instead: a local Secrets Manager
+# (moto) on loopback holds the credentials as RDS writes them, and the functions get
+# DB_SECRET_ID and AWS_ENDPOINT_URL, not DATABASE_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -27,6 +31,35 @@ trap 'exit 130' INT TERM
 
 DATABASE_URL=$(DEV_DB_DIR="$DEV_DB_DIR" scripts/dev-db.sh)
 export DATABASE_URL
+database_line="database: $DATABASE_URL"
+
+if [ "${DEV_SECRETS:-0}" = 1 ]; then
+  moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$DEV_DB_DIR/moto.log" 2>&1 &
+  moto_pid=$!
+  trap 'kill $moto_pid 2>/dev/null; cleanup' EXIT
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
+  export DB_SECRET_ID=users-api/dev/database DB_SSLMODE=disable
+  .venv/bin/python - "$DATABASE_URL" <<'PY'
+import json, sys, time, urllib.parse
+import boto3
+url = urllib.parse.urlparse(sys.argv[1])
+secret = {"engine": "postgres", "host": url.hostname, "port": url.port, "username": url.username,
+          "password": url.password, "dbname": url.path.lstrip("/")}
+client = boto3.client("secretsmanager")
+for _ in range(100):
+    try:
+        client.create_secret(Name="users-api/dev/database", SecretString=json.dumps(secret))
+        break
+    except Exception:
+        time.sleep(0.1)
+else:
+    sys.exit("dev: moto_server did not start")
+PY
+  unset DATABASE_URL
+  database_line="database credentials: secret $DB_SECRET_ID in Secrets Manager at $AWS_ENDPOINT_URL (moto)"
+fi
 
 cat >&2 <<MSG
 
@@ -34,7 +67,7 @@ dev: the API is starting on http://localhost:$PORT (functions build on first use
 dev:   curl localhost:$PORT/health
 dev:   curl -X POST localhost:$PORT/users -H 'content-type: application/json' -d '{"email":"ada@example.com","name":"Ada"}'
 dev:   curl localhost:$PORT/users/1
-dev: database: $DATABASE_URL
+dev: $database_line
 dev: Ctrl-C stops the API and the database.
 
 MSG

@@ -4,12 +4,17 @@
 //! started.
 //!
 //! The cluster's admin URL comes from `E2E_DATABASE_URL` (`make test` starts the cluster and
-//! sets it); `cargo lambda` must be on `PATH`.
+//! sets it); `cargo lambda` must be on `PATH`. [`moto::Moto`] is a local Secrets Manager and
+//! [`proxy::Proxy`] a database connection that can be cut.
+
+pub mod moto;
+pub mod proxy;
 
 use std::{
+    ffi::OsStr,
     fs::File,
-    net::TcpListener,
-    path::PathBuf,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
     process::Stdio,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -24,8 +29,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct Stack {
     pub base_url: String,
-    /// The database this stack's functions use (absent for [`Stack::with_database_url`]).
-    pub database_url: Option<String>,
+    /// The database [`Stack::start`] created for this stack.
+    pub database: Option<TestDatabase>,
     pub log_path: PathBuf,
     client: reqwest::Client,
     watch: Child,
@@ -64,35 +69,30 @@ impl Reply {
 }
 
 impl Stack {
-    /// A stack over its own freshly created and migrated database.
+    /// A stack over its own freshly created and migrated database, given as `DATABASE_URL`.
     pub async fn start(name: &str) -> Self {
-        let database_url = fresh_database(name).await;
-        let mut stack = Self::spawn(name, &[("DATABASE_URL", database_url.as_str())]).await;
-        stack.database_url = Some(database_url);
+        let database = TestDatabase::create(name).await;
+        let mut stack = Self::spawn(name, &[("DATABASE_URL", database.url.as_str())]).await;
+        stack.database = Some(database);
         stack
     }
 
-    /// A stack whose functions get this `DATABASE_URL` (and any other variables) as is.
-    pub async fn with_env(name: &str, env: &[(&str, &str)]) -> Self {
-        Self::spawn(name, env).await
-    }
-
-    async fn spawn(name: &str, env: &[(&str, &str)]) -> Self {
+    /// A stack whose functions get exactly these variables (and no `DATABASE_URL` otherwise).
+    pub async fn spawn<K: AsRef<OsStr>, V: AsRef<OsStr>>(name: &str, env: &[(K, V)]) -> Self {
         let port = free_port();
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let log_dir = workspace.join("target").join("e2e-logs");
+        let log_dir = workspace().join("target").join("e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("create the log folder");
         let log_path = log_dir.join(format!("{name}.log"));
         let log = File::create(&log_path).expect("create the log file");
         let mut command = Command::new("cargo");
         command
-            .current_dir(&workspace)
+            .current_dir(workspace())
             .args(["lambda", "watch", "--ignore-changes", "--invoke-address"])
             .args(["127.0.0.1", "--invoke-port", &port.to_string()])
             .env("SQLX_OFFLINE", "true")
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)
@@ -104,7 +104,7 @@ impl Stack {
             .expect("run `cargo lambda watch`; is it on PATH?");
         let stack = Self {
             base_url: format!("http://127.0.0.1:{port}"),
-            database_url: None,
+            database: None,
             log_path,
             client: reqwest::Client::new(),
             watch,
@@ -160,15 +160,21 @@ impl Stack {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// An open connection to this stack's database, for arranging and inspecting state.
+    /// An open admin connection to this stack's database, to arrange and inspect state.
     pub async fn database(&self) -> PgConnection {
-        let url = self
-            .database_url
-            .as_deref()
-            .expect("this stack has a database");
-        PgConnection::connect(url)
+        self.database
+            .as_ref()
+            .expect("this stack has a database")
+            .connect()
             .await
-            .expect("connect to the stack's database")
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_lines_containing(&self, needle: &str) -> usize {
+        self.logs()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     fn url(&self, path: &str) -> String {
@@ -222,35 +228,155 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// Creates `e2e_<name>_<pid>_<n>` on the test cluster, migrates it, and returns its URL.
-async fn fresh_database(name: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let admin_url = std::env::var("E2E_DATABASE_URL")
-        .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`");
-    let admin: PgConnectOptions = admin_url
-        .parse()
-        .expect("E2E_DATABASE_URL is a Postgres URL");
-    let database = format!(
-        "e2e_{}_{}_{}",
-        name.replace('-', "_"),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut connection = admin.connect().await.expect("connect to the test cluster");
-    sqlx::query(&format!(r#"CREATE DATABASE "{database}""#))
-        .execute(&mut connection)
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// A fresh, migrated database on the test cluster, reached as its admin.
+pub struct TestDatabase {
+    /// Admin URL of this database.
+    pub url: String,
+    pub name: String,
+    /// Where the cluster listens.
+    pub address: SocketAddr,
+}
+
+impl TestDatabase {
+    /// Creates `e2e_<name>_<pid>_<n>` on the test cluster and migrates it.
+    pub async fn create(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let admin_url = std::env::var("E2E_DATABASE_URL")
+            .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`");
+        let admin: PgConnectOptions = admin_url
+            .parse()
+            .expect("E2E_DATABASE_URL is a Postgres URL");
+        let database = format!(
+            "e2e_{}_{}_{}",
+            name.replace('-', "_"),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut connection = admin.connect().await.expect("connect to the test cluster");
+        sqlx::query(&format!(r#"CREATE DATABASE "{database}""#))
+            .execute(&mut connection)
+            .await
+            .expect("create the test database");
+        let mut connection = admin
+            .clone()
+            .database(&database)
+            .connect()
+            .await
+            .expect("connect to the test database");
+        shared::db::MIGRATOR
+            .run(&mut connection)
+            .await
+            .expect("migrate the test database");
+        let mut url = reqwest::Url::parse(&admin_url).expect("E2E_DATABASE_URL is a URL");
+        url.set_path(&format!("/{database}"));
+        let address = format!("{}:{}", admin.get_host(), admin.get_port())
+            .parse()
+            .expect("the test cluster listens on an IP address");
+        Self {
+            url: url.to_string(),
+            name: database,
+            address,
+        }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// A login role with the grants the API needs on this database.
+    pub async fn create_app_role(&self, role: &str, password: &str) {
+        let mut connection = self.connect().await;
+        for statement in [
+            format!(r#"CREATE ROLE "{role}" LOGIN PASSWORD '{password}'"#),
+            format!(r#"GRANT CONNECT ON DATABASE "{}" TO "{role}""#, self.name),
+            format!(
+                r#"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}""#
+            ),
+            format!(r#"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}""#),
+        ] {
+            sqlx::query(&statement)
+                .execute(&mut connection)
+                .await
+                .unwrap_or_else(|err| panic!("{statement}: {err}"));
+        }
+    }
+
+    /// Ends every session of `role`, as a rotation's clean-up or a failover would.
+    pub async fn terminate_sessions_of(&self, role: &str) {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+            .bind(role)
+            .execute(&mut self.connect().await)
+            .await
+            .expect("terminate the sessions");
+    }
+
+    /// The roles of the API's open sessions on this database.
+    pub async fn session_roles(&self) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT usename::text FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> ''
+             ORDER BY 1",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut self.connect().await)
         .await
-        .expect("create the test database");
-    let options = admin.database(&database);
-    let mut connection = options
-        .connect()
+        .expect("list the sessions")
+    }
+}
+
+/// What running a function binary outside any runtime printed before it exited.
+pub struct InitOutcome {
+    pub success: bool,
+    pub output: String,
+    pub elapsed: Duration,
+}
+
+/// Runs a function's binary with `env` (on top of a bare environment) until it exits: how a
+/// failed init looks in Lambda, where the process exits before it asks for an event.
+pub async fn run_init(function: &str, env: &[(String, String)]) -> InitOutcome {
+    let binary = std::env::current_exe()
+        .expect("the test binary's path")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(function);
+    let started = Instant::now();
+    let output = Command::new(&binary)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        // Were init to succeed, the runtime would find nothing here and exit too; the tests
+        // therefore assert on what the init failure says, not only on the exit status.
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", function)
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
         .await
-        .expect("connect to the test database");
-    shared::db::MIGRATOR
-        .run(&mut connection)
-        .await
-        .expect("migrate the test database");
-    let mut url = reqwest::Url::parse(&admin_url).expect("E2E_DATABASE_URL is a URL");
-    url.set_path(&format!("/{database}"));
-    url.to_string()
+        .unwrap_or_else(|_| panic!("{} hung during init", binary.display()))
+        .unwrap_or_else(|err| panic!("run {}: {err}", binary.display()));
+    InitOutcome {
+        success: output.status.success(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        elapsed: started.elapsed(),
+    }
 }

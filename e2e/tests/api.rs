@@ -127,7 +127,7 @@ async fn an_unexpected_failure_is_a_generic_500_with_details_only_in_the_log() {
 #[tokio::test]
 async fn an_unreachable_database_gets_503_with_retry_after_and_recovers_nothing_secret() {
     let url = format!("postgres://app:s3cr3t-pw@127.0.0.1:{}/users", free_port());
-    let stack = Stack::with_env(
+    let stack = Stack::spawn(
         "unreachable",
         &[
             ("DATABASE_URL", url.as_str()),

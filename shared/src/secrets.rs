@@ -243,3 +243,85 @@ impl ExtensionClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A stand-in for the extension: answers one request with `status` and `body`, and hands
+    /// back the request head it received.
+    async fn fake_extension(status: &str, body: &str) -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buffer = [0; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let read = socket.read(&mut buffer).await.unwrap();
+                head.extend_from_slice(&buffer[..read]);
+            }
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (port, server)
+    }
+
+    #[tokio::test]
+    async fn the_extension_is_asked_with_the_session_token_and_its_answer_read() {
+        let body = r#"{"ARN":"arn:aws:secretsmanager:eu-west-1:1:secret:prod/db-AbC","Name":"prod/db",
+            "VersionId":"v-2","SecretString":"postgres://u:p@h/db","VersionStages":["AWSPENDING"]}"#;
+        let (port, server) = fake_extension("200 OK", body).await;
+        let client = SecretsClient::extension(port, Some("session-token".to_owned()));
+
+        let secret = client.get("prod/db", Stage::Pending).await.unwrap();
+
+        assert_eq!(secret.version_id.as_deref(), Some("v-2"));
+        assert_eq!(secret.value.expose_secret(), "postgres://u:p@h/db");
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.starts_with("get /secretsmanager/get?secretid=prod%2fdb&versionstage=awspending "),
+            "{head}"
+        );
+        assert!(
+            head.contains("x-aws-parameters-secrets-token: session-token"),
+            "{head}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_extensions_errors_are_classified() {
+        for (status, body, expected) in [
+            ("404 Not Found", "not found", "does not exist"),
+            (
+                "400 Bad Request",
+                "ResourceNotFoundException: no such version",
+                "does not exist",
+            ),
+            ("403 Forbidden", "", "is denied"),
+            ("500 Internal Server Error", "boom", "failed to read"),
+            ("200 OK", "not json", "failed to read"),
+            ("200 OK", r#"{"VersionId":"v"}"#, "has no string value"),
+        ] {
+            let (port, _server) = fake_extension(status, body).await;
+            let client = SecretsClient::extension(port, None);
+
+            let err = client
+                .get("db", Stage::Current)
+                .await
+                .err()
+                .expect("an error");
+
+            assert!(err.to_string().contains(expected), "{status} {body}: {err}");
+        }
+    }
+}

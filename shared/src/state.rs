@@ -17,14 +17,22 @@ impl AppState {
     /// init phase, so the secret is fetched once per execution environment, before the first
     /// request.
     ///
-    /// A failure is logged as one line (no secret in it) before it is returned, so it reaches
-    /// the function's log in its format.
+    /// A failure is logged as one line (no secret in it) in the function's log format, and
+    /// the process exits: Lambda reports the init error and retries the environment, rather
+    /// than serving from a function that can never work.
+    pub async fn init_or_exit() -> Self {
+        match Self::from_env().await {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "init failed");
+                std::process::exit(1)
+            }
+        }
+    }
+
     pub async fn from_env() -> anyhow::Result<Self> {
-        let state = match Settings::from_env() {
-            Ok(settings) => Self::build(settings).await,
-            Err(err) => Err(anyhow::Error::new(err).context("Invalid configuration")),
-        };
-        state.inspect_err(|err| tracing::error!(error = format!("{err:#}"), "init failed"))
+        let settings = Settings::from_env().context("Invalid configuration")?;
+        Self::build(settings).await
     }
 
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {

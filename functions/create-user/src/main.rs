@@ -4,6 +4,6 @@ use shared::{routes::create_user, AppState};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let state = AppState::from_env().await?;
+    let state = AppState::init_or_exit().await;
     run(service_fn(|req| create_user::handler(&state, req))).await
 }

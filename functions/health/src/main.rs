@@ -4,6 +4,6 @@ use shared::{routes::health, AppState};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let state = AppState::from_env().await?;
+    let state = AppState::init_or_exit().await;
     run(service_fn(|req| health::handler(&state, req))).await
 }

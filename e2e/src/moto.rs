@@ -1,0 +1,165 @@
+//! A local Secrets Manager: `moto_server` from the project's virtualenv on a free loopback
+//! port, driven through the real AWS SDK. Mocks AWS itself, nothing else.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_secretsmanager::{config::Credentials, Client};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use tokio::process::{Child, Command};
+
+use crate::{free_port, workspace};
+
+pub struct Moto {
+    pub endpoint: String,
+    client: Client,
+    _server: Child,
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=n` makes moto enforce IAM after n requests.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let binary: PathBuf = workspace().join(".venv/bin/moto_server");
+        let server = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "start {}: {err}; run scripts/bootstrap.sh",
+                    binary.display()
+                )
+            });
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = sdk_client(&endpoint, "testing", "testing").await;
+        let moto = Self {
+            endpoint,
+            client,
+            _server: server,
+        };
+        moto.wait_until_ready().await;
+        moto
+    }
+
+    async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(self.endpoint.trim_start_matches("http://"))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("moto_server did not start at {}", self.endpoint);
+    }
+
+    /// What a function needs to reach this Secrets Manager with the standard AWS chain.
+    pub fn function_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+    }
+
+    pub async fn create_secret(&self, name: &str, value: &str) -> String {
+        let output = self
+            .client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create the secret");
+        output.arn().expect("an ARN").to_owned()
+    }
+
+    /// A new version of the secret, made current (what rotation's `finishSecret` leaves).
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        self.client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("put the secret value");
+    }
+
+    /// A new version staged as `AWSPENDING` only (what rotation's `createSecret` leaves).
+    pub async fn put_pending_secret(&self, name: &str, value: &str) {
+        self.client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .expect("put the pending secret value");
+    }
+
+    /// An IAM user with no policy, through moto's IAM query API: its keys are denied
+    /// `secretsmanager:GetSecretValue`. Returns (access key id, secret access key).
+    pub async fn user_without_permissions(&self, name: &str) -> (String, String) {
+        let http = reqwest::Client::new();
+        let iam = |action: &str| {
+            http.post(&self.endpoint)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .body(format!("Action={action}&UserName={name}&Version=2010-05-08"))
+                .send()
+        };
+        iam("CreateUser").await.expect("create the IAM user");
+        let keys = iam("CreateAccessKey")
+            .await
+            .expect("create an access key")
+            .text()
+            .await
+            .expect("read the access key");
+        (
+            xml_element(&keys, "AccessKeyId"),
+            xml_element(&keys, "SecretAccessKey"),
+        )
+    }
+}
+
+fn xml_element(xml: &str, name: &str) -> String {
+    let start = xml
+        .find(&format!("<{name}>"))
+        .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
+        + name.len()
+        + 2;
+    let end = xml[start..].find('<').expect("a closing tag") + start;
+    xml[start..end].to_owned()
+}
+
+async fn sdk_client(endpoint: &str, key: &str, secret: &str) -> Client {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(key, secret, None, None, "e2e"))
+        .load()
+        .await;
+    Client::new(&config)
+}

@@ -1,0 +1,369 @@
+//! Database credentials from Secrets Manager (moto on loopback, through the real SDK), end to
+//! end: the real binaries, a real Postgres, rotation while warm, and failures.
+
+use std::time::Duration;
+
+use e2e::{moto::Moto, proxy::Proxy, run_init, Stack, TestDatabase};
+use serde_json::json;
+
+const REFETCH_LOG: &str = "re-fetched the database secret";
+
+/// The secret as RDS and rotation write it, for a role on `database` reached at `port`.
+fn rds_secret(database: &TestDatabase, port: u16, username: &str, password: &str) -> String {
+    json!({
+        "engine": "postgres",
+        "host": database.address.ip().to_string(),
+        // A string, as some rotation templates write it.
+        "port": port.to_string(),
+        "username": username,
+        "password": password,
+        "dbname": database.name,
+        "dbInstanceIdentifier": "users-api-test",
+    })
+    .to_string()
+}
+
+/// The variables a function gets in AWS, plus the local endpoint and `DB_SSLMODE=disable`
+/// (the throwaway cluster has no TLS; the production default is `require`).
+fn secrets_env(moto: &Moto, secret_id: &str) -> Vec<(String, String)> {
+    let mut env = moto.function_env();
+    env.push(("DB_SECRET_ID".into(), secret_id.into()));
+    env.push(("DB_SSLMODE".into(), "disable".into()));
+    env.push(("DB_ACQUIRE_TIMEOUT_MS".into(), "1500".into()));
+    env
+}
+
+async fn create_and_fetch_a_user(stack: &Stack, email: &str) {
+    let created = stack
+        .post_json("/users", &json!({"email": email, "name": "Rotating"}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let fetched = stack
+        .get(created.header("location").expect("a location"))
+        .await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_secret_and_an_rds_json_secret_both_give_a_working_api() {
+    let database = TestDatabase::create("secret-formats").await;
+    database.create_app_role("fmt_app", "fmt-pw-1").await;
+    let moto = Moto::start().await;
+    let port = database.address.port();
+    let url = format!(
+        "postgres://fmt_app:fmt-pw-1@{}:{port}/{}",
+        database.address.ip(),
+        database.name
+    );
+    moto.create_secret("db/url", &url).await;
+    let arn = moto
+        .create_secret(
+            "db/json",
+            &rds_secret(&database, port, "fmt_app", "fmt-pw-1"),
+        )
+        .await;
+
+    // By name for one, by ARN for the other: both are what DB_SECRET_ID accepts.
+    for (n, secret_id) in ["db/url", arn.as_str()].into_iter().enumerate() {
+        let stack = Stack::spawn(
+            &format!("secret-format-{n}"),
+            &secrets_env(&moto, secret_id),
+        )
+        .await;
+
+        let health = stack.get("/health").await;
+        assert_eq!(health.status, 200, "{}", health.body);
+        create_and_fetch_a_user(&stack, &format!("format{n}@example.com")).await;
+        assert!(
+            !stack.logs().contains("fmt-pw-1"),
+            "the password reached the log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_fails_with_one_clear_line_when_the_secret_cannot_be_used() {
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "4")]).await;
+    moto.create_secret("db/garbled", r#"{"host": "db", "password": "garbled-pw-9""#)
+        .await;
+    moto.create_secret(
+        "db/incomplete",
+        r#"{"host":"db","password":"incomplete-pw-9"}"#,
+    )
+    .await;
+    let (key, secret) = moto.user_without_permissions("no-access").await;
+    let mut denied = secrets_env(&moto, "db/garbled");
+    denied.retain(|(name, _)| {
+        !name.starts_with("AWS_ACCESS_KEY_ID") && !name.starts_with("AWS_SECRET")
+    });
+    denied.push(("AWS_ACCESS_KEY_ID".into(), key));
+    denied.push(("AWS_SECRET_ACCESS_KEY".into(), secret));
+    let missing_moto = Moto::start().await;
+
+    type Env = Vec<(String, String)>;
+    let cases: [(&str, Env, &[&str]); 3] = [
+        (
+            "neither variable",
+            vec![],
+            &["neither DB_SECRET_ID nor DATABASE_URL is set"],
+        ),
+        (
+            "no such secret",
+            secrets_env(&missing_moto, "db/absent"),
+            &["db/absent", "(or that version of it) does not exist"],
+        ),
+        (
+            "access denied",
+            denied,
+            &["access to secret", "db/garbled", "is denied"],
+        ),
+    ];
+    for (case, env, expected) in cases {
+        let outcome = run_init("health", &env).await;
+
+        assert!(
+            !outcome.success,
+            "{case}: init succeeded:\n{}",
+            outcome.output
+        );
+        let failures: Vec<_> = outcome
+            .output
+            .lines()
+            .filter(|l| l.contains("init failed"))
+            .collect();
+        assert_eq!(
+            failures.len(),
+            1,
+            "{case}: one init failure line:\n{}",
+            outcome.output
+        );
+        for fragment in expected {
+            assert!(failures[0].contains(fragment), "{case}: {}", failures[0]);
+        }
+        assert!(
+            outcome.elapsed < Duration::from_secs(15),
+            "{case}: took {:?}",
+            outcome.elapsed
+        );
+    }
+
+    // Moto enforces IAM from here on; malformed secrets need a server that lets us read.
+    let readable = Moto::start().await;
+    readable
+        .create_secret("db/garbled", r#"{"host": "db", "password": "garbled-pw-9""#)
+        .await;
+    readable
+        .create_secret(
+            "db/incomplete",
+            r#"{"host":"db","password":"incomplete-pw-9"}"#,
+        )
+        .await;
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "db/garbled",
+            &["is malformed: the value is neither a postgres:// URL nor a JSON object"],
+        ),
+        (
+            "db/incomplete",
+            &["is malformed: the JSON has no", "username"],
+        ),
+    ];
+    for (secret_id, expected) in cases {
+        let outcome = run_init("health", &secrets_env(&readable, secret_id)).await;
+
+        assert!(
+            !outcome.success,
+            "{secret_id}: init succeeded:\n{}",
+            outcome.output
+        );
+        assert_eq!(outcome.output.lines().count(), 1, "{}", outcome.output);
+        for fragment in expected {
+            assert!(
+                outcome.output.contains(fragment),
+                "{secret_id}:\n{}",
+                outcome.output
+            );
+        }
+        assert!(
+            !outcome.output.contains("-pw-9"),
+            "{secret_id}: the secret reached the log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_naming_an_unreachable_host_gets_503_problems_not_a_hang() {
+    let database = TestDatabase::create("wrong-host").await;
+    let moto = Moto::start().await;
+    let closed_port = e2e::free_port();
+    moto.create_secret(
+        "db",
+        &rds_secret(&database, closed_port, "nobody", "wrong-host-pw"),
+    )
+    .await;
+    let stack = Stack::spawn("wrong-host", &secrets_env(&moto, "db")).await;
+
+    for reply in [stack.get("/health").await, stack.get("/users/1").await] {
+        reply.assert_problem(503);
+        assert_eq!(reply.header("retry-after"), Some("5"));
+    }
+    assert!(
+        !stack.logs().contains("wrong-host-pw"),
+        "the password reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_rotation_while_warm_is_followed_with_one_refetch() {
+    let database = TestDatabase::create("rotation").await;
+    database
+        .create_app_role("rot_app", "before-rotation-1")
+        .await;
+    let moto = Moto::start().await;
+    let port = database.address.port();
+    moto.create_secret(
+        "db",
+        &rds_secret(&database, port, "rot_app", "before-rotation-1"),
+    )
+    .await;
+    let stack = Stack::spawn("rotation", &secrets_env(&moto, "db")).await;
+    create_and_fetch_a_user(&stack, "before@example.com").await;
+
+    // Single-user rotation: the password changes in the database and in the secret, and the
+    // sessions opened with the old one end.
+    sqlx::query("ALTER ROLE rot_app PASSWORD 'after-rotation-2'")
+        .execute(&mut database.connect().await)
+        .await
+        .unwrap();
+    moto.put_secret(
+        "db",
+        &rds_secret(&database, port, "rot_app", "after-rotation-2"),
+    )
+    .await;
+    database.terminate_sessions_of("rot_app").await;
+
+    let fetched = stack.get("/users/1").await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert_eq!(
+        stack.log_lines_containing(REFETCH_LOG),
+        1,
+        "{}",
+        stack.logs()
+    );
+    let logs = stack.logs();
+    assert!(!logs.contains("before-rotation-1") && !logs.contains("after-rotation-2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_version_is_used_while_a_single_user_rotation_is_in_flight() {
+    let database = TestDatabase::create("pending").await;
+    database.create_app_role("pend_app", "pending-old-1").await;
+    let moto = Moto::start().await;
+    let port = database.address.port();
+    moto.create_secret(
+        "db",
+        &rds_secret(&database, port, "pend_app", "pending-old-1"),
+    )
+    .await;
+    let stack = Stack::spawn("pending", &secrets_env(&moto, "db")).await;
+    create_and_fetch_a_user(&stack, "pending@example.com").await;
+
+    // Between rotation's setSecret and finishSecret: the database has the new password, the
+    // secret still has it only as AWSPENDING.
+    moto.put_pending_secret(
+        "db",
+        &rds_secret(&database, port, "pend_app", "pending-new-2"),
+    )
+    .await;
+    sqlx::query("ALTER ROLE pend_app PASSWORD 'pending-new-2'")
+        .execute(&mut database.connect().await)
+        .await
+        .unwrap();
+    database.terminate_sessions_of("pend_app").await;
+
+    let fetched = stack.get("/users/1").await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert_eq!(
+        stack.log_lines_containing(REFETCH_LOG),
+        1,
+        "{}",
+        stack.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alternating_users_rotation_switches_to_the_other_role() {
+    let database = TestDatabase::create("alternating").await;
+    database.create_app_role("alt_user", "alt-pw-1").await;
+    database.create_app_role("alt_user_clone", "alt-pw-2").await;
+    let moto = Moto::start().await;
+    let port = database.address.port();
+    moto.create_secret("db", &rds_secret(&database, port, "alt_user", "alt-pw-1"))
+        .await;
+    let stack = Stack::spawn("alternating", &secrets_env(&moto, "db")).await;
+    create_and_fetch_a_user(&stack, "first@example.com").await;
+
+    // The secret moves to the clone; the next rotation retires the first user (here: it may no
+    // longer log in, SQLSTATE 28000) and its sessions end.
+    moto.put_secret(
+        "db",
+        &rds_secret(&database, port, "alt_user_clone", "alt-pw-2"),
+    )
+    .await;
+    sqlx::query("ALTER ROLE alt_user NOLOGIN")
+        .execute(&mut database.connect().await)
+        .await
+        .unwrap();
+    database.terminate_sessions_of("alt_user").await;
+
+    create_and_fetch_a_user(&stack, "second@example.com").await;
+    assert!(
+        stack.log_lines_containing(REFETCH_LOG) >= 1,
+        "{}",
+        stack.logs()
+    );
+    assert_eq!(
+        database.session_roles().await,
+        vec!["alt_user_clone".to_owned()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_gets_503s_without_refetching_and_recovers_by_itself() {
+    let database = TestDatabase::create("outage").await;
+    database.create_app_role("out_app", "outage-pw-1").await;
+    let proxy = Proxy::start(database.address).await;
+    let moto = Moto::start().await;
+    moto.create_secret(
+        "db",
+        &rds_secret(&database, proxy.port, "out_app", "outage-pw-1"),
+    )
+    .await;
+    let stack = Stack::spawn("outage", &secrets_env(&moto, "db")).await;
+    create_and_fetch_a_user(&stack, "up@example.com").await;
+
+    proxy.down();
+    for _ in 0..3 {
+        for reply in [stack.get("/users/1").await, stack.get("/health").await] {
+            reply.assert_problem(503);
+            assert_eq!(reply.header("retry-after"), Some("5"));
+        }
+    }
+    assert_eq!(
+        stack.log_lines_containing(REFETCH_LOG),
+        0,
+        "{}",
+        stack.logs()
+    );
+
+    proxy.up();
+    let fetched = stack.get("/users/1").await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert_eq!(stack.get("/health").await.status, 200);
+    assert_eq!(
+        stack.log_lines_containing(REFETCH_LOG),
+        0,
+        "{}",
+        stack.logs()
+    );
+}
