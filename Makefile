@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev dev-secrets test check prepare migrate release sizes dev-reset
+.PHONY: dev dev-secrets test bench check prepare migrate release sizes dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
@@ -18,6 +18,10 @@ dev-secrets:
 ## Run every check and test (what CI runs).
 test:
 	scripts/test.sh
+
+## Cold-start benchmark (release build): init with DATABASE_URL vs a Secrets Manager secret.
+bench:
+	bench/run.sh
 
 ## Format and lint only: the quick loop.
 check:

@@ -38,7 +38,7 @@ if [ "${DEV_SECRETS:-0}" = 1 ]; then
   .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$DEV_DB_DIR/moto.log" 2>&1 &
   moto_pid=$!
   trap 'kill $moto_pid 2>/dev/null; cleanup' EXIT
-  export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 \
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
   export DB_SECRET_ID=users-api/dev/database DB_SSLMODE=disable
   .venv/bin/python - "$DATABASE_URL" <<'PY'

@@ -38,5 +38,8 @@ cargo build --locked "${functions[@]}"
 step "tests"
 # `#[sqlx::test]` creates a fresh database per test through DATABASE_URL; the end-to-end
 # harness creates one per stack through E2E_DATABASE_URL.
+# Library and integration-test targets only: building the function binaries as part of the
+# whole workspace would unify features differently from the build above and make the
+# watcher rebuild them.
 DATABASE_URL="$admin_url" E2E_DATABASE_URL="$admin_url" \
-  cargo test --workspace --all-targets --locked --no-fail-fast
+  cargo test --workspace --lib --test '*' --locked --no-fail-fast
