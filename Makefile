@@ -1,10 +1,11 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev dev-secrets test bench check prepare migrate release sizes dev-reset
+.PHONY: dev dev-secrets test bench check prepare migrate build sizes deploy delete logs dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
 PORT ?= 9000
+FUNCTIONS := $(notdir $(wildcard functions/*))
 DEV_DB_DIR ?= $(or $(TMPDIR),/tmp)/users-api-dev-$(shell pwd | cksum | cut -d' ' -f1)
 
 ## Serve every function on http://localhost:$(PORT) over a local Postgres (Ctrl-C stops all).
@@ -38,14 +39,29 @@ migrate:
 	scripts/bootstrap.sh
 	DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev-db.sh
 
-## Release builds for Lambda (arm64, Graviton) and their sizes.
-release:
+## Release builds for Lambda (arm64, Graviton), zipped as Lambda takes them, with their sizes.
+build:
 	scripts/bootstrap.sh
-	cargo lambda build --release --arm64 $(foreach f,$(notdir $(wildcard functions/*)),-p $(f))
+	cargo lambda build --release --arm64 --output-format zip $(foreach f,$(FUNCTIONS),-p $(f))
 	@$(MAKE) --no-print-directory sizes
 
 sizes:
-	@for f in target/lambda/*/bootstrap; do printf '%-14s %8s bytes\n' "$$(basename $$(dirname $$f))" "$$(stat -c %s $$f)"; done
+	@scripts/sizes.py $(FUNCTIONS)
+
+## Deploy with SAM: guided the first time (it records your answers in samconfig.toml).
+deploy:
+	scripts/bootstrap.sh
+	sam build
+	@if grep -q '^\[default.deploy' samconfig.toml; then sam deploy; else sam deploy --guided; fi
+
+## Delete the deployed stack (a created database is kept as a snapshot).
+delete:
+	sam delete
+
+## Recent logs of one function: make logs FN=CreateUserFunction (the template's logical id).
+logs:
+	@test -n "$(FN)" || { echo "usage: make logs FN=<function logical id, e.g. GetUserFunction>"; exit 2; }
+	sam logs --name $(FN) --tail
 
 ## Stop and delete the dev database.
 dev-reset:

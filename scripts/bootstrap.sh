@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the project's tools, idempotently, inside the project:
-#   .venv/   Python virtualenv with cargo-lambda (PyPI; it brings zig for cross-compiling) and
-#            moto (a local Secrets Manager, for the tests and `make dev-secrets`)
+#   .venv/   Python virtualenv with cargo-lambda (PyPI; it brings zig for cross-compiling),
+#            moto (a local Secrets Manager, for the tests and `make dev-secrets`), the SAM CLI
+#            and cfn-lint (template checks, `sam build`), and pytest (the template tests)
 #   .tools/  sqlx-cli, built by cargo
 # Print nothing when everything is already in place.
 set -euo pipefail
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 CARGO_LAMBDA_VERSION=1.9.2
 MOTO_VERSION=5.2.5
+SAM_CLI_VERSION=1.170.0
+CFN_LINT_VERSION=1.58.0
+PYTEST_VERSION=9.2.0
 SQLX_CLI_VERSION=0.8.6
 
 if [ ! -x .venv/bin/cargo-lambda ] ||
@@ -18,11 +22,20 @@ if [ ! -x .venv/bin/cargo-lambda ] ||
   .venv/bin/pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
 fi
 
-if [ ! -x .venv/bin/moto_server ] ||
-  [ "$(.venv/bin/python -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
-  echo "bootstrap: installing moto[server] $MOTO_VERSION into .venv" >&2
+# One pip call for the Python tools, run only when a pinned version is missing.
+python_tools=("moto[server]==$MOTO_VERSION" "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" "pytest==$PYTEST_VERSION")
+if ! .venv/bin/python - "${python_tools[@]}" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, wanted = spec.split("==")
+    if version(name.split("[")[0]) != wanted:
+        sys.exit(1)
+PY
+then
+  echo "bootstrap: installing ${python_tools[*]} into .venv" >&2
   [ -x .venv/bin/pip ] || python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  .venv/bin/pip install --quiet --disable-pip-version-check "${python_tools[@]}"
 fi
 
 if [ ! -x .tools/bin/sqlx ] || [ "$(.tools/bin/sqlx --version 2>/dev/null | awk '{print $2}')" != "$SQLX_CLI_VERSION" ]; then

@@ -35,6 +35,19 @@ functions=()
 for dir in functions/*/; do functions+=(-p "$(basename "$dir")"); done
 cargo build --locked "${functions[@]}"
 
+step "SAM template: cfn-lint, sam validate --lint"
+export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+cfn-lint template.yaml
+sam validate --lint
+
+step "sam build (release arm64 binaries, cross-compiled with zig)"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+sam_build_dir="$target_dir/sam-build"
+sam build --build-dir "$sam_build_dir"
+
+step "template tests"
+SAM_BUILD_DIR="$sam_build_dir" pytest -q tests
+
 step "tests"
 # `#[sqlx::test]` creates a fresh database per test through DATABASE_URL; the end-to-end
 # harness creates one per stack through E2E_DATABASE_URL.

@@ -7,6 +7,7 @@
 //! sets it); `cargo lambda` must be on `PATH`. [`moto::Moto`] is a local Secrets Manager and
 //! [`proxy::Proxy`] a database connection that can be cut.
 
+pub mod cloudformation;
 pub mod moto;
 pub mod proxy;
 
@@ -142,6 +143,12 @@ impl Stack {
         self.send(self.client.get(self.url(path))).await
     }
 
+    /// Invokes a function directly, as `aws lambda invoke` would, and returns its result.
+    pub async fn invoke(&self, function: &str, event: &Value) -> Reply {
+        let url = self.url(&format!("/2015-03-31/functions/{function}/invocations"));
+        self.send(self.client.post(url).json(event)).await
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
         self.send(self.client.post(self.url(path)).json(body)).await
     }
@@ -248,6 +255,16 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates `e2e_<name>_<pid>_<n>` on the test cluster and migrates it.
     pub async fn create(name: &str) -> Self {
+        let database = Self::create_empty(name).await;
+        shared::db::MIGRATOR
+            .run(&mut database.connect().await)
+            .await
+            .expect("migrate the test database");
+        database
+    }
+
+    /// Creates `e2e_<name>_<pid>_<n>` on the test cluster, without any schema.
+    pub async fn create_empty(name: &str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let admin_url = std::env::var("E2E_DATABASE_URL")
             .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`");
@@ -265,16 +282,6 @@ impl TestDatabase {
             .execute(&mut connection)
             .await
             .expect("create the test database");
-        let mut connection = admin
-            .clone()
-            .database(&database)
-            .connect()
-            .await
-            .expect("connect to the test database");
-        shared::db::MIGRATOR
-            .run(&mut connection)
-            .await
-            .expect("migrate the test database");
         let mut url = reqwest::Url::parse(&admin_url).expect("E2E_DATABASE_URL is a URL");
         url.set_path(&format!("/{database}"));
         let address = format!("{}:{}", admin.get_host(), admin.get_port())

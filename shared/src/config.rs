@@ -5,7 +5,7 @@ use std::{path::PathBuf, str::FromStr, time::Duration};
 use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use crate::db::Credentials;
+use crate::db::{Credentials, Endpoint};
 
 /// Everything a function needs to start, validated before the first request.
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub enum DatabaseSource {
 #[derive(Debug)]
 pub struct DatabaseSettings {
     pub source: DatabaseSource,
+    /// `DB_HOST`, `DB_PORT`, `DB_NAME`: override where the URL or secret says to connect.
+    pub endpoint: Endpoint,
     /// `DB_SSLMODE`; when unset: the URL's own `sslmode`, else `require` for a secret from
     /// Secrets Manager (a real database in AWS) and `prefer` for `DATABASE_URL`.
     pub ssl_mode: Option<PgSslMode>,
@@ -80,6 +82,11 @@ impl Settings {
         let lookup = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let database = DatabaseSettings {
             source: database_source(&lookup)?,
+            endpoint: Endpoint {
+                host: lookup("DB_HOST"),
+                port: parse_optional(&lookup, "DB_PORT", "a port number")?,
+                dbname: lookup("DB_NAME"),
+            },
             ssl_mode: parse_optional(&lookup, "DB_SSLMODE", SSL_MODES)?,
             ssl_root_cert: lookup("DB_SSLROOTCERT").map(PathBuf::from),
             max_connections: parse_or(&lookup, "DB_MAX_CONNECTIONS", 1, "a positive integer")?,
@@ -138,8 +145,9 @@ impl DatabaseSettings {
             .or(credentials.ssl_mode)
             .unwrap_or(default_ssl_mode);
         let statement_timeout = self.statement_timeout.as_millis().to_string();
-        let mut options = credentials
-            .options
+        let mut options = self
+            .endpoint
+            .apply(credentials.options)
             .ssl_mode(ssl_mode)
             .application_name(&self.application_name)
             .options([("statement_timeout", statement_timeout.as_str())]);

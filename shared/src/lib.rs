@@ -9,12 +9,14 @@
 //! - [`users`]: the queries, compile-time checked by SQLx.
 //! - [`http`]: the HTTP edge: request parsing, JSON responses and RFC 9457 problems.
 //! - [`routes`]: one module per route, each exposing `handler(&AppState, Request)`.
+//! - [`migrate`]: the `migrate` function, a CloudFormation custom resource.
 //! - [`telemetry`]: logging set-up.
 
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod migrate;
 pub mod routes;
 pub mod secrets;
 pub mod state;

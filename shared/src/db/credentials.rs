@@ -15,6 +15,31 @@ pub struct Credentials {
     pub(crate) ssl_mode: Option<PgSslMode>,
 }
 
+/// `DB_HOST`, `DB_PORT`, `DB_NAME`: where to connect, over what the secret says. An
+/// RDS-managed master secret holds only `username` and `password`; an RDS Proxy has its own
+/// endpoint in front of the database the secret names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
+}
+
+impl Endpoint {
+    pub(crate) fn apply(&self, mut options: PgConnectOptions) -> PgConnectOptions {
+        if let Some(host) = &self.host {
+            options = options.host(host);
+        }
+        if let Some(port) = self.port {
+            options = options.port(port);
+        }
+        if let Some(dbname) = &self.dbname {
+            options = options.database(dbname);
+        }
+        options
+    }
+}
+
 /// What is wrong with a secret. Messages name fields, never values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
@@ -47,7 +72,11 @@ impl Credentials {
     /// A secret holding either a URL or
     /// `{"engine":"postgres","host":…,"port":5432,"username":…,"password":…,"dbname":…}`
     /// (`port` a number or a string, `dbname` optional, other keys ignored).
-    pub fn from_secret(value: &SecretString) -> Result<Self, CredentialsError> {
+    /// `host` may be absent when `endpoint` names one.
+    pub fn from_secret(
+        value: &SecretString,
+        endpoint: &Endpoint,
+    ) -> Result<Self, CredentialsError> {
         let text = value.expose_secret().trim();
         if !text.starts_with('{') {
             return match Self::from_url(text) {
@@ -60,10 +89,10 @@ impl Credentials {
         // serde_json's messages can quote the input; report our own instead.
         let json: Map<String, Value> =
             serde_json::from_str(text).map_err(|_| CredentialsError::NotUrlOrJson)?;
-        Self::from_json(&json)
+        Self::from_json(&json, endpoint)
     }
 
-    fn from_json(json: &Map<String, Value>) -> Result<Self, CredentialsError> {
+    fn from_json(json: &Map<String, Value>, endpoint: &Endpoint) -> Result<Self, CredentialsError> {
         let string = |field: &'static str| {
             json.get(field)
                 .and_then(Value::as_str)
@@ -89,8 +118,12 @@ impl Credentials {
         };
         // Built field by field, never through a URL, so any character in a rotated password
         // (`@`, `/`, `%`, …) is taken literally.
+        let host = match &endpoint.host {
+            Some(host) => host.as_str(),
+            None => string("host")?,
+        };
         let mut options = PgConnectOptions::new_without_pgpass()
-            .host(string("host")?)
+            .host(host)
             .port(port)
             .username(string("username")?)
             .password(string("password")?);
@@ -109,7 +142,27 @@ mod tests {
     use super::*;
 
     fn parse(value: &str) -> Result<Credentials, CredentialsError> {
-        Credentials::from_secret(&SecretString::from(value.to_owned()))
+        Credentials::from_secret(&SecretString::from(value.to_owned()), &Endpoint::default())
+    }
+
+    #[test]
+    fn an_rds_managed_secret_needs_only_the_endpoint_from_the_environment() {
+        let endpoint = Endpoint {
+            host: Some("users.cluster-x.eu-west-1.rds.amazonaws.com".into()),
+            port: Some(5432),
+            dbname: Some("users".into()),
+        };
+        let secret = SecretString::from(r#"{"username":"postgres","password":"p"}"#.to_owned());
+
+        let credentials = Credentials::from_secret(&secret, &endpoint).unwrap();
+        let options = endpoint.apply(credentials.options);
+
+        assert_eq!(
+            options.get_host(),
+            "users.cluster-x.eu-west-1.rds.amazonaws.com"
+        );
+        assert_eq!(options.get_database(), Some("users"));
+        assert_eq!(options.get_username(), "postgres");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sqlx::{
     PgConnection, PgPool, Postgres,
 };
 
-pub use credentials::{Credentials, CredentialsError};
+pub use credentials::{Credentials, CredentialsError, Endpoint};
 use rotation::Rotation;
 
 use crate::{
@@ -58,7 +58,7 @@ impl Database {
                     .get(secret_id, Stage::Current)
                     .await
                     .context("Failed to read the database secret (DB_SECRET_ID)")?;
-                let credentials = Credentials::from_secret(&secret.value)
+                let credentials = Credentials::from_secret(&secret.value, &settings.endpoint)
                     .with_context(|| format!("The database secret {secret_id:?} is malformed"))?;
                 tracing::info!(
                     secret_id,

@@ -84,24 +84,26 @@ impl Rotation {
         }
         state.last_read = Some(Instant::now());
         match self.newer_secret(state.version_id.as_deref()).await {
-            Ok(Some(secret)) => match Credentials::from_secret(&secret.value) {
-                Ok(credentials) => {
-                    pool.set_connect_options(self.settings.connect_options(credentials));
-                    tracing::info!(
+            Ok(Some(secret)) => {
+                match Credentials::from_secret(&secret.value, &self.settings.endpoint) {
+                    Ok(credentials) => {
+                        pool.set_connect_options(self.settings.connect_options(credentials));
+                        tracing::info!(
                         secret_id = self.secret_id,
                         old_version_id = state.version_id,
                         version_id = secret.version_id,
                         "re-fetched the database secret after the database rejected the credentials"
                     );
-                    state.version_id = secret.version_id;
-                    self.generation.fetch_add(1, Ordering::AcqRel);
-                    true
+                        state.version_id = secret.version_id;
+                        self.generation.fetch_add(1, Ordering::AcqRel);
+                        true
+                    }
+                    Err(err) => {
+                        tracing::error!(secret_id = self.secret_id, error = %err, "the re-fetched database secret is malformed");
+                        false
+                    }
                 }
-                Err(err) => {
-                    tracing::error!(secret_id = self.secret_id, error = %err, "the re-fetched database secret is malformed");
-                    false
-                }
-            },
+            }
             Ok(None) => {
                 tracing::warn!(
                     secret_id = self.secret_id,

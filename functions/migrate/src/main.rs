@@ -1,0 +1,9 @@
+use lambda_runtime::{run, service_fn, Error};
+use shared::migrate;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let http = migrate::ResponseClient::new();
+    run(service_fn(|event| migrate::handler(&http, event))).await
+}

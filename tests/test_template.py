@@ -1,0 +1,159 @@
+"""Checks on template.yaml that need no AWS account: it agrees with the workspace, its IAM is
+least privilege, and `sam build` produced an arm64 binary for every function.
+
+Run by `make test` (after `sam build`) with the project's virtualenv: `.venv/bin/pytest tests`.
+"""
+import os
+import pathlib
+import tomllib
+
+import pytest
+from cfnlint.decode import decode
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
+EM_AARCH64 = 183  # ELF e_machine
+
+
+@pytest.fixture(scope="module")
+def template():
+    parsed, errors = decode(str(ROOT / "template.yaml"))
+    assert not errors, errors
+    return parsed
+
+
+def functions_of(template):
+    return {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def code_folder(resource):
+    return pathlib.PurePosixPath(resource["Properties"]["CodeUri"]).name
+
+
+def test_every_function_folder_has_a_resource_and_every_resource_a_folder(template):
+    resources = functions_of(template)
+    assert sorted(code_folder(r) for r in resources.values()) == FUNCTIONS
+    for name, resource in resources.items():
+        assert resource["Properties"]["CodeUri"] == f"functions/{code_folder(resource)}", name
+
+
+def test_every_function_is_a_cargo_lambda_arm64_al2023_bootstrap(template):
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "provided.al2023"
+    assert globals_["Handler"] == "bootstrap"
+    assert globals_["Architectures"] == ["arm64"]
+    assert globals_["Tracing"] == "Active"
+    assert globals_["LoggingConfig"]["LogFormat"] == "JSON"
+    for name, resource in functions_of(template).items():
+        assert resource["Metadata"]["BuildMethod"] == "rust-cargolambda", name
+        for key in ("Runtime", "Handler", "Architectures"):
+            assert key not in resource["Properties"], f"{name} overrides {key}"
+
+
+def template_routes(template):
+    routes = set()
+    for name, resource in functions_of(template).items():
+        for event in resource["Properties"].get("Events", {}).values():
+            assert event["Type"] == "HttpApi", name
+            assert event["Properties"]["ApiId"] == {"Ref": "Api"}, name
+            routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"], code_folder(resource)))
+    return routes
+
+
+def test_routes_agree_with_the_watch_router(template):
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    router = cargo["workspace"]["metadata"]["lambda"]["watch"]["router"]
+    watch_routes = {
+        (route["method"].upper(), path, route["function"])
+        for path, routes in router.items()
+        for route in routes
+    }
+    assert template_routes(template) == watch_routes
+
+
+def test_routes_agree_with_the_openapi_document_when_there_is_one(template):
+    spec = ROOT / "openapi.yaml"
+    if not spec.exists():
+        pytest.skip("no openapi.yaml")
+    document, errors = decode(str(spec))
+    assert not errors, errors
+    documented = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    assert {(method, path) for method, path, _ in template_routes(template)} == documented
+
+
+def statements(template):
+    """Every IAM statement in the template, with where it is, SAM policy templates included."""
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        for policy in properties.get("Policies", []):
+            for candidate in unwrap_if(policy):
+                if "AWSSecretsManagerGetSecretValuePolicy" in candidate:
+                    arn = candidate["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
+                    yield name, {"Action": "secretsmanager:GetSecretValue", "Resource": arn}
+                for statement in candidate.get("Statement", []):
+                    yield name, statement
+                for statement in candidate.get("PolicyDocument", {}).get("Statement", []):
+                    for inner in unwrap_if(statement):
+                        yield name, inner
+
+
+def unwrap_if(value):
+    """Both branches of an Fn::If (a NoValue branch yields nothing)."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        for branch in value["Fn::If"][1:]:
+            yield from unwrap_if(branch)
+    elif value != {"Ref": "AWS::NoValue"}:
+        yield value
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_statement_grants_secrets_or_keys_on_a_wildcard(template):
+    found = list(statements(template))
+    assert found, "no IAM statements found: the walk is broken"
+    for name, statement in found:
+        actions = [a.lower() for a in as_list(statement["Action"])]
+        assert not any(a in ("*", "secretsmanager:*", "kms:*") for a in actions), (name, statement)
+        if any(a.startswith(("secretsmanager:", "kms:")) for a in actions):
+            for resource in as_list(statement["Resource"]):
+                for branch in unwrap_if(resource):
+                    assert "*" not in str(branch), (name, statement)
+
+
+def test_each_function_reads_exactly_the_database_secret(template):
+    expected = {
+        "Fn::If": [
+            "CreateDatabaseCondition",
+            {"Fn::GetAtt": ["DatabaseCluster", "MasterUserSecret.SecretArn"]},
+            {"Ref": "DatabaseSecretArn"},
+        ]
+    }
+    by_resource = {}
+    for name, statement in statements(template):
+        if "secretsmanager:GetSecretValue" in as_list(statement["Action"]):
+            by_resource.setdefault(name, []).append(statement["Resource"])
+    for name in functions_of(template):
+        assert by_resource.get(name) == [expected], name
+
+
+@pytest.mark.skipif(not os.environ.get("SAM_BUILD_DIR"), reason="set SAM_BUILD_DIR after `sam build`")
+def test_sam_build_made_an_aarch64_bootstrap_for_every_function(template):
+    build = pathlib.Path(os.environ["SAM_BUILD_DIR"])
+    for name in functions_of(template):
+        bootstrap = build / name / "bootstrap"
+        header = bootstrap.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF", bootstrap
+        assert header[4] == 2, f"{bootstrap}: not 64-bit"
+        assert int.from_bytes(header[18:20], "little") == EM_AARCH64, f"{bootstrap}: not aarch64"
+        assert os.access(bootstrap, os.X_OK), bootstrap
