@@ -11,6 +11,11 @@ use crate::db::{Credentials, Endpoint};
 #[derive(Debug)]
 pub struct Settings {
     pub database: DatabaseSettings,
+    /// Who may call the users routes; `None` when no key source is configured.
+    pub auth: Option<AuthSettings>,
+    /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`: read secrets through the AWS Parameters and
+    /// Secrets Lambda Extension on this localhost port instead of the SDK.
+    pub secrets_extension_port: Option<u16>,
     /// How long `GET /health` waits for `SELECT 1` before answering 503.
     pub health_timeout: Duration,
 }
@@ -21,12 +26,7 @@ pub enum DatabaseSource {
     /// `DATABASE_URL`: a `postgres://` URL, for local use. It carries a password: kept secret.
     Url(SecretString),
     /// `DB_SECRET_ID`: a Secrets Manager secret (name or ARN), the production path.
-    SecretsManager {
-        secret_id: String,
-        /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`: read through the AWS Parameters and
-        /// Secrets Lambda Extension on this localhost port instead of the SDK.
-        extension_port: Option<u16>,
-    },
+    SecretsManager { secret_id: String },
 }
 
 #[derive(Debug)]
@@ -63,6 +63,8 @@ pub enum ConfigError {
     // Never echo the value: a database URL carries a password.
     #[error("DATABASE_URL is not a valid postgres:// connection URL")]
     InvalidDatabaseUrl,
+    #[error("set only one of JWT_SECRET_ID, JWT_KEY and JWT_JWKS_URL")]
+    SeveralKeySources,
     #[error("{name} must be {expected}, got {value:?}")]
     Invalid {
         name: &'static str,
@@ -105,6 +107,12 @@ impl Settings {
         }
         Ok(Self {
             database,
+            auth: auth_settings(&lookup)?,
+            secrets_extension_port: parse_optional(
+                &lookup,
+                "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+                "a port number",
+            )?,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,
         })
     }
@@ -121,14 +129,52 @@ fn database_source(
         return Ok(DatabaseSource::Url(SecretString::from(url)));
     }
     let secret_id = lookup("DB_SECRET_ID").ok_or(ConfigError::NoDatabase)?;
-    Ok(DatabaseSource::SecretsManager {
-        secret_id,
-        extension_port: parse_optional(
-            lookup,
-            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
-            "a port number",
-        )?,
-    })
+    Ok(DatabaseSource::SecretsManager { secret_id })
+}
+
+/// Where the keys that verify bearer tokens come from: exactly one of three.
+#[derive(Debug)]
+pub enum KeySource {
+    /// `JWT_SECRET_ID`: a Secrets Manager secret holding an HS256 secret or a PEM public key.
+    SecretsManager(String),
+    /// `JWT_KEY`: the same, inline (local use).
+    Inline(SecretString),
+    /// `JWT_JWKS_URL`: an issuer's JWKS document (Cognito, Auth0, any OIDC issuer).
+    Jwks(String),
+}
+
+#[derive(Debug)]
+pub struct AuthSettings {
+    pub keys: KeySource,
+    /// `JWT_ISSUER`: when set, `iss` must equal it.
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: when set, `aud` must contain it.
+    pub audience: Option<String>,
+    /// `JWT_JWKS_REFRESH_INTERVAL_MS`: least time between two JWKS fetches for unknown `kid`s.
+    pub jwks_refresh_interval: Duration,
+}
+
+fn auth_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<AuthSettings>, ConfigError> {
+    let mut sources = [
+        lookup("JWT_SECRET_ID").map(KeySource::SecretsManager),
+        lookup("JWT_KEY").map(|key| KeySource::Inline(SecretString::from(key))),
+        lookup("JWT_JWKS_URL").map(KeySource::Jwks),
+    ]
+    .into_iter()
+    .flatten();
+    let keys = match (sources.next(), sources.next()) {
+        (None, _) => return Ok(None),
+        (Some(_), Some(_)) => return Err(ConfigError::SeveralKeySources),
+        (Some(keys), None) => keys,
+    };
+    Ok(Some(AuthSettings {
+        keys,
+        issuer: lookup("JWT_ISSUER"),
+        audience: lookup("JWT_AUDIENCE"),
+        jwks_refresh_interval: millis_or(lookup, "JWT_JWKS_REFRESH_INTERVAL_MS", 60_000)?,
+    }))
 }
 
 impl DatabaseSettings {
@@ -242,15 +288,21 @@ mod tests {
             ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"),
         ])
         .unwrap();
-        let DatabaseSource::SecretsManager {
-            secret_id,
-            extension_port,
-        } = settings.database.source
-        else {
+        let DatabaseSource::SecretsManager { secret_id } = settings.database.source else {
             panic!("expected Secrets Manager");
         };
         assert!(secret_id.ends_with(":secret:db-AbCdEf"));
-        assert_eq!(extension_port, Some(2773));
+        assert_eq!(settings.secrets_extension_port, Some(2773));
+    }
+
+    #[test]
+    fn exactly_one_jwt_key_source_may_be_set() {
+        let url = ("DATABASE_URL", "postgres://localhost/db");
+        assert!(settings(&[url]).unwrap().auth.is_none());
+        let jwks = settings(&[url, ("JWT_JWKS_URL", "https://idp.example/jwks.json")]).unwrap();
+        assert!(matches!(jwks.auth.unwrap().keys, KeySource::Jwks(_)));
+        let both = settings(&[url, ("JWT_KEY", "k"), ("JWT_SECRET_ID", "jwt")]).unwrap_err();
+        assert!(matches!(both, ConfigError::SeveralKeySources));
     }
 
     #[test]

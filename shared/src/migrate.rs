@@ -13,15 +13,16 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use http_body_util::Full;
 use hyper::{body::Bytes, header, Method, Request};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{config::Settings, db::Database, db::MIGRATOR};
+use crate::{
+    config::{DatabaseSource, Settings},
+    db::{Database, MIGRATOR},
+    https::{self, HttpsClient},
+    secrets::SecretsClient,
+};
 
 /// Kept for the answer to CloudFormation, out of the Lambda timeout.
 const RESPONSE_MARGIN: Duration = Duration::from_secs(10);
@@ -66,16 +67,11 @@ struct CustomResourceResponse<'a> {
 }
 
 /// HTTPS (and, for tests on loopback, HTTP) client for the response URL, built once.
-pub struct ResponseClient(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>);
+pub struct ResponseClient(HttpsClient);
 
 impl ResponseClient {
     pub fn new() -> Self {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Self(Client::builder(TokioExecutor::new()).build(connector))
+        Self(https::client())
     }
 }
 
@@ -142,7 +138,13 @@ pub async fn handler(http: &ResponseClient, event: LambdaEvent<Value>) -> Result
 #[tracing::instrument(name = "Apply migrations")]
 async fn apply_migrations() -> anyhow::Result<Value> {
     let settings = Settings::from_env().context("Invalid configuration")?;
-    let database = Database::connect(settings.database)
+    let secrets = match settings.database.source {
+        DatabaseSource::SecretsManager { .. } => {
+            Some(SecretsClient::new(settings.secrets_extension_port).await)
+        }
+        DatabaseSource::Url(_) => None,
+    };
+    let database = Database::connect(settings.database, secrets.as_ref())
         .await
         .context("Failed to set up the database")?;
     MIGRATOR

@@ -83,6 +83,15 @@ impl std::fmt::Debug for SecretsClient {
 }
 
 impl SecretsClient {
+    /// The extension when `extension_port` is set (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`),
+    /// else the SDK.
+    pub async fn new(extension_port: Option<u16>) -> Self {
+        match extension_port {
+            Some(port) => Self::extension(port, std::env::var("AWS_SESSION_TOKEN").ok()),
+            None => Self::sdk().await,
+        }
+    }
+
     /// The SDK client, configured by the standard chain: region, credentials and
     /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
     pub async fn sdk() -> Self {

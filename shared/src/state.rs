@@ -4,24 +4,40 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::{config::Settings, db::Database};
+use crate::{
+    auth::Authenticator,
+    config::{DatabaseSource, KeySource, Settings},
+    db::Database,
+    secrets::SecretsClient,
+};
 
 #[derive(Debug)]
 pub struct AppState {
     pub db: Database,
+    pub auth: Authenticator,
     pub health_timeout: Duration,
 }
 
+/// Whether a function's route needs callers to present a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The users routes: a JWT key source must be configured, or init fails.
+    Authenticated,
+    /// `GET /health`: no keys are read; every token is refused should a protected route ever
+    /// be wired to this state.
+    Public,
+}
+
 impl AppState {
-    /// Reads the configuration, the database secret and builds the pool. Runs in the Lambda
-    /// init phase, so the secret is fetched once per execution environment, before the first
-    /// request.
+    /// Reads the configuration and the secrets, parses the token keys and builds the pool. Runs
+    /// in the Lambda init phase, so all of it happens once per execution environment, before
+    /// the first request.
     ///
     /// A failure is logged as one line (no secret in it) in the function's log format, and
     /// the process exits: Lambda reports the init error and retries the environment, rather
     /// than serving from a function that can never work.
-    pub async fn init_or_exit() -> Self {
-        match Self::from_env().await {
+    pub async fn init_or_exit(access: Access) -> Self {
+        match Self::from_env(access).await {
             Ok(state) => state,
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "init failed");
@@ -30,18 +46,40 @@ impl AppState {
         }
     }
 
-    pub async fn from_env() -> anyhow::Result<Self> {
+    pub async fn from_env(access: Access) -> anyhow::Result<Self> {
         let settings = Settings::from_env().context("Invalid configuration")?;
-        Self::build(settings).await
+        Self::build(settings, access).await
     }
 
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = Database::connect(settings.database)
+    pub async fn build(settings: Settings, access: Access) -> anyhow::Result<Self> {
+        let auth_settings = match access {
+            Access::Public => None,
+            Access::Authenticated => Some(settings.auth.context(
+                "No token key source: set one of JWT_JWKS_URL, JWT_SECRET_ID or JWT_KEY",
+            )?),
+        };
+        // One Secrets Manager client for every secret this function reads.
+        let needs_secrets = matches!(
+            settings.database.source,
+            DatabaseSource::SecretsManager { .. }
+        ) || matches!(&auth_settings, Some(auth) if matches!(auth.keys, KeySource::SecretsManager(_)));
+        let secrets = match needs_secrets {
+            true => Some(SecretsClient::new(settings.secrets_extension_port).await),
+            false => None,
+        };
+        let auth = match auth_settings {
+            Some(auth) => Authenticator::from_settings(auth, secrets.as_ref())
+                .await
+                .context("Failed to set up token verification")?,
+            None => Authenticator::deny_all(),
+        };
+        let db = Database::connect(settings.database, secrets.as_ref())
             .await
             .context("Failed to set up the database")?;
         warm_up(&db, settings.health_timeout).await;
         Ok(Self {
             db,
+            auth,
             health_timeout: settings.health_timeout,
         })
     }

@@ -1,9 +1,9 @@
 use lambda_http::{run, service_fn, Error};
-use shared::{routes::create_user, AppState};
+use shared::{routes::create_user, state::Access, AppState};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let state = AppState::init_or_exit().await;
+    let state = AppState::init_or_exit(Access::Authenticated).await;
     run(service_fn(|req| create_user::handler(&state, req))).await
 }

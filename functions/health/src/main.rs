@@ -1,9 +1,9 @@
 use lambda_http::{run, service_fn, Error};
-use shared::{routes::health, AppState};
+use shared::{routes::health, state::Access, AppState};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let state = AppState::init_or_exit().await;
+    let state = AppState::init_or_exit(Access::Public).await;
     run(service_fn(|req| health::handler(&state, req))).await
 }

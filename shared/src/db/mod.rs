@@ -35,8 +35,11 @@ pub struct Database {
 
 impl Database {
     /// Reads the credentials (fetching the secret now, during init, when they come from
-    /// Secrets Manager) and builds the pool, without connecting yet.
-    pub async fn connect(settings: DatabaseSettings) -> anyhow::Result<Self> {
+    /// Secrets Manager through `secrets`) and builds the pool, without connecting yet.
+    pub async fn connect(
+        settings: DatabaseSettings,
+        secrets: Option<&SecretsClient>,
+    ) -> anyhow::Result<Self> {
         match &settings.source {
             DatabaseSource::Url(url) => {
                 let credentials = Credentials::from_url(url.expose_secret())
@@ -44,16 +47,10 @@ impl Database {
                 let pool = pool(&settings, settings.connect_options(credentials));
                 Ok(Self::from_pool(pool))
             }
-            DatabaseSource::SecretsManager {
-                secret_id,
-                extension_port,
-            } => {
-                let secrets = match extension_port {
-                    Some(port) => {
-                        SecretsClient::extension(*port, std::env::var("AWS_SESSION_TOKEN").ok())
-                    }
-                    None => SecretsClient::sdk().await,
-                };
+            DatabaseSource::SecretsManager { secret_id } => {
+                let secrets = secrets
+                    .context("DB_SECRET_ID is set but no Secrets Manager client was built")?
+                    .clone();
                 let secret = secrets
                     .get(secret_id, Stage::Current)
                     .await

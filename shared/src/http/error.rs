@@ -5,6 +5,7 @@ use lambda_http::{
 use serde::Serialize;
 
 use super::APPLICATION_PROBLEM_JSON;
+use crate::auth::{AuthError, Denied};
 
 /// Seconds a client should wait before retrying when the database is unavailable.
 const RETRY_AFTER_SECONDS: u32 = 5;
@@ -15,6 +16,12 @@ pub enum ApiError {
     /// The request is malformed: bad JSON, a missing body, a bad id in the path.
     #[error("{0}")]
     BadRequest(String),
+    /// No usable bearer token (401).
+    #[error("{0}")]
+    Unauthorized(AuthError),
+    /// A valid token without the scope the route needs (403).
+    #[error("{0}")]
+    Forbidden(Denied),
     #[error("the method is not allowed")]
     MethodNotAllowed { allowed: Method },
     #[error("{0}")]
@@ -39,6 +46,15 @@ pub enum ApiError {
 pub struct FieldError {
     pub field: String,
     pub message: String,
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unauthenticated(err) => Self::Unauthorized(err),
+            insufficient @ Denied::InsufficientScope(_) => Self::Forbidden(insufficient),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -70,6 +86,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -85,6 +103,8 @@ impl ApiError {
     fn kind(&self) -> (&'static str, &'static str) {
         match self {
             Self::BadRequest(_) => ("tag:users-api,2026:problem:bad-request", "Bad request"),
+            Self::Unauthorized(_) => ("tag:users-api,2026:problem:unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => ("tag:users-api,2026:problem:forbidden", "Forbidden"),
             Self::MethodNotAllowed { .. } => (
                 "tag:users-api,2026:problem:method-not-allowed",
                 "Method not allowed",
@@ -114,6 +134,13 @@ impl ApiError {
             Self::MethodNotAllowed { allowed } => {
                 format!("This resource only supports {allowed}.")
             }
+            Self::Unauthorized(AuthError::Missing | AuthError::WrongScheme) => {
+                "Send an access token: Authorization: Bearer <token>.".to_owned()
+            }
+            Self::Unauthorized(AuthError::InvalidToken(reason)) => {
+                format!("The access token was rejected: {reason}.")
+            }
+            Self::Forbidden(denied) => format!("{}.", capitalize(&denied.to_string())),
             Self::Validation(errors) => match errors.len() {
                 1 => "1 field of the request is invalid.".to_owned(),
                 n => format!("{n} fields of the request are invalid."),
@@ -163,12 +190,29 @@ impl ApiError {
                     headers.insert(header::ALLOW, value);
                 }
             }
+            // RFC 6750 section 3: no error code when no credentials were sent.
+            Self::Unauthorized(AuthError::Missing | AuthError::WrongScheme) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unauthorized(AuthError::InvalidToken(_)) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+            }
+            Self::Forbidden(Denied::InsufficientScope(scope)) => {
+                let challenge = format!(r#"Bearer error="insufficient_scope", scope="{scope}""#);
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
             _ => {}
         }
         response
     }
 
     fn log(&self, status: StatusCode, request_id: Option<&str>) {
+        // The reason only; a token never reaches the log.
         let status = status.as_u16();
         match self {
             // `{:#}` prints anyhow's whole chain: "context: cause: root cause".
@@ -191,4 +235,12 @@ impl ApiError {
             _ => tracing::info!(status, request_id, problem = %self, "request rejected"),
         }
     }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }

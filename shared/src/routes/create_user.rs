@@ -6,6 +6,7 @@ use lambda_http::{
 };
 
 use crate::{
+    auth::Scope,
     domain::{Email, NewUser, UserName},
     http::{self, ApiError, JsonObject},
     users::{self, InsertUserError},
@@ -19,6 +20,7 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 #[tracing::instrument(name = "Create a user", skip_all)]
 async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(req, Method::POST)?;
+    state.auth.authorize(req, Scope::UsersWrite).await?;
     let new_user = parse_new_user(JsonObject::from_request(req)?)?;
     let mut connection = state.db.acquire().await?;
     let user = users::insert(&mut connection, &new_user)

@@ -6,6 +6,7 @@ use lambda_http::{
 };
 
 use crate::{
+    auth::Scope,
     http::{self, ApiError},
     users, AppState,
 };
@@ -17,6 +18,7 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 #[tracing::instrument(name = "Get a user", skip_all)]
 async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(req, Method::GET)?;
+    state.auth.authorize(req, Scope::UsersRead).await?;
     let id = http::user_id_from_path(req)?;
     let mut connection = state.db.acquire().await?;
     let user = users::find(&mut connection, id)

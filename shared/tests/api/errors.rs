@@ -5,7 +5,7 @@ use crate::helpers::{TestApp, TestRequest};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn an_unexpected_database_error_returns_a_generic_500(pool: PgPool) {
-    let app = TestApp::new(pool.clone());
+    let app = TestApp::new(pool.clone()).await;
     sqlx::query("ALTER TABLE users RENAME TO users_gone")
         .execute(&pool)
         .await

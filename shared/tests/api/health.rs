@@ -5,7 +5,7 @@ use crate::helpers::{TestApp, TestRequest, SOURCES};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn health_is_ok_when_the_database_answers(pool: PgPool) {
-    let app = TestApp::new(pool);
+    let app = TestApp::new(pool).await;
     for source in SOURCES {
         let response = app.health(TestRequest::get("/health").from(source)).await;
 

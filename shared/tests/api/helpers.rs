@@ -3,9 +3,18 @@ use std::{
     time::Duration,
 };
 
+use jsonwebtoken::{encode, EncodingKey, Header};
 use lambda_http::{http::HeaderMap, Body, Context, Request, RequestExt, Response};
+use secrecy::SecretString;
 use serde_json::{json, Value};
-use shared::{config::Settings, db::Database, routes, AppState};
+use shared::{
+    auth::Authenticator,
+    config::{AuthSettings, KeySource, Settings},
+    db::Database,
+    routes,
+    state::Access,
+    AppState,
+};
 use sqlx::PgPool;
 
 /// What invokes the function: each builds a different event shape.
@@ -18,6 +27,21 @@ pub enum Source {
 
 pub const SOURCES: [Source; 3] = [Source::RestApi, Source::HttpApi, Source::FunctionUrl];
 
+/// The HS256 secret the test state verifies tokens with.
+pub const TOKEN_SECRET: &str = "integration-test-hs256-secret-0123456789";
+
+/// A token from the test key, valid for five minutes, with these scopes.
+pub fn token(scope: &str) -> String {
+    let exp = jsonwebtoken::get_current_timestamp() + 300;
+    let claims = json!({"sub": "integration-test", "exp": exp, "scope": scope});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(TOKEN_SECRET.as_bytes()),
+    )
+    .expect("sign the token")
+}
+
 /// A request, turned into a real event document of its [`Source`] and parsed by `lambda_http`
 /// exactly as the runtime would.
 #[derive(Debug, Clone)]
@@ -28,6 +52,7 @@ pub struct TestRequest {
     headers: Vec<(String, String)>,
     body: Option<String>,
     base64: bool,
+    authorization: Option<String>,
 }
 
 impl TestRequest {
@@ -39,6 +64,7 @@ impl TestRequest {
             headers: Vec::new(),
             body: None,
             base64: false,
+            authorization: Some(format!("Bearer {}", token("users:read users:write"))),
         }
     }
 
@@ -52,6 +78,12 @@ impl TestRequest {
 
     pub fn from(mut self, source: Source) -> Self {
         self.source = source;
+        self
+    }
+
+    /// The `Authorization` header to send instead of a valid full-scope token (`None`: none).
+    pub fn authorization(mut self, value: Option<&str>) -> Self {
+        self.authorization = value.map(str::to_owned);
         self
     }
 
@@ -79,6 +111,10 @@ impl TestRequest {
     }
 
     fn event(&self) -> Value {
+        let mut headers = self.headers.clone();
+        if let Some(value) = &self.authorization {
+            headers.push(("Authorization".to_owned(), value.clone()));
+        }
         let (fixture, route) = match self.source {
             Source::RestApi => (include_str!("../fixtures/rest-api.json"), true),
             Source::HttpApi => (include_str!("../fixtures/http-api.json"), true),
@@ -102,7 +138,7 @@ impl TestRequest {
                 event["requestContext"]["resourcePath"] = json!(resource);
                 event["requestContext"]["httpMethod"] = json!(self.method);
                 event["requestContext"]["path"] = json!(format!("/prod{}", self.path));
-                for (name, value) in &self.headers {
+                for (name, value) in &headers {
                     event["headers"][name] = json!(value);
                     event["multiValueHeaders"][name] = json!([value]);
                 }
@@ -117,7 +153,7 @@ impl TestRequest {
                 event["rawPath"] = json!(self.path);
                 event["requestContext"]["http"]["method"] = json!(self.method);
                 event["requestContext"]["http"]["path"] = json!(self.path);
-                for (name, value) in &self.headers {
+                for (name, value) in &headers {
                     event["headers"][name.to_ascii_lowercase()] = json!(value);
                 }
             }
@@ -211,10 +247,19 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub fn new(pool: PgPool) -> Self {
+    pub async fn new(pool: PgPool) -> Self {
+        let auth = AuthSettings {
+            keys: KeySource::Inline(SecretString::from(TOKEN_SECRET)),
+            issuer: None,
+            audience: None,
+            jwks_refresh_interval: Duration::from_secs(60),
+        };
         Self {
             state: AppState {
                 db: Database::from_pool(pool),
+                auth: Authenticator::from_settings(auth, None)
+                    .await
+                    .expect("the test key parses"),
                 health_timeout: Duration::from_secs(2),
             },
         }
@@ -230,11 +275,14 @@ impl TestApp {
         let settings = Settings::from_lookup(|name| match name {
             "DATABASE_URL" => Some(url.clone()),
             "DB_ACQUIRE_TIMEOUT_MS" | "HEALTH_TIMEOUT_MS" => Some("300".to_owned()),
+            "JWT_KEY" => Some(TOKEN_SECRET.to_owned()),
             _ => None,
         })
         .expect("valid settings");
         Self {
-            state: AppState::build(settings).await.expect("state builds"),
+            state: AppState::build(settings, Access::Authenticated)
+                .await
+                .expect("state builds"),
         }
     }
 
