@@ -8,8 +8,10 @@
 //! [`proxy::Proxy`] a database connection that can be cut.
 
 pub mod cloudformation;
+pub mod jwks;
 pub mod moto;
 pub mod proxy;
+pub mod tokens;
 
 use std::{
     ffi::OsStr,
@@ -33,6 +35,9 @@ pub struct Stack {
     /// The database [`Stack::start`] created for this stack.
     pub database: Option<TestDatabase>,
     pub log_path: PathBuf,
+    /// Sent as `Authorization: Bearer …` by [`Stack::get`] and the POST helpers: full scopes,
+    /// signed with [`tokens::DEFAULT_KEY`], which a stack gets unless its env names a key.
+    pub token: Option<String>,
     client: reqwest::Client,
     watch: Child,
 }
@@ -78,14 +83,35 @@ impl Stack {
         stack
     }
 
-    /// A stack whose functions get exactly these variables (and no `DATABASE_URL` otherwise).
+    /// A stack whose functions get exactly these variables (and no `DATABASE_URL` otherwise),
+    /// plus `JWT_KEY` = [`tokens::DEFAULT_KEY`] unless they name a `JWT_` key source.
     pub async fn spawn<K: AsRef<OsStr>, V: AsRef<OsStr>>(name: &str, env: &[(K, V)]) -> Self {
+        let own_keys = env.iter().any(|(key, _)| {
+            let key = key.as_ref().to_string_lossy();
+            matches!(&*key, "JWT_KEY" | "JWT_SECRET_ID" | "JWT_JWKS_URL")
+        });
         let port = free_port();
         let log_dir = workspace().join("target").join("e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("create the log folder");
         let log_path = log_dir.join(format!("{name}.log"));
         let log = File::create(&log_path).expect("create the log file");
         let mut command = Command::new("cargo");
+        // What `cargo test` sets for this test binary must not reach the cargo the watcher runs:
+        // build scripts would see a changed environment and rebuild (ring, then all above it).
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key == "CARGO"
+                || key == "LD_LIBRARY_PATH"
+                || key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    &*key,
+                    "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+                )
+            {
+                command.env_remove(&*key);
+            }
+        }
         command
             .current_dir(workspace())
             .args(["lambda", "watch", "--ignore-changes", "--invoke-address"])
@@ -93,6 +119,7 @@ impl Stack {
             .env("SQLX_OFFLINE", "true")
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
+            .envs((!own_keys).then_some(("JWT_KEY", tokens::DEFAULT_KEY)))
             .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -107,6 +134,7 @@ impl Stack {
             base_url: format!("http://127.0.0.1:{port}"),
             database: None,
             log_path,
+            token: (!own_keys).then(|| tokens::hs256(tokens::DEFAULT_KEY, tokens::FULL_SCOPE)),
             client: reqwest::Client::new(),
             watch,
         };
@@ -140,7 +168,8 @@ impl Stack {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(self.client.get(self.url(path))).await
+        self.send(self.authorized(self.client.get(self.url(path))))
+            .await
     }
 
     /// Invokes a function directly, as `aws lambda invoke` would, and returns its result.
@@ -150,12 +179,38 @@ impl Stack {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.send(self.client.post(self.url(path)).json(body)).await
+        self.send(self.authorized(self.client.post(self.url(path)).json(body)))
+            .await
+    }
+
+    /// A request with exactly this `Authorization` header (or none).
+    pub async fn send_with_authorization(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request).await
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// A POST with a raw body and, when given, a content type.
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &str) -> Reply {
-        let mut request = self.client.post(self.url(path)).body(body.to_owned());
+        let mut request = self.authorized(self.client.post(self.url(path)).body(body.to_owned()));
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }

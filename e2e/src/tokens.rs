@@ -1,0 +1,72 @@
+//! Minting test tokens with the test keys in `shared/tests/fixtures/keys` (they protect
+//! nothing).
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+/// The HS256 secret every stack verifies with unless told otherwise.
+pub const DEFAULT_KEY: &str = "end-to-end-test-hs256-secret-0123456789";
+pub const FULL_SCOPE: &str = "users:read users:write";
+
+pub const RSA_PRIVATE: &str = include_str!("../../shared/tests/fixtures/keys/rsa-private.pem");
+pub const RSA_PUBLIC: &str = include_str!("../../shared/tests/fixtures/keys/rsa-public.pem");
+pub const OTHER_RSA_PRIVATE: &str =
+    include_str!("../../shared/tests/fixtures/keys/other-rsa-private.pem");
+pub const EC_PRIVATE: &str = include_str!("../../shared/tests/fixtures/keys/ec-private.pem");
+pub const EC_PUBLIC: &str = include_str!("../../shared/tests/fixtures/keys/ec-public.pem");
+/// The public halves of the RSA and EC test keys as JWKs, by `kid`.
+pub const JWKS_KEYS: &str = include_str!("../../shared/tests/fixtures/keys/jwks-keys.json");
+
+pub fn now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// Claims valid for five minutes with `scope`, then `overrides` (a `null` removes a claim).
+pub fn claims(scope: &str, overrides: Value) -> Value {
+    let mut claims = json!({"sub": "e2e", "scope": scope, "exp": now() + 300, "iat": now()});
+    for (key, value) in overrides.as_object().expect("an object") {
+        match value {
+            Value::Null => {
+                claims.as_object_mut().expect("an object").remove(key);
+            }
+            value => claims[key] = value.clone(),
+        }
+    }
+    claims
+}
+
+pub fn hs256(secret: &str, scope: &str) -> String {
+    sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(secret.as_bytes()),
+        &claims(scope, json!({})),
+    )
+}
+
+pub fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    let mut header = Header::new(algorithm);
+    header.kid = kid.map(str::to_owned);
+    encode(&header, claims, key).expect("sign the token")
+}
+
+pub fn rsa_key(pem: &str) -> EncodingKey {
+    EncodingKey::from_rsa_pem(pem.as_bytes()).expect("an RSA private key")
+}
+
+pub fn ec_key() -> EncodingKey {
+    EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).expect("an EC private key")
+}
+
+/// Unpadded base64url, for hand-made (forged) tokens.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
