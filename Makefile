@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev dev-secrets test bench check prepare migrate build sizes deploy delete logs dev-reset
+.PHONY: dev dev-secrets token test bench check prepare migrate build sizes deploy delete logs dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
@@ -15,6 +15,10 @@ dev:
 ## The same, with the credentials in a local Secrets Manager (moto): the production path.
 dev-secrets:
 	DEV_SECRETS=1 PORT=$(PORT) DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev.sh
+
+## Print a one-hour token for the local stack: TOKEN=$$(make -s token)
+token:
+	@scripts/token.py
 
 ## Run every check and test (what CI runs).
 test:

@@ -13,6 +13,12 @@ scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PWD/.tools/bin:$PATH"
 
 PORT=${PORT:-9000}
+# The users routes need a token: the local stack verifies HS256 tokens made with this
+# development-only key (`make token` prints one). Set JWT_KEY, JWT_JWKS_URL or JWT_SECRET_ID to
+# use your own.
+if [ -z "${JWT_KEY:-}${JWT_JWKS_URL:-}${JWT_SECRET_ID:-}" ]; then
+  export JWT_KEY=local-development-only-hs256-key-not-a-secret
+fi
 DEV_DB_DIR=${DEV_DB_DIR:-${TMPDIR:-/tmp}/users-api-dev-$(pwd | cksum | cut -d' ' -f1)}
 export DEV_DB_DIR
 
@@ -65,8 +71,9 @@ cat >&2 <<MSG
 
 dev: the API is starting on http://localhost:$PORT (functions build on first use)
 dev:   curl localhost:$PORT/health
-dev:   curl -X POST localhost:$PORT/users -H 'content-type: application/json' -d '{"email":"ada@example.com","name":"Ada"}'
-dev:   curl localhost:$PORT/users/1
+dev:   TOKEN=\$(make -s token)
+dev:   curl -X POST localhost:$PORT/users -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"email":"ada@example.com","name":"Ada"}'
+dev:   curl localhost:$PORT/users/1 -H "authorization: Bearer \$TOKEN"
 dev: $database_line
 dev: Ctrl-C stops the API and the database.
 
