@@ -355,8 +355,10 @@ impl TestDatabase {
             .expect("connect to the test database")
     }
 
-    /// A login role with the grants the API needs on this database.
-    pub async fn create_app_role(&self, role: &str, password: &str) {
+    /// A login role with the grants the API needs on this database. Roles belong to the whole
+    /// cluster, so the name gets this database's unique suffix; returns the role's name.
+    pub async fn create_app_role(&self, role: &str, password: &str) -> String {
+        let role = format!("{role}_{}", self.name.trim_start_matches("e2e_"));
         let mut connection = self.connect().await;
         for statement in [
             format!(r#"CREATE ROLE "{role}" LOGIN PASSWORD '{password}'"#),
@@ -371,6 +373,7 @@ impl TestDatabase {
                 .await
                 .unwrap_or_else(|err| panic!("{statement}: {err}"));
         }
+        role
     }
 
     /// Ends every session of `role`, as a rotation's clean-up or a failover would.

@@ -47,20 +47,17 @@ async fn create_and_fetch_a_user(stack: &Stack, email: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_secret_and_an_rds_json_secret_both_give_a_working_api() {
     let database = TestDatabase::create("secret-formats").await;
-    database.create_app_role("fmt_app", "fmt-pw-1").await;
+    let role = database.create_app_role("fmt_app", "fmt-pw-1").await;
     let moto = Moto::start().await;
     let port = database.address.port();
     let url = format!(
-        "postgres://fmt_app:fmt-pw-1@{}:{port}/{}",
+        "postgres://{role}:fmt-pw-1@{}:{port}/{}",
         database.address.ip(),
         database.name
     );
     moto.create_secret("db/url", &url).await;
     let arn = moto
-        .create_secret(
-            "db/json",
-            &rds_secret(&database, port, "fmt_app", "fmt-pw-1"),
-        )
+        .create_secret("db/json", &rds_secret(&database, port, &role, "fmt-pw-1"))
         .await;
 
     // By name for one, by ARN for the other: both are what DB_SECRET_ID accepts.
@@ -213,130 +210,137 @@ async fn a_secret_naming_an_unreachable_host_gets_503_problems_not_a_hang() {
     );
 }
 
+/// A stack reading its credentials (`role`, `password`) from the secret `db`, warm: it has
+/// served a create and a fetch.
+struct WarmStack {
+    database: TestDatabase,
+    /// The roles' real (suffixed) names, in the order given.
+    roles: Vec<String>,
+    moto: Moto,
+    stack: Stack,
+}
+
+impl WarmStack {
+    async fn start(name: &str, roles: &[(&str, &str)]) -> Self {
+        let database = TestDatabase::create(name).await;
+        let mut names = Vec::new();
+        for (role, password) in roles {
+            names.push(database.create_app_role(role, password).await);
+        }
+        let moto = Moto::start().await;
+        let port = database.address.port();
+        moto.create_secret("db", &rds_secret(&database, port, &names[0], roles[0].1))
+            .await;
+        let stack = Stack::spawn(name, &secrets_env(&moto, "db")).await;
+        create_and_fetch_a_user(&stack, &format!("{name}-warm@example.com")).await;
+        Self {
+            database,
+            roles: names,
+            moto,
+            stack,
+        }
+    }
+
+    /// The secret's JSON for `role` and `password` on this stack's database.
+    fn secret(&self, role: &str, password: &str) -> String {
+        rds_secret(&self.database, self.database.address.port(), role, password)
+    }
+
+    /// Runs `ALTER ROLE <role n> <change>`.
+    async fn alter_role(&self, n: usize, change: &str) {
+        let statement = format!(r#"ALTER ROLE "{}" {change}"#, self.roles[n]);
+        sqlx::query(&statement)
+            .execute(&mut self.database.connect().await)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_rotation_while_warm_is_followed_with_one_refetch() {
-    let database = TestDatabase::create("rotation").await;
-    database
-        .create_app_role("rot_app", "before-rotation-1")
-        .await;
-    let moto = Moto::start().await;
-    let port = database.address.port();
-    moto.create_secret(
-        "db",
-        &rds_secret(&database, port, "rot_app", "before-rotation-1"),
-    )
-    .await;
-    let stack = Stack::spawn("rotation", &secrets_env(&moto, "db")).await;
-    create_and_fetch_a_user(&stack, "before@example.com").await;
+    let warm = WarmStack::start("rotation", &[("rot_app", "before-rotation-1")]).await;
 
     // Single-user rotation: the password changes in the database and in the secret, and the
     // sessions opened with the old one end.
-    sqlx::query("ALTER ROLE rot_app PASSWORD 'after-rotation-2'")
-        .execute(&mut database.connect().await)
-        .await
-        .unwrap();
-    moto.put_secret(
-        "db",
-        &rds_secret(&database, port, "rot_app", "after-rotation-2"),
-    )
-    .await;
-    database.terminate_sessions_of("rot_app").await;
+    let role = &warm.roles[0];
+    warm.alter_role(0, "PASSWORD 'after-rotation-2'").await;
+    warm.moto
+        .put_secret("db", &warm.secret(role, "after-rotation-2"))
+        .await;
+    warm.database.terminate_sessions_of(role).await;
 
-    let fetched = stack.get("/users/1").await;
+    let fetched = warm.stack.get("/users/1").await;
     assert_eq!(fetched.status, 200, "{}", fetched.body);
     assert_eq!(
-        stack.log_lines_containing(REFETCH_LOG),
+        warm.stack.log_lines_containing(REFETCH_LOG),
         1,
         "{}",
-        stack.logs()
+        warm.stack.logs()
     );
-    let logs = stack.logs();
+    let logs = warm.stack.logs();
     assert!(!logs.contains("before-rotation-1") && !logs.contains("after-rotation-2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pending_version_is_used_while_a_single_user_rotation_is_in_flight() {
-    let database = TestDatabase::create("pending").await;
-    database.create_app_role("pend_app", "pending-old-1").await;
-    let moto = Moto::start().await;
-    let port = database.address.port();
-    moto.create_secret(
-        "db",
-        &rds_secret(&database, port, "pend_app", "pending-old-1"),
-    )
-    .await;
-    let stack = Stack::spawn("pending", &secrets_env(&moto, "db")).await;
-    create_and_fetch_a_user(&stack, "pending@example.com").await;
+    let warm = WarmStack::start("pending", &[("pend_app", "pending-old-1")]).await;
 
     // Between rotation's setSecret and finishSecret: the database has the new password, the
     // secret still has it only as AWSPENDING.
-    moto.put_pending_secret(
-        "db",
-        &rds_secret(&database, port, "pend_app", "pending-new-2"),
-    )
-    .await;
-    sqlx::query("ALTER ROLE pend_app PASSWORD 'pending-new-2'")
-        .execute(&mut database.connect().await)
-        .await
-        .unwrap();
-    database.terminate_sessions_of("pend_app").await;
+    let role = &warm.roles[0];
+    warm.moto
+        .put_pending_secret("db", &warm.secret(role, "pending-new-2"))
+        .await;
+    warm.alter_role(0, "PASSWORD 'pending-new-2'").await;
+    warm.database.terminate_sessions_of(role).await;
 
-    let fetched = stack.get("/users/1").await;
+    let fetched = warm.stack.get("/users/1").await;
     assert_eq!(fetched.status, 200, "{}", fetched.body);
     assert_eq!(
-        stack.log_lines_containing(REFETCH_LOG),
+        warm.stack.log_lines_containing(REFETCH_LOG),
         1,
         "{}",
-        stack.logs()
+        warm.stack.logs()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alternating_users_rotation_switches_to_the_other_role() {
-    let database = TestDatabase::create("alternating").await;
-    database.create_app_role("alt_user", "alt-pw-1").await;
-    database.create_app_role("alt_user_clone", "alt-pw-2").await;
-    let moto = Moto::start().await;
-    let port = database.address.port();
-    moto.create_secret("db", &rds_secret(&database, port, "alt_user", "alt-pw-1"))
-        .await;
-    let stack = Stack::spawn("alternating", &secrets_env(&moto, "db")).await;
-    create_and_fetch_a_user(&stack, "first@example.com").await;
+    let roles = [("alt_user", "alt-pw-1"), ("alt_user_clone", "alt-pw-2")];
+    let warm = WarmStack::start("alternating", &roles).await;
 
     // The secret moves to the clone; the next rotation retires the first user (here: it may no
     // longer log in, SQLSTATE 28000) and its sessions end.
-    moto.put_secret(
-        "db",
-        &rds_secret(&database, port, "alt_user_clone", "alt-pw-2"),
-    )
-    .await;
-    sqlx::query("ALTER ROLE alt_user NOLOGIN")
-        .execute(&mut database.connect().await)
-        .await
-        .unwrap();
-    database.terminate_sessions_of("alt_user").await;
+    warm.moto
+        .put_secret("db", &warm.secret(&warm.roles[1], "alt-pw-2"))
+        .await;
+    warm.alter_role(0, "NOLOGIN").await;
+    warm.database.terminate_sessions_of(&warm.roles[0]).await;
 
-    create_and_fetch_a_user(&stack, "second@example.com").await;
-    assert!(
-        stack.log_lines_containing(REFETCH_LOG) >= 1,
+    create_and_fetch_a_user(&warm.stack, "second@example.com").await;
+    // One re-fetch in each function that served a request since: create-user and get-user are
+    // separate execution environments, each with its own cache.
+    assert_eq!(
+        warm.stack.log_lines_containing(REFETCH_LOG),
+        2,
         "{}",
-        stack.logs()
+        warm.stack.logs()
     );
     assert_eq!(
-        database.session_roles().await,
-        vec!["alt_user_clone".to_owned()]
+        warm.database.session_roles().await,
+        vec![warm.roles[1].clone()]
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_gets_503s_without_refetching_and_recovers_by_itself() {
     let database = TestDatabase::create("outage").await;
-    database.create_app_role("out_app", "outage-pw-1").await;
+    let role = database.create_app_role("out_app", "outage-pw-1").await;
     let proxy = Proxy::start(database.address).await;
     let moto = Moto::start().await;
     moto.create_secret(
         "db",
-        &rds_secret(&database, proxy.port, "out_app", "outage-pw-1"),
+        &rds_secret(&database, proxy.port, &role, "outage-pw-1"),
     )
     .await;
     let stack = Stack::spawn("outage", &secrets_env(&moto, "db")).await;
