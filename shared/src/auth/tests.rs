@@ -1,5 +1,6 @@
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use lambda_http::{Body, Request};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use super::*;
@@ -62,8 +63,6 @@ async fn check(auth: &Authenticator, token: &str, scope: Scope) -> Result<Princi
     auth.authorize(&request(Some(&format!("Bearer {token}"))), scope)
         .await
 }
-
-use secrecy::SecretString;
 
 #[tokio::test]
 async fn valid_tokens_of_each_key_type_are_accepted() {
@@ -199,15 +198,8 @@ async fn forged_tokens_are_rejected() {
 }
 
 fn base64_url_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[tokio::test]
