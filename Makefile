@@ -18,7 +18,7 @@ dev-secrets:
 
 ## Print a one-hour token for the local stack: TOKEN=$$(make -s token)
 token:
-	@scripts/token.py
+	@scripts/dev_token.py
 
 ## Run every check and test (what CI runs).
 test:

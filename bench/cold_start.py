@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import moto_secret  # noqa: E402
 
 RUNS = int(os.environ.get("RUNS", "30"))
 EVENT = json.dumps({
@@ -109,17 +111,9 @@ def main():
         aws = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}", "AWS_REGION": "us-east-1",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true"}
-        url = urllib.parse.urlparse(database_url)
-        secret = {"engine": "postgres", "host": url.hostname, "port": url.port, "username": url.username,
-                  "password": url.password, "dbname": url.path.lstrip("/")}
         client = boto3.client("secretsmanager", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
                               aws_access_key_id="bench", aws_secret_access_key="bench")
-        for _ in range(100):
-            try:
-                client.create_secret(Name="bench/db", SecretString=json.dumps(secret))
-                break
-            except Exception:
-                time.sleep(0.1)
+        moto_secret.create(client, "bench/db", database_url)
         modes = {
             "DATABASE_URL": {"DATABASE_URL": database_url},
             "DB_SECRET_ID (moto)": dict(aws, DB_SECRET_ID="bench/db", DB_SSLMODE="disable"),

@@ -47,22 +47,7 @@ if [ "${DEV_SECRETS:-0}" = 1 ]; then
   export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
   export DB_SECRET_ID=users-api/dev/database DB_SSLMODE=disable
-  .venv/bin/python - "$DATABASE_URL" <<'PY'
-import json, sys, time, urllib.parse
-import boto3
-url = urllib.parse.urlparse(sys.argv[1])
-secret = {"engine": "postgres", "host": url.hostname, "port": url.port, "username": url.username,
-          "password": url.password, "dbname": url.path.lstrip("/")}
-client = boto3.client("secretsmanager")
-for _ in range(100):
-    try:
-        client.create_secret(Name="users-api/dev/database", SecretString=json.dumps(secret))
-        break
-    except Exception:
-        time.sleep(0.1)
-else:
-    sys.exit("dev: moto_server did not start")
-PY
+  .venv/bin/python scripts/moto_secret.py "$DB_SECRET_ID" "$DATABASE_URL"
   unset DATABASE_URL
   database_line="database credentials: secret $DB_SECRET_ID in Secrets Manager at $AWS_ENDPOINT_URL (moto)"
 fi
