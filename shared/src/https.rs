@@ -1,6 +1,8 @@
 //! One HTTPS client for the few calls that are not AWS SDK calls (a JWKS document,
-//! CloudFormation's response URL): rustls on ring with the webpki roots, plain HTTP allowed
+//! CloudFormation's response URL, the secrets extension on localhost): rustls on ring with the webpki roots, plain HTTP allowed
 //! for loopback tests.
+
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -11,11 +13,17 @@ use hyper_util::{
 
 pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// Every peer here answers a TCP connect in milliseconds when it is up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub fn client() -> HttpsClient {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(tcp);
     Client::builder(TokioExecutor::new()).build(connector)
 }

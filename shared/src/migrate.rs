@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::{
     config::{DatabaseSource, Settings},
     db::{Database, MIGRATOR},
-    https::{self, HttpsClient},
+    https::HttpsClient,
     secrets::SecretsClient,
 };
 
@@ -66,22 +66,8 @@ struct CustomResourceResponse<'a> {
     data: Value,
 }
 
-/// HTTPS (and, for tests on loopback, HTTP) client for the response URL, built once.
-pub struct ResponseClient(HttpsClient);
-
-impl ResponseClient {
-    pub fn new() -> Self {
-        Self(https::client())
-    }
-}
-
-impl Default for ResponseClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-pub async fn handler(http: &ResponseClient, event: LambdaEvent<Value>) -> Result<(), Error> {
+/// `http` answers the response URL; build it once with [`crate::https::client`].
+pub async fn handler(http: &HttpsClient, event: LambdaEvent<Value>) -> Result<(), Error> {
     let request: CustomResourceRequest = serde_json::from_value(event.payload)
         .context("The event is not a CloudFormation custom resource request")?;
     // A deadline already past is no deadline (`cargo lambda watch` sends a duration where
@@ -159,7 +145,7 @@ async fn apply_migrations() -> anyhow::Result<Value> {
 
 /// PUTs the answer, retrying a few times: S3 pre-signed URLs occasionally fail transiently.
 async fn send_response(
-    http: &ResponseClient,
+    http: &HttpsClient,
     url: &str,
     response: &CustomResourceResponse<'_>,
 ) -> anyhow::Result<()> {
@@ -177,7 +163,7 @@ async fn send_response(
             .header(header::CONTENT_LENGTH, body.len())
             .body(Full::new(Bytes::from(body.clone())))
             .context("The response URL is not a valid URL")?;
-        match tokio::time::timeout(Duration::from_secs(5), http.0.request(request)).await {
+        match tokio::time::timeout(Duration::from_secs(5), http.request(request)).await {
             Ok(Ok(answer)) if answer.status().is_success() => return Ok(()),
             Ok(Ok(answer)) => {
                 last_error = Some(anyhow::anyhow!(

@@ -13,13 +13,11 @@ use aws_sdk_secretsmanager::{
     operation::get_secret_value::GetSecretValueError,
 };
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client as HyperClient},
-    rt::TokioExecutor,
-};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::https::{self, HttpsClient};
 
 /// Connecting to Secrets Manager (or the extension) takes milliseconds when it works.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -117,12 +115,10 @@ impl SecretsClient {
     /// The Parameters and Secrets Lambda Extension on `localhost:port`, which caches secrets
     /// inside the execution environment. It authenticates callers by the session token.
     pub fn extension(port: u16, session_token: Option<String>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         Self::Extension(Box::new(ExtensionClient {
             port,
             session_token: session_token.map(SecretString::from),
-            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            http: https::client(),
         }))
     }
 
@@ -181,7 +177,7 @@ fn sdk_error(secret_id: &str, err: SdkError<GetSecretValueError>) -> SecretError
 pub struct ExtensionClient {
     port: u16,
     session_token: Option<SecretString>,
-    http: HyperClient<HttpConnector, Empty<Bytes>>,
+    http: HttpsClient,
 }
 
 impl ExtensionClient {
@@ -202,7 +198,7 @@ impl ExtensionClient {
             request = request.header("X-Aws-Parameters-Secrets-Token", token.expose_secret());
         }
         let request = request
-            .body(Empty::new())
+            .body(Full::new(Bytes::new()))
             .context("Failed to build the extension request")
             .map_err(failed)?;
         let exchange = async {

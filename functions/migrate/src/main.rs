@@ -1,9 +1,9 @@
 use lambda_runtime::{run, service_fn, Error};
-use shared::migrate;
+use shared::{https, migrate};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let http = migrate::ResponseClient::new();
+    let http = https::client();
     run(service_fn(|event| migrate::handler(&http, event))).await
 }
