@@ -42,9 +42,10 @@ impl JwksServer {
                 }
                 counted.fetch_add(1, Ordering::SeqCst);
                 let body = json!({"keys": *served.lock().expect("not poisoned")}).to_string();
+                let length = body.len();
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                     content-length: {length}\r\nconnection: close\r\n\r\n{body}"
                 );
                 let _ = socket.write_all(response.as_bytes()).await;
             }

@@ -121,9 +121,12 @@ impl Moto {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header(
                     "authorization",
-                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, \
+                     SignedHeaders=host, Signature=0",
                 )
-                .body(format!("Action={action}&UserName={name}&Version=2010-05-08"))
+                .body(format!(
+                    "Action={action}&UserName={name}&Version=2010-05-08"
+                ))
                 .send()
         };
         iam("CreateUser").await.expect("create the IAM user");

@@ -7,13 +7,18 @@ use e2e::{cloudformation::ResponseUrl, free_port, Stack, TestDatabase};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
+const STACK_ID: &str = concat!(
+    "arn:aws:cloudformation:eu-west-1:123456789012:",
+    "stack/users-api/5b8a7c10-aa11-11ef-9c2b-0a1b2c3d4e5f"
+);
+
 /// A custom resource request as CloudFormation sends it.
 fn request(request_type: &str, response_url: &str) -> Value {
     let mut event = json!({
         "RequestType": request_type,
         "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:users-api-migrate",
         "ResponseURL": response_url,
-        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/users-api/5b8a7c10-aa11-11ef-9c2b-0a1b2c3d4e5f",
+        "StackId": STACK_ID,
         "RequestId": format!("{request_type}-5d9c2a44-1f0e-4b7a-9c1d-2e3f4a5b6c7d"),
         "ResourceType": "Custom::DatabaseMigrations",
         "LogicalResourceId": "Migrations",

@@ -1,11 +1,12 @@
 //! Typed configuration, read from the environment once per execution environment.
+//!
+//! This is the only module that reads the environment, and it depends on nothing else in the
+//! crate: it reads and validates settings; `db`, `secrets` and `auth` act on them.
 
-use std::{path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-
-use crate::db::{Credentials, Endpoint};
 
 /// Everything a function needs to start, validated before the first request.
 #[derive(Debug)]
@@ -13,20 +14,90 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Who may call the users routes; `None` when no key source is configured.
     pub auth: Option<AuthSettings>,
-    /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`: read secrets through the AWS Parameters and
-    /// Secrets Lambda Extension on this localhost port instead of the SDK.
-    pub secrets_extension_port: Option<u16>,
+    /// Read secrets through the AWS Parameters and Secrets Lambda Extension instead of the SDK.
+    pub secrets_extension: Option<SecretsExtension>,
     /// How long `GET /health` waits for `SELECT 1` before answering 503.
     pub health_timeout: Duration,
+}
+
+/// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT` is set: the extension listens on this localhost
+/// port and authenticates callers by the environment's session token.
+#[derive(Debug)]
+pub struct SecretsExtension {
+    pub port: u16,
+    /// `AWS_SESSION_TOKEN`, which Lambda sets for the function's role.
+    pub session_token: Option<SecretString>,
 }
 
 /// Where the database credentials come from.
 #[derive(Debug)]
 pub enum DatabaseSource {
-    /// `DATABASE_URL`: a `postgres://` URL, for local use. It carries a password: kept secret.
-    Url(SecretString),
+    /// `DATABASE_URL`: a `postgres://` URL, for local use.
+    Url(Box<DatabaseUrl>),
     /// `DB_SECRET_ID`: a Secrets Manager secret (name or ARN), the production path.
     SecretsManager { secret_id: String },
+}
+
+/// A `postgres://` (or `postgresql://`) URL, parsed once. It carries a password, so `Debug`
+/// shows only where it points.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    options: PgConnectOptions,
+    /// The `sslmode` the URL asked for, if it did.
+    ssl_mode: Option<PgSslMode>,
+}
+
+/// Never carries the URL: it may hold a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid postgres:// URL")]
+pub struct InvalidDatabaseUrl;
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, InvalidDatabaseUrl> {
+        let url = url.trim();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(InvalidDatabaseUrl);
+        }
+        let options = PgConnectOptions::from_str(url).map_err(|_| InvalidDatabaseUrl)?;
+        let asks_for_ssl_mode = url
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|pair| pair.starts_with("sslmode=")));
+        let ssl_mode = asks_for_ssl_mode.then(|| options.get_ssl_mode());
+        Ok(Self { options, ssl_mode })
+    }
+
+    /// Host, port, user, password and database, as sqlx reads them from the URL.
+    pub fn options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
+    pub fn ssl_mode(&self) -> Option<PgSslMode> {
+        self.ssl_mode
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = &self.options;
+        write!(
+            f,
+            "DatabaseUrl(postgres://{}@{}:{}/{})",
+            options.get_username(),
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        )
+    }
+}
+
+/// `DB_HOST`, `DB_PORT`, `DB_NAME`: where to connect, over what the URL or secret says. An
+/// RDS-managed master secret holds only `username` and `password`; an RDS Proxy has its own
+/// endpoint in front of the database the secret names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
 }
 
 #[derive(Debug)]
@@ -34,8 +105,8 @@ pub struct DatabaseSettings {
     pub source: DatabaseSource,
     /// `DB_HOST`, `DB_PORT`, `DB_NAME`: override where the URL or secret says to connect.
     pub endpoint: Endpoint,
-    /// `DB_SSLMODE`; when unset: the URL's own `sslmode`, else `require` for a secret from
-    /// Secrets Manager (a real database in AWS) and `prefer` for `DATABASE_URL`.
+    /// `DB_SSLMODE`; when unset, the database code falls back on the URL's own `sslmode`, then
+    /// on a default for the source.
     pub ssl_mode: Option<PgSslMode>,
     /// `DB_SSLROOTCERT`: CA bundle to verify the server with (RDS's, for `verify-full`).
     pub ssl_root_cert: Option<PathBuf>,
@@ -108,11 +179,7 @@ impl Settings {
         Ok(Self {
             database,
             auth: auth_settings(&lookup)?,
-            secrets_extension_port: parse_optional(
-                &lookup,
-                "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
-                "a port number",
-            )?,
+            secrets_extension: secrets_extension(&lookup)?,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,
         })
     }
@@ -124,12 +191,25 @@ fn database_source(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<DatabaseSource, ConfigError> {
     if let Some(url) = lookup("DATABASE_URL") {
-        // Parse now so a bad URL fails init, naming the variable.
-        Credentials::from_url(&url).map_err(|_| ConfigError::InvalidDatabaseUrl)?;
-        return Ok(DatabaseSource::Url(SecretString::from(url)));
+        let url = DatabaseUrl::parse(&url).map_err(|_| ConfigError::InvalidDatabaseUrl)?;
+        return Ok(DatabaseSource::Url(Box::new(url)));
     }
     let secret_id = lookup("DB_SECRET_ID").ok_or(ConfigError::NoDatabase)?;
     Ok(DatabaseSource::SecretsManager { secret_id })
+}
+
+fn secrets_extension(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SecretsExtension>, ConfigError> {
+    let port = parse_optional(
+        lookup,
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+        "a port number",
+    )?;
+    Ok(port.map(|port| SecretsExtension {
+        port,
+        session_token: lookup("AWS_SESSION_TOKEN").map(SecretString::from),
+    }))
 }
 
 /// Where the keys that verify bearer tokens come from: exactly one of three.
@@ -177,33 +257,6 @@ fn auth_settings(
     }))
 }
 
-impl DatabaseSettings {
-    /// Connection options: the credentials plus what every session gets.
-    pub fn connect_options(&self, credentials: Credentials) -> PgConnectOptions {
-        let from_secrets_manager = matches!(self.source, DatabaseSource::SecretsManager { .. });
-        let default_ssl_mode = if from_secrets_manager {
-            PgSslMode::Require
-        } else {
-            PgSslMode::Prefer
-        };
-        let ssl_mode = self
-            .ssl_mode
-            .or(credentials.ssl_mode)
-            .unwrap_or(default_ssl_mode);
-        let statement_timeout = self.statement_timeout.as_millis().to_string();
-        let mut options = self
-            .endpoint
-            .apply(credentials.options)
-            .ssl_mode(ssl_mode)
-            .application_name(&self.application_name)
-            .options([("statement_timeout", statement_timeout.as_str())]);
-        if let Some(path) = &self.ssl_root_cert {
-            options = options.ssl_root_cert(path);
-        }
-        options
-    }
-}
-
 fn parse_optional<T: FromStr>(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -240,6 +293,8 @@ fn millis_or(
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -292,7 +347,7 @@ mod tests {
             panic!("expected Secrets Manager");
         };
         assert!(secret_id.ends_with(":secret:db-AbCdEf"));
-        assert_eq!(settings.secrets_extension_port, Some(2773));
+        assert_eq!(settings.secrets_extension.unwrap().port, 2773);
     }
 
     #[test]
@@ -319,33 +374,47 @@ mod tests {
     }
 
     #[test]
-    fn ssl_mode_defaults_to_require_for_secrets_and_prefer_for_urls() {
-        let from_secret = settings(&[("DB_SECRET_ID", "db")]).unwrap().database;
-        let from_url = settings(&[("DATABASE_URL", "postgres://localhost/db")])
-            .unwrap()
-            .database;
-        let credentials = || Credentials::from_url("postgres://u:p@db.internal/app").unwrap();
-
-        assert!(matches!(
-            from_secret.connect_options(credentials()).get_ssl_mode(),
-            PgSslMode::Require
-        ));
-        assert!(matches!(
-            from_url.connect_options(credentials()).get_ssl_mode(),
-            PgSslMode::Prefer
-        ));
+    fn a_database_url_keeps_the_sslmode_it_asked_for() {
+        let url =
+            DatabaseUrl::parse("postgres://app:pw@db.internal:6543/users?sslmode=verify-full")
+                .unwrap();
+        assert_eq!(url.options().get_host(), "db.internal");
+        assert_eq!(url.options().get_port(), 6543);
+        assert_eq!(url.options().get_username(), "app");
+        assert_eq!(url.options().get_database(), Some("users"));
+        assert!(matches!(url.ssl_mode(), Some(PgSslMode::VerifyFull)));
+        let without = DatabaseUrl::parse("postgresql://app:pw@db/users").unwrap();
+        assert!(without.ssl_mode().is_none());
     }
 
     #[test]
-    fn an_explicit_ssl_mode_wins_over_the_url_and_the_default() {
-        let settings = settings(&[("DB_SECRET_ID", "db"), ("DB_SSLMODE", "verify-full")])
-            .unwrap()
-            .database;
-        let credentials = Credentials::from_url("postgres://u:p@h/app?sslmode=disable").unwrap();
-        assert!(matches!(
-            settings.connect_options(credentials).get_ssl_mode(),
-            PgSslMode::VerifyFull
-        ));
+    fn a_database_url_shows_where_it_points_but_not_its_password() {
+        let url = DatabaseUrl::parse("postgres://app:hunter2@db.internal:6543/users").unwrap();
+        assert_eq!(
+            format!("{url:?}"),
+            "DatabaseUrl(postgres://app@db.internal:6543/users)"
+        );
+    }
+
+    #[test]
+    fn the_extension_authenticates_with_the_session_token() {
+        let settings = settings(&[
+            ("DB_SECRET_ID", "db"),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"),
+            ("AWS_SESSION_TOKEN", "session-token"),
+        ])
+        .unwrap();
+        let extension = settings.secrets_extension.unwrap();
+        assert_eq!(extension.port, 2773);
+        assert_eq!(
+            extension.session_token.unwrap().expose_secret(),
+            "session-token"
+        );
+        assert!(settings_without_extension().secrets_extension.is_none());
+    }
+
+    fn settings_without_extension() -> Settings {
+        settings(&[("DB_SECRET_ID", "db"), ("AWS_SESSION_TOKEN", "t")]).unwrap()
     }
 
     #[test]

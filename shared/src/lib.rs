@@ -1,29 +1,30 @@
 //! The users API's shared library. Each Lambda function in `functions/` is a thin adapter over
-//! one of the [`routes`]; everything else lives here.
+//! one of the [`routes`] (or, for `migrate`, the [`custom_resource`]); everything else lives
+//! here. Dependencies run one way, from the top of this list down: a module uses only modules
+//! below it, and [`config`] uses none.
 //!
-//! - [`config`]: typed settings, read once per execution environment.
-//! - [`secrets`]: reading AWS Secrets Manager (SDK or the Lambda extension).
-//! - [`db`]: the Postgres pool, credentials that follow rotation, migrations, error
-//!   classification.
-//! - [`domain`]: types that validate on construction.
-//! - [`users`]: the queries, compile-time checked by SQLx.
-//! - [`auth`]: bearer tokens (JWT) and scopes, verified with keys parsed once.
-//! - [`http`]: the HTTP edge: request parsing, JSON responses and RFC 9457 problems.
 //! - [`routes`]: one module per route, each exposing `handler(&AppState, Request)`.
-//! - [`migrate`]: the `migrate` function, a CloudFormation custom resource.
+//! - [`custom_resource`]: the `migrate` function, a CloudFormation custom resource.
+//! - [`state`]: `AppState`, what a function builds once per execution environment.
+//! - [`http`]: the inbound HTTP edge: request parsing, JSON responses, RFC 9457 problems.
+//! - [`auth`]: bearer tokens (JWT) and scopes, verified with keys parsed once.
+//! - [`users`]: the queries, compile-time checked by SQLx.
+//! - [`db`]: the pool, connection policy, credentials that follow rotation, migrations.
+//! - [`secrets`]: reading AWS Secrets Manager (SDK or the Lambda extension).
+//! - [`outbound_http`]: the one client for outbound HTTP calls that are not SDK calls.
+//! - [`domain`]: types that validate on construction.
 //! - [`telemetry`]: logging set-up.
+//! - [`config`]: typed settings, the only reader of the environment.
 
 pub mod auth;
 pub mod config;
+pub mod custom_resource;
 pub mod db;
 pub mod domain;
 pub mod http;
-pub mod https;
-pub mod migrate;
+pub mod outbound_http;
 pub mod routes;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;
 pub mod users;
-
-pub use state::AppState;

@@ -17,7 +17,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::https::{self, HttpsClient};
+use crate::{
+    config::SecretsExtension,
+    outbound_http::{self, OutboundHttp},
+};
 
 /// Connecting to Secrets Manager (or the extension) takes milliseconds when it works.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -53,7 +56,10 @@ impl Stage {
 pub enum SecretError {
     #[error("secret {0:?} (or that version of it) does not exist")]
     NotFound(String),
-    #[error("access to secret {0:?} is denied: grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key)")]
+    #[error(
+        "access to secret {0:?} is denied: grant secretsmanager:GetSecretValue on it \
+         (and kms:Decrypt on its key)"
+    )]
     AccessDenied(String),
     #[error("secret {0:?} has no string value")]
     NotAString(String),
@@ -81,11 +87,11 @@ impl std::fmt::Debug for SecretsClient {
 }
 
 impl SecretsClient {
-    /// The extension when `extension_port` is set (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`),
-    /// else the SDK.
-    pub async fn new(extension_port: Option<u16>) -> Self {
-        match extension_port {
-            Some(port) => Self::extension(port, std::env::var("AWS_SESSION_TOKEN").ok()),
+    /// The extension when it is configured (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`), else
+    /// the SDK.
+    pub async fn new(extension: Option<&SecretsExtension>) -> Self {
+        match extension {
+            Some(extension) => Self::extension(extension.port, extension.session_token.clone()),
             None => Self::sdk().await,
         }
     }
@@ -114,11 +120,11 @@ impl SecretsClient {
 
     /// The Parameters and Secrets Lambda Extension on `localhost:port`, which caches secrets
     /// inside the execution environment. It authenticates callers by the session token.
-    pub fn extension(port: u16, session_token: Option<String>) -> Self {
+    pub fn extension(port: u16, session_token: Option<SecretString>) -> Self {
         Self::Extension(Box::new(ExtensionClient {
             port,
-            session_token: session_token.map(SecretString::from),
-            http: https::client(),
+            session_token,
+            http: outbound_http::client(),
         }))
     }
 
@@ -177,7 +183,7 @@ fn sdk_error(secret_id: &str, err: SdkError<GetSecretValueError>) -> SecretError
 pub struct ExtensionClient {
     port: u16,
     session_token: Option<SecretString>,
-    http: HttpsClient,
+    http: OutboundHttp,
 }
 
 impl ExtensionClient {
@@ -263,9 +269,10 @@ mod tests {
     async fn fake_extension(status: &str, body: &str) -> (u16, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let length = body.len();
         let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+             content-length: {length}\r\nconnection: close\r\n\r\n{body}"
         );
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
@@ -283,10 +290,16 @@ mod tests {
 
     #[tokio::test]
     async fn the_extension_is_asked_with_the_session_token_and_its_answer_read() {
-        let body = r#"{"ARN":"arn:aws:secretsmanager:eu-west-1:1:secret:prod/db-AbC","Name":"prod/db",
-            "VersionId":"v-2","SecretString":"postgres://u:p@h/db","VersionStages":["AWSPENDING"]}"#;
-        let (port, server) = fake_extension("200 OK", body).await;
-        let client = SecretsClient::extension(port, Some("session-token".to_owned()));
+        let body = serde_json::json!({
+            "ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:prod/db-AbC",
+            "Name": "prod/db",
+            "VersionId": "v-2",
+            "SecretString": "postgres://u:p@h/db",
+            "VersionStages": ["AWSPENDING"],
+        })
+        .to_string();
+        let (port, server) = fake_extension("200 OK", &body).await;
+        let client = SecretsClient::extension(port, Some(SecretString::from("session-token")));
 
         let secret = client.get("prod/db", Stage::Pending).await.unwrap();
 

@@ -59,12 +59,15 @@ impl AppState {
             )?),
         };
         // One Secrets Manager client for every secret this function reads.
-        let needs_secrets = matches!(
+        let database_secret = matches!(
             settings.database.source,
             DatabaseSource::SecretsManager { .. }
-        ) || matches!(&auth_settings, Some(auth) if matches!(auth.keys, KeySource::SecretsManager(_)));
-        let secrets = match needs_secrets {
-            true => Some(SecretsClient::new(settings.secrets_extension_port).await),
+        );
+        let key_secret = auth_settings
+            .as_ref()
+            .is_some_and(|auth| matches!(auth.keys, KeySource::SecretsManager(_)));
+        let secrets = match database_secret || key_secret {
+            true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
             false => None,
         };
         let auth = match auth_settings {

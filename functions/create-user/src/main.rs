@@ -1,5 +1,8 @@
 use lambda_http::{run, service_fn, Error};
-use shared::{routes::create_user, state::Access, AppState};
+use shared::{
+    routes::create_user,
+    state::{Access, AppState},
+};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

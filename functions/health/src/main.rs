@@ -1,5 +1,8 @@
 use lambda_http::{run, service_fn, Error};
-use shared::{routes::health, state::Access, AppState};
+use shared::{
+    routes::health,
+    state::{Access, AppState},
+};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

@@ -1,9 +1,9 @@
 use lambda_runtime::{run, service_fn, Error};
-use shared::{https, migrate};
+use shared::{custom_resource, outbound_http};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let http = https::client();
-    run(service_fn(|event| migrate::handler(&http, event))).await
+    let http = outbound_http::client();
+    run(service_fn(|event| custom_resource::handler(&http, event))).await
 }

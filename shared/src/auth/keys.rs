@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use super::AuthError;
 use crate::{
-    https::{self, HttpsClient},
+    outbound_http::{self, OutboundHttp},
     secrets::{SecretsClient, Stage},
 };
 
@@ -34,8 +34,8 @@ type VerifyingKey = (Arc<DecodingKey>, Algorithm);
 pub enum Keys {
     Static(VerifyingKey),
     Jwks(Box<JwksKeys>),
-    /// Accepts nothing.
-    None,
+    /// No key: every token is refused. For functions whose routes are public.
+    DenyAll,
 }
 
 impl std::fmt::Debug for Keys {
@@ -43,7 +43,7 @@ impl std::fmt::Debug for Keys {
         match self {
             Self::Static((_, algorithm)) => write!(f, "Keys::Static({algorithm:?})"),
             Self::Jwks(jwks) => write!(f, "Keys::Jwks({})", jwks.url),
-            Self::None => f.write_str("Keys::None"),
+            Self::DenyAll => f.write_str("Keys::DenyAll"),
         }
     }
 }
@@ -88,7 +88,7 @@ impl Keys {
     }
 
     pub async fn from_jwks_url(url: String, refresh_interval: Duration) -> anyhow::Result<Self> {
-        let http = https::client();
+        let http = outbound_http::client();
         let keys = fetch_jwks(&http, &url)
             .await
             .with_context(|| format!("Failed to read the JWKS at JWT_JWKS_URL {url}"))?;
@@ -110,7 +110,7 @@ impl Keys {
         match self {
             Self::Static(key) => Ok(key.clone()),
             Self::Jwks(jwks) => jwks.key_for(token).await,
-            Self::None => Err(AuthError::InvalidToken(
+            Self::DenyAll => Err(AuthError::InvalidToken(
                 "no key is configured for this function",
             )),
         }
@@ -119,7 +119,7 @@ impl Keys {
 
 pub struct JwksKeys {
     url: String,
-    http: HttpsClient,
+    http: OutboundHttp,
     keys: RwLock<HashMap<String, VerifyingKey>>,
     refresh_interval: Duration,
     last_refresh: Mutex<Option<Instant>>,
@@ -165,7 +165,8 @@ impl JwksKeys {
         *last = Some(Instant::now());
         match fetch_jwks(&self.http, &self.url).await {
             Ok(keys) => {
-                tracing::info!(kid, kids = ?keys.keys().collect::<Vec<_>>(), "JWKS refreshed for an unknown kid");
+                let kids: Vec<_> = keys.keys().collect();
+                tracing::info!(kid, ?kids, "JWKS refreshed for an unknown kid");
                 *self
                     .keys
                     .write()
@@ -177,7 +178,7 @@ impl JwksKeys {
 }
 
 async fn fetch_jwks(
-    http: &HttpsClient,
+    http: &OutboundHttp,
     url: &str,
 ) -> anyhow::Result<HashMap<String, VerifyingKey>> {
     let request = Request::get(url)

@@ -113,7 +113,7 @@ impl Authenticator {
     /// protected route wired to them by mistake answers 401, never runs open.
     pub fn deny_all() -> Self {
         Self {
-            keys: Keys::None,
+            keys: Keys::DenyAll,
             issuer: None,
             audience: None,
         }

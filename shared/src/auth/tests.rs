@@ -2,23 +2,18 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use lambda_http::{Body, Request};
 use secrecy::SecretString;
 use serde_json::{json, Value};
+use test_support::tokens::{
+    self, base64url, now, EC_PRIVATE, EC_PUBLIC, FULL_SCOPE, OTHER_RSA_PRIVATE, RSA_PRIVATE,
+    RSA_PUBLIC,
+};
 
 use super::*;
 
 const SECRET: &str = "unit-test-hs256-secret-that-is-long-enough";
-const RSA_PRIVATE: &str = include_str!("../../tests/fixtures/keys/rsa-private.pem");
-const RSA_PUBLIC: &str = include_str!("../../tests/fixtures/keys/rsa-public.pem");
-const OTHER_RSA_PRIVATE: &str = include_str!("../../tests/fixtures/keys/other-rsa-private.pem");
-const EC_PRIVATE: &str = include_str!("../../tests/fixtures/keys/ec-private.pem");
-const EC_PUBLIC: &str = include_str!("../../tests/fixtures/keys/ec-public.pem");
 
-fn now() -> i64 {
-    jsonwebtoken::get_current_timestamp() as i64
-}
-
+/// Full-scope claims for `user-1`, valid five minutes, then `extra` (`null` removes a claim).
 fn claims(extra: Value) -> Value {
-    let mut claims =
-        json!({"sub": "user-1", "exp": now() + 300, "scope": "users:read users:write"});
+    let mut claims = tokens::claims(FULL_SCOPE, json!({"sub": "user-1"}));
     for (key, value) in extra.as_object().unwrap() {
         if value.is_null() {
             claims.as_object_mut().unwrap().remove(key);
@@ -159,7 +154,7 @@ async fn forged_tokens_are_rejected() {
     let valid = rs256(RSA_PRIVATE, &claims(json!({})));
     let (head, rest) = valid.split_once('.').unwrap();
     let (_, signature) = rest.split_once('.').unwrap();
-    let b64 = |v: &Value| base64_url_encode(v.to_string().as_bytes());
+    let b64 = |v: &Value| base64url(v.to_string().as_bytes());
     let tampered = format!(
         "{head}.{}.{signature}",
         b64(&claims(json!({"sub": "admin"})))
@@ -195,11 +190,6 @@ async fn forged_tokens_are_rejected() {
             "{case}"
         );
     }
-}
-
-fn base64_url_encode(bytes: &[u8]) -> String {
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[tokio::test]

@@ -1,42 +1,39 @@
 //! Database credentials from a secret's value: a `postgres://` URL, or the JSON document that
 //! RDS and Secrets Manager rotation maintain.
 
-use std::str::FromStr;
-
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+use crate::config::{DatabaseUrl, Endpoint};
+
 /// Where and as whom to connect, before the session settings are applied.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Credentials {
-    pub(crate) options: PgConnectOptions,
-    /// The `sslmode` the URL asked for, if it did.
-    pub(crate) ssl_mode: Option<PgSslMode>,
+    pub(super) options: PgConnectOptions,
+    /// The `sslmode` a URL asked for, if it did.
+    pub(super) ssl_mode: Option<PgSslMode>,
 }
 
-/// `DB_HOST`, `DB_PORT`, `DB_NAME`: where to connect, over what the secret says. An
-/// RDS-managed master secret holds only `username` and `password`; an RDS Proxy has its own
-/// endpoint in front of the database the secret names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub dbname: Option<String>,
+/// Where the credentials point, never the password.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options = &self.options;
+        f.debug_struct("Credentials")
+            .field("username", &options.get_username())
+            .field("host", &options.get_host())
+            .field("port", &options.get_port())
+            .field("database", &options.get_database())
+            .finish_non_exhaustive()
+    }
 }
 
-impl Endpoint {
-    pub(crate) fn apply(&self, mut options: PgConnectOptions) -> PgConnectOptions {
-        if let Some(host) = &self.host {
-            options = options.host(host);
+impl From<&DatabaseUrl> for Credentials {
+    fn from(url: &DatabaseUrl) -> Self {
+        Self {
+            options: url.options().clone(),
+            ssl_mode: url.ssl_mode(),
         }
-        if let Some(port) = self.port {
-            options = options.port(port);
-        }
-        if let Some(dbname) = &self.dbname {
-            options = options.database(dbname);
-        }
-        options
     }
 }
 
@@ -56,19 +53,6 @@ pub enum CredentialsError {
 }
 
 impl Credentials {
-    pub fn from_url(url: &str) -> Result<Self, CredentialsError> {
-        let url = url.trim();
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(CredentialsError::InvalidUrl);
-        }
-        let options = PgConnectOptions::from_str(url).map_err(|_| CredentialsError::InvalidUrl)?;
-        let ssl_mode = url
-            .split_once('?')
-            .is_some_and(|(_, query)| query.split('&').any(|pair| pair.starts_with("sslmode=")))
-            .then(|| options.get_ssl_mode());
-        Ok(Self { options, ssl_mode })
-    }
-
     /// A secret holding either a URL or
     /// `{"engine":"postgres","host":…,"port":5432,"username":…,"password":…,"dbname":…}`
     /// (`port` a number or a string, `dbname` optional, other keys ignored).
@@ -79,11 +63,10 @@ impl Credentials {
     ) -> Result<Self, CredentialsError> {
         let text = value.expose_secret().trim();
         if !text.starts_with('{') {
-            return match Self::from_url(text) {
-                Err(CredentialsError::InvalidUrl) if !text.contains("://") => {
-                    Err(CredentialsError::NotUrlOrJson)
-                }
-                other => other,
+            return match DatabaseUrl::parse(text) {
+                Ok(url) => Ok(Self::from(&url)),
+                Err(_) if text.contains("://") => Err(CredentialsError::InvalidUrl),
+                Err(_) => Err(CredentialsError::NotUrlOrJson),
             };
         }
         // serde_json's messages can quote the input; report our own instead.
@@ -155,14 +138,12 @@ mod tests {
         let secret = SecretString::from(r#"{"username":"postgres","password":"p"}"#.to_owned());
 
         let credentials = Credentials::from_secret(&secret, &endpoint).unwrap();
-        let options = endpoint.apply(credentials.options);
 
         assert_eq!(
-            options.get_host(),
+            credentials.options.get_host(),
             "users.cluster-x.eu-west-1.rds.amazonaws.com"
         );
-        assert_eq!(options.get_database(), Some("users"));
-        assert_eq!(options.get_username(), "postgres");
+        assert_eq!(credentials.options.get_username(), "postgres");
     }
 
     #[test]
@@ -195,10 +176,16 @@ mod tests {
     }
 
     fn json_port(port: &str) -> String {
-        format!(
-            r#"{{"engine":"postgres","host":"db.cluster-x.eu-west-1.rds.amazonaws.com","port":{port},
-                "username":"app","password":"p@ss/w%rd:","dbname":"users","dbClusterIdentifier":"x"}}"#
-        )
+        let mut secret = serde_json::json!({
+            "engine": "postgres",
+            "host": "db.cluster-x.eu-west-1.rds.amazonaws.com",
+            "username": "app",
+            "password": "p@ss/w%rd:",
+            "dbname": "users",
+            "dbClusterIdentifier": "x",
+        });
+        secret["port"] = serde_json::from_str(port).unwrap();
+        secret.to_string()
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! Secrets Manager rotation, the embedded migrations, and which errors mean "unavailable".
 
 mod credentials;
+mod options;
 mod rotation;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use sqlx::{
     migrate::Migrator,
     pool::PoolConnection,
@@ -15,7 +15,8 @@ use sqlx::{
     PgConnection, PgPool, Postgres,
 };
 
-pub use credentials::{Credentials, CredentialsError, Endpoint};
+pub use credentials::{Credentials, CredentialsError};
+use options::connect_options;
 use rotation::Rotation;
 
 use crate::{
@@ -42,10 +43,8 @@ impl Database {
     ) -> anyhow::Result<Self> {
         match &settings.source {
             DatabaseSource::Url(url) => {
-                let credentials = Credentials::from_url(url.expose_secret())
-                    .context("DATABASE_URL is not a valid postgres:// URL")?;
-                let pool = pool(&settings, settings.connect_options(credentials));
-                Ok(Self::from_pool(pool))
+                let options = connect_options(&settings, Credentials::from(&**url));
+                Ok(Self::from_pool(pool(&settings, options)))
             }
             DatabaseSource::SecretsManager { secret_id } => {
                 let secrets = secrets
@@ -62,7 +61,7 @@ impl Database {
                     version_id = secret.version_id,
                     "database secret read"
                 );
-                let pool = pool(&settings, settings.connect_options(credentials));
+                let pool = pool(&settings, connect_options(&settings, credentials));
                 let secret_id = secret_id.clone();
                 Ok(Self {
                     pool,

@@ -10,10 +10,11 @@ use std::{
     time::Instant,
 };
 
+use anyhow::Context;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use super::Credentials;
+use super::{options::connect_options, Credentials};
 use crate::{
     config::DatabaseSettings,
     secrets::{SecretError, SecretValue, SecretsClient, Stage},
@@ -83,42 +84,45 @@ impl Rotation {
             return false;
         }
         state.last_read = Some(Instant::now());
-        match self.newer_secret(state.version_id.as_deref()).await {
-            Ok(Some(secret)) => {
-                match Credentials::from_secret(&secret.value, &self.settings.endpoint) {
-                    Ok(credentials) => {
-                        pool.set_connect_options(self.settings.connect_options(credentials));
-                        tracing::info!(
-                        secret_id = self.secret_id,
-                        old_version_id = state.version_id,
-                        version_id = secret.version_id,
-                        "re-fetched the database secret after the database rejected the credentials"
-                    );
-                        state.version_id = secret.version_id;
-                        self.generation.fetch_add(1, Ordering::AcqRel);
-                        true
-                    }
-                    Err(err) => {
-                        tracing::error!(secret_id = self.secret_id, error = %err, "the re-fetched database secret is malformed");
-                        false
-                    }
-                }
-            }
+        let known = state.version_id.as_deref();
+        let (credentials, version_id) = match self.newer_credentials(known).await {
+            Ok(Some(newer)) => newer,
             Ok(None) => {
                 tracing::warn!(
                     secret_id = self.secret_id,
-                    "re-fetched the database secret after the database rejected the credentials, but it has not changed"
+                    "the database rejected the credentials and the secret holds no newer ones"
                 );
-                false
+                return false;
             }
             Err(err) => {
-                tracing::warn!(
-                    error = format!("{:#}", anyhow::Error::new(err)),
-                    "failed to re-fetch the database secret"
-                );
-                false
+                let error = format!("{err:#}");
+                tracing::error!(error, "failed to re-read the database secret");
+                return false;
             }
-        }
+        };
+        pool.set_connect_options(connect_options(&self.settings, credentials));
+        tracing::info!(
+            secret_id = self.secret_id,
+            old_version_id = state.version_id,
+            version_id,
+            "re-fetched the database secret after the database rejected the credentials"
+        );
+        state.version_id = version_id;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Credentials from a newer version of the secret, with that version's id, if there is one.
+    async fn newer_credentials(
+        &self,
+        known: Option<&str>,
+    ) -> anyhow::Result<Option<(Credentials, Option<String>)>> {
+        let Some(secret) = self.newer_secret(known).await? else {
+            return Ok(None);
+        };
+        let credentials = Credentials::from_secret(&secret.value, &self.settings.endpoint)
+            .with_context(|| format!("The database secret {:?} is malformed", self.secret_id))?;
+        Ok(Some((credentials, secret.version_id)))
     }
 
     /// The secret's current version if it differs from `known`; else its pending version, if

@@ -5,39 +5,54 @@ use lambda_http::{
 use serde::Serialize;
 
 use super::APPLICATION_PROBLEM_JSON;
-use crate::auth::{AuthError, Denied};
+use crate::{
+    auth::{AuthError, Denied, Scope},
+    db,
+    users::InsertUserError,
+};
+
+/// Every problem's `type` is this prefix and the kind's slug. A `tag:` URI (RFC 4151) names a
+/// kind of problem without promising a page at that address.
+pub const PROBLEM_TYPE_PREFIX: &str = "tag:users-api,2026:problem:";
 
 /// Seconds a client should wait before retrying when the database is unavailable.
 const RETRY_AFTER_SECONDS: u32 = 5;
 
-/// Every way a request can fail, each with its HTTP status.
+/// Every way a request can fail.
+///
+/// A variant's `Display` is the problem's `detail`, written for the client. For 5xx it is fixed
+/// text; the cause is the `#[source]`, which goes to the log only. Adding a kind of problem is
+/// a variant here and a row in [`ApiError::kind`].
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request is malformed: bad JSON, a missing body, a bad id in the path.
     #[error("{0}")]
     BadRequest(String),
-    /// No usable bearer token (401).
-    #[error("{0}")]
+    /// No usable bearer token.
+    #[error("{}", unauthorized_detail(.0))]
     Unauthorized(AuthError),
-    /// A valid token without the scope the route needs (403).
-    #[error("{0}")]
-    Forbidden(Denied),
-    #[error("the method is not allowed")]
+    /// A valid token without the scope the route needs.
+    #[error("The token does not grant the {0} scope.")]
+    Forbidden(Scope),
+    #[error("This resource only supports {allowed}.")]
     MethodNotAllowed { allowed: Method },
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Well-formed, but fields are missing, unknown or invalid.
-    #[error("the request has invalid fields")]
+    #[error("{}", validation_detail(.0))]
     Validation(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
     /// The database cannot be reached or cannot serve now; the client should retry.
-    #[error("the database is unavailable")]
+    #[error(
+        "The service is temporarily unavailable. Retry after {} seconds.",
+        RETRY_AFTER_SECONDS
+    )]
     Unavailable(#[source] anyhow::Error),
     /// A bug or an unexpected failure: logged in full, answered generically.
-    #[error("an unexpected error occurred")]
+    #[error("An unexpected error occurred. Quote the request_id if you report it.")]
     Internal(#[source] anyhow::Error),
 }
 
@@ -48,122 +63,62 @@ pub struct FieldError {
     pub message: String,
 }
 
-impl From<Denied> for ApiError {
-    fn from(denied: Denied) -> Self {
-        match denied {
-            Denied::Unauthenticated(err) => Self::Unauthorized(err),
-            insufficient @ Denied::InsufficientScope(_) => Self::Forbidden(insufficient),
-        }
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&err) {
-            Self::Unavailable(err.into())
-        } else {
-            Self::Internal(anyhow::Error::new(err).context("Database query failed"))
-        }
-    }
-}
-
-/// RFC 9457 problem details, plus `request_id` and, for validation, `errors`.
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    type_: &'static str,
+/// What kind of problem an [`ApiError`] is: its status, its `type` slug and its title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    status: StatusCode,
+    slug: &'static str,
     title: &'static str,
-    status: u16,
-    detail: String,
-    instance: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// A stable identifier for the kind of problem (RFC 9457 `type`), and its title.
-    /// `tag:` URIs (RFC 4151) name a problem without promising a page at that address.
-    fn kind(&self) -> (&'static str, &'static str) {
-        match self {
-            Self::BadRequest(_) => ("tag:users-api,2026:problem:bad-request", "Bad request"),
-            Self::Unauthorized(_) => ("tag:users-api,2026:problem:unauthorized", "Unauthorized"),
-            Self::Forbidden(_) => ("tag:users-api,2026:problem:forbidden", "Forbidden"),
+    /// The table of problem kinds: one row each.
+    fn kind(&self) -> Kind {
+        use StatusCode as S;
+        let (status, slug, title) = match self {
+            Self::BadRequest(_) => (S::BAD_REQUEST, "bad-request", "Bad request"),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
             Self::MethodNotAllowed { .. } => (
-                "tag:users-api,2026:problem:method-not-allowed",
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
                 "Method not allowed",
             ),
             Self::UnsupportedMediaType(_) => (
-                "tag:users-api,2026:problem:unsupported-media-type",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
                 "Unsupported media type",
             ),
-            Self::Validation(_) => ("tag:users-api,2026:problem:validation", "Validation failed"),
-            Self::NotFound(_) => ("tag:users-api,2026:problem:not-found", "Not found"),
-            Self::Conflict(_) => ("tag:users-api,2026:problem:conflict", "Conflict"),
+            Self::Validation(_) => (S::UNPROCESSABLE_ENTITY, "validation", "Validation failed"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
             Self::Unavailable(_) => (
-                "tag:users-api,2026:problem:service-unavailable",
+                S::SERVICE_UNAVAILABLE,
+                "service-unavailable",
                 "Service unavailable",
             ),
-            Self::Internal(_) => ("tag:users-api,2026:problem:internal", "Internal error"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        };
+        Kind {
+            status,
+            slug,
+            title,
         }
     }
 
-    /// What the client is told. Never internals: 5xx details are fixed text.
-    fn detail(&self) -> String {
-        match self {
-            Self::BadRequest(detail)
-            | Self::UnsupportedMediaType(detail)
-            | Self::NotFound(detail)
-            | Self::Conflict(detail) => detail.clone(),
-            Self::MethodNotAllowed { allowed } => {
-                format!("This resource only supports {allowed}.")
-            }
-            Self::Unauthorized(AuthError::Missing | AuthError::WrongScheme) => {
-                "Send an access token: Authorization: Bearer <token>.".to_owned()
-            }
-            Self::Unauthorized(AuthError::InvalidToken(reason)) => {
-                format!("The access token was rejected: {reason}.")
-            }
-            Self::Forbidden(denied) => format!("{}.", capitalize(&denied.to_string())),
-            Self::Validation(errors) => match errors.len() {
-                1 => "1 field of the request is invalid.".to_owned(),
-                n => format!("{n} fields of the request are invalid."),
-            },
-            Self::Unavailable(_) => format!(
-                "The service is temporarily unavailable. Retry after {RETRY_AFTER_SECONDS} seconds."
-            ),
-            Self::Internal(_) => {
-                "An unexpected error occurred. Quote the request_id if you report it.".to_owned()
-            }
-        }
+    pub fn status(&self) -> StatusCode {
+        self.kind().status
     }
 
     /// Logs the error (5xx with its whole cause chain) and renders it as problem+json.
     pub fn into_problem_response(self, request_id: Option<&str>, path: &str) -> Response<Body> {
-        let status = self.status();
-        self.log(status, request_id);
-        let (type_, title) = self.kind();
+        let kind = self.kind();
+        self.log(kind.status, request_id);
         let problem = Problem {
-            type_,
-            title,
-            status: status.as_u16(),
-            detail: self.detail(),
+            type_: format!("{PROBLEM_TYPE_PREFIX}{}", kind.slug),
+            title: kind.title,
+            status: kind.status.as_u16(),
+            detail: self.to_string(),
             instance: path,
             request_id,
             errors: match &self {
@@ -175,72 +130,200 @@ impl ApiError {
         // body rather than panic all the same.
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = Response::new(Body::Binary(body));
-        *response.status_mut() = status;
+        *response.status_mut() = kind.status;
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(APPLICATION_PROBLEM_JSON),
         );
-        match &self {
-            Self::Unavailable(_) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-            }
-            Self::MethodNotAllowed { allowed } => {
-                if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
-                    headers.insert(header::ALLOW, value);
-                }
-            }
-            // RFC 6750 section 3: no error code when no credentials were sent.
-            Self::Unauthorized(AuthError::Missing | AuthError::WrongScheme) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Self::Unauthorized(AuthError::InvalidToken(_)) => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-                );
-            }
-            Self::Forbidden(Denied::InsufficientScope(scope)) => {
-                let challenge = format!(r#"Bearer error="insufficient_scope", scope="{scope}""#);
-                if let Ok(value) = HeaderValue::from_str(&challenge) {
-                    headers.insert(header::WWW_AUTHENTICATE, value);
-                }
-            }
-            _ => {}
+        if let Some((name, value)) = self.extra_header() {
+            headers.insert(name, value);
         }
         response
     }
 
-    fn log(&self, status: StatusCode, request_id: Option<&str>) {
-        // The reason only; a token never reaches the log.
-        let status = status.as_u16();
+    /// The header a kind of problem adds, if any.
+    fn extra_header(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
-            // `{:#}` prints anyhow's whole chain: "context: cause: root cause".
-            Self::Internal(cause) => {
-                tracing::error!(
-                    status,
-                    request_id,
-                    error = format!("{cause:#}"),
-                    "request failed"
-                )
+            Self::Unavailable(_) => {
+                Some((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS)))
             }
-            Self::Unavailable(cause) => {
-                tracing::warn!(
-                    status,
-                    request_id,
-                    error = format!("{cause:#}"),
-                    "database unavailable"
-                )
+            Self::MethodNotAllowed { allowed } => HeaderValue::from_str(allowed.as_str())
+                .ok()
+                .map(|value| (header::ALLOW, value)),
+            // RFC 6750 section 3: no error code when no credentials were sent.
+            Self::Unauthorized(AuthError::Missing | AuthError::WrongScheme) => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
             }
-            _ => tracing::info!(status, request_id, problem = %self, "request rejected"),
+            Self::Unauthorized(AuthError::InvalidToken(_)) => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            )),
+            Self::Forbidden(scope) => {
+                let challenge = format!(r#"Bearer error="insufficient_scope", scope="{scope}""#);
+                HeaderValue::from_str(&challenge)
+                    .ok()
+                    .map(|value| (header::WWW_AUTHENTICATE, value))
+            }
+            _ => None,
+        }
+    }
+
+    /// 5xx with the whole cause chain (`{:#}`: "context: cause: root cause"), at WARN when the
+    /// client is told to retry; 4xx at INFO with the detail only (never a token).
+    fn log(&self, status: StatusCode, request_id: Option<&str>) {
+        let retry = status == StatusCode::SERVICE_UNAVAILABLE;
+        let status = status.as_u16();
+        match self.cause().map(|cause| format!("{cause:#}")) {
+            Some(error) if retry => {
+                tracing::warn!(status, request_id, error, "database unavailable")
+            }
+            Some(error) => tracing::error!(status, request_id, error, "request failed"),
+            None => tracing::info!(status, request_id, problem = %self, "request rejected"),
+        }
+    }
+
+    fn cause(&self) -> Option<&anyhow::Error> {
+        match self {
+            Self::Unavailable(cause) | Self::Internal(cause) => Some(cause),
+            _ => None,
         }
     }
 }
 
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+/// RFC 9457 problem details, plus `request_id` and, for validation, `errors`.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    instance: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+fn unauthorized_detail(err: &AuthError) -> String {
+    match err {
+        AuthError::Missing | AuthError::WrongScheme => {
+            "Send an access token: Authorization: Bearer <token>.".to_owned()
+        }
+        AuthError::InvalidToken(reason) => format!("The access token was rejected: {reason}."),
+    }
+}
+
+fn validation_detail(errors: &[FieldError]) -> String {
+    match errors.len() {
+        1 => "1 field of the request is invalid.".to_owned(),
+        n => format!("{n} fields of the request are invalid."),
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unauthenticated(err) => Self::Unauthorized(err),
+            Denied::InsufficientScope(scope) => Self::Forbidden(scope),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        if db::is_unavailable(&err) {
+            Self::Unavailable(err.into())
+        } else {
+            Self::Internal(anyhow::Error::new(err).context("Database query failed"))
+        }
+    }
+}
+
+impl From<InsertUserError> for ApiError {
+    fn from(err: InsertUserError) -> Self {
+        match err {
+            InsertUserError::EmailTaken => {
+                Self::Conflict("A user with this email already exists.".to_owned())
+            }
+            InsertUserError::Database(err) => err.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn one_of_each() -> Vec<ApiError> {
+        vec![
+            ApiError::BadRequest("b".into()),
+            ApiError::Unauthorized(AuthError::Missing),
+            ApiError::Forbidden(Scope::UsersRead),
+            ApiError::MethodNotAllowed {
+                allowed: Method::GET,
+            },
+            ApiError::UnsupportedMediaType("u".into()),
+            ApiError::Validation(Vec::new()),
+            ApiError::NotFound("n".into()),
+            ApiError::Conflict("c".into()),
+            ApiError::Unavailable(anyhow::anyhow!("down")),
+            ApiError::Internal(anyhow::anyhow!("bug")),
+        ]
+    }
+
+    #[test]
+    fn every_kind_has_its_own_type_title_and_status() {
+        let kinds: Vec<Kind> = one_of_each().iter().map(ApiError::kind).collect();
+
+        let slugs: HashSet<_> = kinds.iter().map(|kind| kind.slug).collect();
+        let titles: HashSet<_> = kinds.iter().map(|kind| kind.title).collect();
+        let statuses: HashSet<_> = kinds.iter().map(|kind| kind.status).collect();
+
+        assert_eq!(slugs.len(), kinds.len());
+        assert_eq!(titles.len(), kinds.len());
+        assert_eq!(statuses.len(), kinds.len());
+        for kind in kinds {
+            assert!(kind.status.is_client_error() || kind.status.is_server_error());
+            assert!(
+                kind.slug
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_error_tells_the_client_nothing_of_its_cause() {
+        for err in [
+            ApiError::Unavailable(anyhow::anyhow!("connect to 10.0.0.7:5432 refused")),
+            ApiError::Internal(anyhow::anyhow!("relation \"users\" does not exist")),
+        ] {
+            let detail = err.to_string();
+            assert!(
+                !detail.contains("10.0.0.7") && !detail.contains("relation"),
+                "{detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_scope_is_named_in_the_detail_and_the_challenge() {
+        let err = ApiError::from(Denied::InsufficientScope(Scope::UsersWrite));
+
+        let challenge = err.extra_header().map(|(_, value)| value);
+
+        assert_eq!(
+            err.to_string(),
+            "The token does not grant the users:write scope."
+        );
+        assert_eq!(
+            challenge.as_ref().and_then(|value| value.to_str().ok()),
+            Some(r#"Bearer error="insufficient_scope", scope="users:write""#)
+        );
+    }
 }

@@ -8,7 +8,7 @@ mod error;
 mod json;
 mod request;
 
-pub use error::{ApiError, FieldError};
+pub use error::{ApiError, FieldError, PROBLEM_TYPE_PREFIX};
 pub use json::JsonObject;
 pub use request::{require_method, user_id_from_path};
 
@@ -40,5 +40,15 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>
         header::CONTENT_TYPE,
         HeaderValue::from_static(APPLICATION_JSON),
     );
+    Ok(response)
+}
+
+/// 201 with `body` and its `Location`.
+pub fn created<T: Serialize>(location: &str, body: &T) -> Result<Response<Body>, ApiError> {
+    let location = HeaderValue::from_str(location).map_err(|err| {
+        ApiError::Internal(anyhow::Error::new(err).context("Invalid Location header"))
+    })?;
+    let mut response = json(StatusCode::CREATED, body)?;
+    response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
 }

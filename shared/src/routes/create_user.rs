@@ -1,16 +1,13 @@
 //! `POST /users`: 201 with the user and its `Location`.
 
-use lambda_http::{
-    http::{header, HeaderValue, Method, StatusCode},
-    Body, Error, Request, Response,
-};
+use lambda_http::{http::Method, Body, Error, Request, Response};
 
 use crate::{
     auth::Scope,
     domain::{Email, NewUser, UserName},
     http::{self, ApiError, JsonObject},
-    users::{self, InsertUserError},
-    AppState,
+    state::AppState,
+    users,
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
@@ -23,20 +20,9 @@ async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
     state.auth.authorize(req, Scope::UsersWrite).await?;
     let new_user = parse_new_user(JsonObject::from_request(req)?)?;
     let mut connection = state.db.acquire().await?;
-    let user = users::insert(&mut connection, &new_user)
-        .await
-        .map_err(|err| match err {
-            InsertUserError::EmailTaken => {
-                ApiError::Conflict("A user with this email already exists.".to_owned())
-            }
-            InsertUserError::Database(err) => err.into(),
-        })?;
+    let user = users::insert(&mut connection, &new_user).await?;
     tracing::info!(user_id = %user.id, "user created");
-    let mut response = http::json(StatusCode::CREATED, &user)?;
-    let location = HeaderValue::from_str(&format!("/users/{}", user.id))
-        .map_err(|err| ApiError::Internal(err.into()))?;
-    response.headers_mut().insert(header::LOCATION, location);
-    Ok(response)
+    http::created(&format!("/users/{}", user.id), &user)
 }
 
 fn parse_new_user(mut body: JsonObject) -> Result<NewUser, ApiError> {

@@ -8,7 +8,8 @@ use lambda_http::{
 use crate::{
     auth::Scope,
     http::{self, ApiError},
-    users, AppState,
+    state::AppState,
+    users,
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {

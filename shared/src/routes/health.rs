@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::{
     db,
     http::{self, ApiError},
-    AppState,
+    state::AppState,
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {

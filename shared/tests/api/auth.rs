@@ -1,11 +1,12 @@
 use serde_json::json;
 use sqlx::PgPool;
+use test_support::{tokens, TestRequest, SOURCES};
 
-use crate::helpers::{token, TestApp, TestRequest, SOURCES};
+use crate::app::TestApp;
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn the_users_routes_need_a_bearer_token_from_every_event_source(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let body = json!({"email": "a@example.com", "name": "A"});
     for source in SOURCES {
         for authorization in [None, Some("Basic dXNlcjpwYXNz")] {
@@ -34,7 +35,7 @@ async fn the_users_routes_need_a_bearer_token_from_every_event_source(pool: PgPo
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_token_is_checked_before_the_body_is_read(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
 
     let response = app
         .create_user(
@@ -53,9 +54,9 @@ async fn a_token_is_checked_before_the_body_is_read(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_read_only_token_may_read_but_not_write(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let created = app.given_a_user("ada@example.com", "Ada").await;
-    let read_only = format!("Bearer {}", token("users:read"));
+    let read_only = tokens::bearer("users:read");
 
     let read = app
         .get_user(
@@ -80,7 +81,7 @@ async fn a_read_only_token_may_read_but_not_write(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn health_needs_no_token(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let response = app
         .health(TestRequest::get("/health").authorization(None))
         .await;

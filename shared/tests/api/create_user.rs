@@ -2,11 +2,13 @@ use serde_json::json;
 use sqlx::PgPool;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::helpers::{TestApp, TestRequest, SOURCES};
+use test_support::{TestRequest, SOURCES};
+
+use crate::app::TestApp;
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn creating_a_user_returns_201_with_its_location_from_every_event_source(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     for (n, source) in SOURCES.into_iter().enumerate() {
         let email = format!("ada{n}@example.com");
         let response = app
@@ -41,7 +43,7 @@ async fn creating_a_user_returns_201_with_its_location_from_every_event_source(p
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_created_user_is_stored_trimmed(pool: PgPool) {
-    let app = TestApp::new(pool.clone()).await;
+    let app = TestApp::new(&pool).await;
 
     let response = app
         .create_user(
@@ -66,7 +68,7 @@ async fn a_created_user_is_stored_trimmed(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_duplicate_email_in_any_case_returns_409(pool: PgPool) {
-    let app = TestApp::new(pool.clone()).await;
+    let app = TestApp::new(&pool).await;
     app.given_a_user("a@x.io", "First").await;
 
     for duplicate in ["a@x.io", "A@x.io", " A@X.IO "] {
@@ -86,7 +88,7 @@ async fn a_duplicate_email_in_any_case_returns_409(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_body_that_is_not_a_json_object_returns_400(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let cases = [
         ("no body", TestRequest::post("/users")),
         ("empty body", TestRequest::post("/users").body("")),
@@ -127,7 +129,7 @@ async fn a_body_that_is_not_a_json_object_returns_400(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_body_that_is_not_json_by_content_type_returns_415(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let body = json!({"email": "a@b.io", "name": "A"}).to_string();
     for content_type in [
         "text/plain",
@@ -150,7 +152,7 @@ async fn a_body_that_is_not_json_by_content_type_returns_415(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn json_content_types_and_a_missing_content_type_are_accepted(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let cases = [
         Some("application/json"),
         Some("Application/JSON; charset=UTF-8"),
@@ -170,7 +172,7 @@ async fn json_content_types_and_a_missing_content_type_are_accepted(pool: PgPool
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_base64_encoded_body_is_decoded(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     // {"email":"base64@example.com","name":"Encoded"}
     let encoded = "eyJlbWFpbCI6ImJhc2U2NEBleGFtcGxlLmNvbSIsIm5hbWUiOiJFbmNvZGVkIn0=";
 
@@ -188,7 +190,7 @@ async fn a_base64_encoded_body_is_decoded(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn invalid_fields_return_422_naming_each_field(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let long_name = "n".repeat(101);
     let long_email = format!("{}@example.com", "a".repeat(243));
     let cases = [
@@ -277,7 +279,7 @@ async fn invalid_fields_return_422_naming_each_field(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn another_method_on_the_create_route_returns_405(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     for method in ["GET", "PUT", "DELETE"] {
         let response = app.create_user(TestRequest::new(method, "/users")).await;
         response.assert_problem(405);

@@ -1,11 +1,12 @@
 use serde_json::json;
 use sqlx::PgPool;
+use test_support::TestRequest;
 
-use crate::helpers::{TestApp, TestRequest};
+use crate::app::TestApp;
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn an_unexpected_database_error_returns_a_generic_500(pool: PgPool) {
-    let app = TestApp::new(pool.clone()).await;
+    let app = TestApp::new(&pool).await;
     sqlx::query("ALTER TABLE users RENAME TO users_gone")
         .execute(&pool)
         .await

@@ -1,10 +1,11 @@
 use sqlx::PgPool;
+use test_support::{TestRequest, SOURCES};
 
-use crate::helpers::{TestApp, TestRequest, SOURCES};
+use crate::app::TestApp;
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn getting_a_user_returns_it_from_every_event_source(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let created = app.given_a_user("ada@example.com", "Ada").await;
     let path = format!("/users/{}", created["id"]);
 
@@ -19,7 +20,7 @@ async fn getting_a_user_returns_it_from_every_event_source(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn an_unknown_id_returns_404(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let created = app.given_a_user("ada@example.com", "Ada").await;
     let unknown = created["id"].as_i64().unwrap() + 1;
 
@@ -33,7 +34,7 @@ async fn an_unknown_id_returns_404(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn an_id_that_is_not_a_positive_64_bit_integer_returns_400(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     for id in [
         "abc",
         "0",
@@ -57,7 +58,7 @@ async fn an_id_that_is_not_a_positive_64_bit_integer_returns_400(pool: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn another_method_on_the_get_route_returns_405(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     let response = app.get_user(TestRequest::new("POST", "/users/1")).await;
     response.assert_problem(405);
     assert_eq!(response.header("allow"), Some("GET"));

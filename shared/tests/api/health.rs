@@ -1,11 +1,12 @@
 use serde_json::json;
 use sqlx::PgPool;
+use test_support::{TestRequest, SOURCES};
 
-use crate::helpers::{TestApp, TestRequest, SOURCES};
+use crate::app::TestApp;
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn health_is_ok_when_the_database_answers(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    let app = TestApp::new(&pool).await;
     for source in SOURCES {
         let response = app.health(TestRequest::get("/health").from(source)).await;
 

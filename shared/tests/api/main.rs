@@ -1,10 +1,10 @@
-//! Integration tests: each handler called in-process with requests built from real API Gateway
-//! (REST and HTTP API) and Function URL event JSON, each test on its own freshly migrated
-//! database (`#[sqlx::test]`).
+//! Integration tests: each handler called in-process, on the state the functions build, with
+//! requests forged into real API Gateway (REST and HTTP API) and Function URL events
+//! (`test_support::events`), each test on its own freshly migrated database (`#[sqlx::test]`).
 
+mod app;
 mod auth;
 mod create_user;
 mod errors;
 mod get_user;
 mod health;
-mod helpers;

@@ -1,6 +1,6 @@
-//! One HTTPS client for the few calls that are not AWS SDK calls (a JWKS document,
-//! CloudFormation's response URL, the secrets extension on localhost): rustls on ring with the webpki roots, plain HTTP allowed
-//! for loopback tests.
+//! The one HTTP client for outbound calls that are not AWS SDK calls: a JWKS document,
+//! CloudFormation's response URL, the secrets extension on localhost. (Inbound requests are
+//! [`crate::http`]'s.) rustls on ring with the webpki roots; plain HTTP is allowed for loopback.
 
 use std::time::Duration;
 
@@ -11,12 +11,12 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type OutboundHttp = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Every peer here answers a TCP connect in milliseconds when it is up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn client() -> HttpsClient {
+pub fn client() -> OutboundHttp {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));

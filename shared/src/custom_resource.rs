@@ -1,5 +1,5 @@
-//! The `migrate` function: applies `migrations/` (embedded in the binary) when CloudFormation
-//! creates or updates the stack, as a custom resource.
+//! The `migrate` function's CloudFormation custom resource: applies `migrations/` (embedded in
+//! the binary) when CloudFormation creates or updates the stack.
 //!
 //! It always answers CloudFormation's pre-signed response URL, SUCCESS or FAILED with the
 //! reason, before the Lambda deadline: an unanswered custom resource holds a deploy for an hour.
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::{
     config::{DatabaseSource, Settings},
     db::{Database, MIGRATOR},
-    https::HttpsClient,
+    outbound_http::OutboundHttp,
     secrets::SecretsClient,
 };
 
@@ -66,8 +66,8 @@ struct CustomResourceResponse<'a> {
     data: Value,
 }
 
-/// `http` answers the response URL; build it once with [`crate::https::client`].
-pub async fn handler(http: &HttpsClient, event: LambdaEvent<Value>) -> Result<(), Error> {
+/// `http` answers the response URL; build it once with [`crate::outbound_http::client`].
+pub async fn handler(http: &OutboundHttp, event: LambdaEvent<Value>) -> Result<(), Error> {
     let request: CustomResourceRequest = serde_json::from_value(event.payload)
         .context("The event is not a CloudFormation custom resource request")?;
     // A deadline already past is no deadline (`cargo lambda watch` sends a duration where
@@ -78,7 +78,12 @@ pub async fn handler(http: &HttpsClient, event: LambdaEvent<Value>) -> Result<()
         .duration_since(SystemTime::now())
         .unwrap_or(ASSUMED_TIMEOUT);
     let budget = remaining.saturating_sub(RESPONSE_MARGIN);
-    tracing::info!(request_type = ?request.request_type, stack_id = request.stack_id, ?budget, "custom resource request");
+    tracing::info!(
+        request_type = ?request.request_type,
+        stack_id = request.stack_id,
+        ?budget,
+        "custom resource request"
+    );
 
     let outcome = match request.request_type {
         // Never destructive: the schema and its data outlive the stack.
@@ -126,7 +131,7 @@ async fn apply_migrations() -> anyhow::Result<Value> {
     let settings = Settings::from_env().context("Invalid configuration")?;
     let secrets = match settings.database.source {
         DatabaseSource::SecretsManager { .. } => {
-            Some(SecretsClient::new(settings.secrets_extension_port).await)
+            Some(SecretsClient::new(settings.secrets_extension.as_ref()).await)
         }
         DatabaseSource::Url(_) => None,
     };
@@ -145,7 +150,7 @@ async fn apply_migrations() -> anyhow::Result<Value> {
 
 /// PUTs the answer, retrying a few times: S3 pre-signed URLs occasionally fail transiently.
 async fn send_response(
-    http: &HttpsClient,
+    http: &OutboundHttp,
     url: &str,
     response: &CustomResourceResponse<'_>,
 ) -> anyhow::Result<()> {

@@ -1,21 +1,19 @@
-//! Minting test tokens with the test keys in `shared/tests/fixtures/keys` (they protect
-//! nothing).
+//! Minting test tokens with the test keys in `fixtures/keys` (they protect nothing).
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-/// The HS256 secret every stack verifies with unless told otherwise.
-pub const DEFAULT_KEY: &str = "end-to-end-test-hs256-secret-0123456789";
+/// The HS256 secret the test functions verify with unless a test names another key.
+pub const TEST_KEY: &str = "users-api-test-only-hs256-secret-0123456789";
 pub const FULL_SCOPE: &str = "users:read users:write";
 
-pub const RSA_PRIVATE: &str = include_str!("../../shared/tests/fixtures/keys/rsa-private.pem");
-pub const RSA_PUBLIC: &str = include_str!("../../shared/tests/fixtures/keys/rsa-public.pem");
-pub const OTHER_RSA_PRIVATE: &str =
-    include_str!("../../shared/tests/fixtures/keys/other-rsa-private.pem");
-pub const EC_PRIVATE: &str = include_str!("../../shared/tests/fixtures/keys/ec-private.pem");
-pub const EC_PUBLIC: &str = include_str!("../../shared/tests/fixtures/keys/ec-public.pem");
+pub const RSA_PRIVATE: &str = include_str!("../fixtures/keys/rsa-private.pem");
+pub const RSA_PUBLIC: &str = include_str!("../fixtures/keys/rsa-public.pem");
+pub const OTHER_RSA_PRIVATE: &str = include_str!("../fixtures/keys/other-rsa-private.pem");
+pub const EC_PRIVATE: &str = include_str!("../fixtures/keys/ec-private.pem");
+pub const EC_PUBLIC: &str = include_str!("../fixtures/keys/ec-public.pem");
 /// The public halves of the RSA and EC test keys as JWKs, by `kid`.
-pub const JWKS_KEYS: &str = include_str!("../../shared/tests/fixtures/keys/jwks-keys.json");
+pub const JWKS_KEYS: &str = include_str!("../fixtures/keys/jwks-keys.json");
 
 pub fn now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
@@ -23,7 +21,7 @@ pub fn now() -> i64 {
 
 /// Claims valid for five minutes with `scope`, then `overrides` (a `null` removes a claim).
 pub fn claims(scope: &str, overrides: Value) -> Value {
-    let mut claims = json!({"sub": "e2e", "scope": scope, "exp": now() + 300, "iat": now()});
+    let mut claims = json!({"sub": "test", "scope": scope, "exp": now() + 300, "iat": now()});
     for (key, value) in overrides.as_object().expect("an object") {
         match value {
             Value::Null => {
@@ -35,6 +33,7 @@ pub fn claims(scope: &str, overrides: Value) -> Value {
     claims
 }
 
+/// A token with `scope`, valid for five minutes, signed with the HS256 `secret`.
 pub fn hs256(secret: &str, scope: &str) -> String {
     sign(
         Algorithm::HS256,
@@ -42,6 +41,11 @@ pub fn hs256(secret: &str, scope: &str) -> String {
         &EncodingKey::from_secret(secret.as_bytes()),
         &claims(scope, json!({})),
     )
+}
+
+/// `Bearer <token>` for a token from [`TEST_KEY`] with `scope`.
+pub fn bearer(scope: &str) -> String {
+    format!("Bearer {}", hs256(TEST_KEY, scope))
 }
 
 pub fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {

@@ -1,0 +1,110 @@
+//! Databases on the test cluster (`E2E_DATABASE_URL`, which `make test` starts and sets): a
+//! fresh one per test, and the roles a rotation test needs.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection};
+
+/// A fresh, migrated database on the test cluster, reached as its admin.
+pub struct TestDatabase {
+    /// Admin URL of this database.
+    pub url: String,
+    pub name: String,
+    /// Where the cluster listens.
+    pub address: SocketAddr,
+}
+
+impl TestDatabase {
+    /// Creates `e2e_<name>_<pid>_<n>` on the test cluster and migrates it.
+    pub async fn create(name: &str) -> Self {
+        let database = Self::create_empty(name).await;
+        shared::db::MIGRATOR
+            .run(&mut database.connect().await)
+            .await
+            .expect("migrate the test database");
+        database
+    }
+
+    /// Creates `e2e_<name>_<pid>_<n>` on the test cluster, without any schema.
+    pub async fn create_empty(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let admin_url = std::env::var("E2E_DATABASE_URL")
+            .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`");
+        let admin: PgConnectOptions = admin_url
+            .parse()
+            .expect("E2E_DATABASE_URL is a Postgres URL");
+        let database = format!(
+            "e2e_{}_{}_{}",
+            name.replace('-', "_"),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut connection = admin.connect().await.expect("connect to the test cluster");
+        sqlx::query(&format!(r#"CREATE DATABASE "{database}""#))
+            .execute(&mut connection)
+            .await
+            .expect("create the test database");
+        let mut url = reqwest::Url::parse(&admin_url).expect("E2E_DATABASE_URL is a URL");
+        url.set_path(&format!("/{database}"));
+        let address = format!("{}:{}", admin.get_host(), admin.get_port())
+            .parse()
+            .expect("the test cluster listens on an IP address");
+        Self {
+            url: url.to_string(),
+            name: database,
+            address,
+        }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// A login role with the grants the API needs on this database. Roles belong to the whole
+    /// cluster, so the name gets this database's unique suffix; returns the role's name.
+    pub async fn create_app_role(&self, role: &str, password: &str) -> String {
+        let role = format!("{role}_{}", self.name.trim_start_matches("e2e_"));
+        let mut connection = self.connect().await;
+        for statement in [
+            format!(r#"CREATE ROLE "{role}" LOGIN PASSWORD '{password}'"#),
+            format!(r#"GRANT CONNECT ON DATABASE "{}" TO "{role}""#, self.name),
+            format!(
+                r#"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}""#
+            ),
+            format!(r#"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}""#),
+        ] {
+            sqlx::query(&statement)
+                .execute(&mut connection)
+                .await
+                .unwrap_or_else(|err| panic!("{statement}: {err}"));
+        }
+        role
+    }
+
+    /// Ends every session of `role`, as a rotation's clean-up or a failover would.
+    pub async fn terminate_sessions_of(&self, role: &str) {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+            .bind(role)
+            .execute(&mut self.connect().await)
+            .await
+            .expect("terminate the sessions");
+    }
+
+    /// The roles of the API's open sessions on this database.
+    pub async fn session_roles(&self) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT usename::text FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> ''
+             ORDER BY 1",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut self.connect().await)
+        .await
+        .expect("list the sessions")
+    }
+}

@@ -1,0 +1,172 @@
+//! Requests forged into the events Lambda receives: an API Gateway REST API (v1), an HTTP API
+//! (v2) or a Function URL event, starting from the real documents in `fixtures/events/`, and
+//! parsed by `lambda_http` exactly as the runtime parses them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lambda_http::{Context, Request, RequestExt};
+use serde_json::{json, Value};
+
+use crate::tokens::{self, FULL_SCOPE};
+
+/// What invokes the function: each builds a different event shape.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    RestApi,
+    HttpApi,
+    FunctionUrl,
+}
+
+pub const SOURCES: [Source; 3] = [Source::RestApi, Source::HttpApi, Source::FunctionUrl];
+
+impl Source {
+    fn fixture(self) -> &'static str {
+        match self {
+            Self::RestApi => include_str!("../fixtures/events/rest-api.json"),
+            Self::HttpApi => include_str!("../fixtures/events/http-api.json"),
+            Self::FunctionUrl => include_str!("../fixtures/events/function-url.json"),
+        }
+    }
+
+    /// API Gateway matches a route and extracts its parameters; a Function URL has no routes.
+    fn has_routes(self) -> bool {
+        !matches!(self, Self::FunctionUrl)
+    }
+}
+
+/// A request to forge into an event. By default it comes through an HTTP API and carries a
+/// full-scope token signed with [`tokens::TEST_KEY`].
+#[derive(Debug, Clone)]
+pub struct TestRequest {
+    source: Source,
+    method: &'static str,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+    base64: bool,
+    authorization: Option<String>,
+}
+
+impl TestRequest {
+    pub fn new(method: &'static str, path: impl Into<String>) -> Self {
+        Self {
+            source: Source::HttpApi,
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: None,
+            base64: false,
+            authorization: Some(tokens::bearer(FULL_SCOPE)),
+        }
+    }
+
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new("GET", path)
+    }
+
+    pub fn post(path: impl Into<String>) -> Self {
+        Self::new("POST", path)
+    }
+
+    pub fn from(mut self, source: Source) -> Self {
+        self.source = source;
+        self
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The `Authorization` header to send instead of a valid full-scope token (`None`: none).
+    pub fn authorization(mut self, value: Option<&str>) -> Self {
+        self.authorization = value.map(str::to_owned);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A raw body, sent without a content type unless one is added.
+    pub fn body(mut self, body: &str) -> Self {
+        self.body = Some(body.to_owned());
+        self
+    }
+
+    /// A body API Gateway delivered base64-encoded (`isBase64Encoded: true`).
+    pub fn base64_body(mut self, encoded: &str) -> Self {
+        self.body = Some(encoded.to_owned());
+        self.base64 = true;
+        self
+    }
+
+    pub fn json(self, body: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(&body.to_string())
+    }
+
+    /// The event document, as the invoking service would send it.
+    pub fn event(&self) -> Value {
+        let mut headers = self.headers.clone();
+        if let Some(value) = &self.authorization {
+            headers.push(("Authorization".to_owned(), value.clone()));
+        }
+        let mut event: Value =
+            serde_json::from_str(self.source.fixture()).expect("fixture is valid JSON");
+        // What API Gateway's route `/users/{id}` would extract.
+        let id = self
+            .path
+            .strip_prefix("/users/")
+            .filter(|_| self.source.has_routes());
+        let resource = if id.is_some() {
+            "/users/{id}"
+        } else {
+            self.path.as_str()
+        };
+        let path_parameters = id.map_or(Value::Null, |id| json!({ "id": id }));
+        match self.source {
+            Source::RestApi => {
+                event["resource"] = json!(resource);
+                event["path"] = json!(self.path);
+                event["httpMethod"] = json!(self.method);
+                event["pathParameters"] = path_parameters;
+                event["requestContext"]["resourcePath"] = json!(resource);
+                event["requestContext"]["httpMethod"] = json!(self.method);
+                event["requestContext"]["path"] = json!(format!("/prod{}", self.path));
+                for (name, value) in &headers {
+                    event["headers"][name] = json!(value);
+                    event["multiValueHeaders"][name] = json!([value]);
+                }
+            }
+            Source::HttpApi | Source::FunctionUrl => {
+                if self.source.has_routes() {
+                    let route_key = format!("{} {resource}", self.method);
+                    event["routeKey"] = json!(route_key);
+                    event["requestContext"]["routeKey"] = json!(route_key);
+                    event["pathParameters"] = path_parameters;
+                }
+                event["rawPath"] = json!(self.path);
+                event["requestContext"]["http"]["method"] = json!(self.method);
+                event["requestContext"]["http"]["path"] = json!(self.path);
+                for (name, value) in &headers {
+                    event["headers"][name.to_ascii_lowercase()] = json!(value);
+                }
+            }
+        }
+        event["body"] = json!(self.body);
+        event["isBase64Encoded"] = json!(self.base64);
+        event
+    }
+
+    /// The request as the Lambda runtime hands it to a handler, with a unique request id.
+    pub fn build(&self) -> (Request, String) {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let request_id = format!("test-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let request = lambda_http::request::from_str(&self.event().to_string())
+            .expect("lambda_http parses the event");
+        let mut context = Context::default();
+        context.request_id = request_id.clone();
+        (request.with_lambda_context(context), request_id)
+    }
+}

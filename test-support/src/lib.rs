@@ -1,0 +1,14 @@
+//! What the integration suite (`shared/tests/api`, handlers in-process) and the end-to-end
+//! suite (`e2e/`, the real binaries) share:
+//!
+//! - [`events`]: requests forged into real API Gateway (REST, HTTP API) and Function URL
+//!   events, from the JSON in `fixtures/events/`.
+//! - [`reply`]: a response, and the assertion that it is an RFC 9457 problem.
+//! - [`tokens`]: test tokens, signed with the test keys in `fixtures/keys/`.
+
+pub mod events;
+pub mod reply;
+pub mod tokens;
+
+pub use events::{Source, TestRequest, SOURCES};
+pub use reply::Reply;
