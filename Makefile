@@ -6,19 +6,18 @@ export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
 PORT ?= 9000
 FUNCTIONS := $(notdir $(wildcard functions/*))
-DEV_DB_DIR ?= $(or $(TMPDIR),/tmp)/users-api-dev-$(shell pwd | cksum | cut -d' ' -f1)
 
 ## Serve every function on http://localhost:$(PORT) over a local Postgres (Ctrl-C stops all).
 dev:
-	PORT=$(PORT) DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev.sh
+	PORT=$(PORT) scripts/dev.sh
 
 ## The same, with the credentials in a local Secrets Manager (moto): the production path.
 dev-secrets:
-	DEV_SECRETS=1 PORT=$(PORT) DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev.sh
+	DEV_SECRETS=1 PORT=$(PORT) scripts/dev.sh
 
 ## Print a one-hour token for the local stack: TOKEN=$$(make -s token)
 token:
-	@scripts/dev_token.py
+	@python3 -m devtools.dev_token
 
 ## Run every check and test (what CI runs).
 test:
@@ -35,13 +34,11 @@ check:
 
 ## Regenerate .sqlx/ after changing a query or a migration (uses the dev database).
 prepare:
-	scripts/bootstrap.sh
-	DATABASE_URL=$$(DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev-db.sh) cargo sqlx prepare --workspace -- --all-targets
+	DATABASE_URL=$$(scripts/dev-db.sh) cargo sqlx prepare --workspace -- --all-targets
 
-## Apply migrations to the dev database (starting it if needed).
+## Apply migrations to the dev database (starting it if needed) and print its URL.
 migrate:
-	scripts/bootstrap.sh
-	DEV_DB_DIR=$(DEV_DB_DIR) scripts/dev-db.sh
+	scripts/dev-db.sh
 
 ## Release builds for Lambda (arm64, Graviton), zipped as Lambda takes them, with their sizes.
 build:
@@ -50,7 +47,7 @@ build:
 	@$(MAKE) --no-print-directory sizes
 
 sizes:
-	@scripts/sizes.py $(FUNCTIONS)
+	@python3 -m devtools.sizes $(FUNCTIONS)
 
 ## Deploy with SAM: guided the first time (it records your answers in samconfig.toml).
 deploy:
@@ -69,5 +66,4 @@ logs:
 
 ## Stop and delete the dev database.
 dev-reset:
-	scripts/postgres.sh stop $(DEV_DB_DIR)
-	rm -rf $(DEV_DB_DIR)
+	scripts/dev-db.sh reset

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Cold-start benchmark: init time of a function binary, with its database credentials from
 DATABASE_URL and from Secrets Manager (moto on loopback, through the real SDK).
 
@@ -6,7 +5,8 @@ A minimal Lambda Runtime API on loopback starts the release binary as Lambda wou
   init:   exec -> the runtime's first `GET /invocation/next` (config, secret, pool, first
           connection: everything main does before serving)
   invoke: that event handed over -> its response posted (GET /health: one `SELECT 1`)
-Run through `make bench`; it prints the medians and 90th percentiles over RUNS runs.
+Run through `make bench` (`python -m bench.cold_start BINARY DATABASE_URL` from the repository
+root); it prints the medians and 90th percentiles over RUNS runs.
 """
 import json
 import os
@@ -20,20 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
-import moto_secret  # noqa: E402
+from devtools import events, moto_secret
 
 RUNS = int(os.environ.get("RUNS", "30"))
-EVENT = json.dumps({
-    "version": "2.0", "routeKey": "GET /health", "rawPath": "/health", "rawQueryString": "",
-    "headers": {"host": "bench.execute-api.eu-west-1.amazonaws.com"},
-    "requestContext": {
-        "accountId": "123456789012", "apiId": "bench", "domainName": "bench.execute-api.eu-west-1.amazonaws.com",
-        "http": {"method": "GET", "path": "/health", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1", "userAgent": "bench"},
-        "requestId": "bench", "routeKey": "GET /health", "stage": "$default", "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0,
-    },
-    "isBase64Encoded": False,
-}).encode()
+EVENT = json.dumps(events.http_api("GET", "/health")).encode()
 
 
 def free_port():

@@ -8,5 +8,4 @@ cargo build --release --locked -p health
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/users-api-bench-XXXXXX")
 trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
 admin_url=$(scripts/postgres.sh start "$pg_dir" | sed -n 's/^DATABASE_URL=//p')
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-.venv/bin/python bench/cold_start.py "$target_dir/release/health" "$admin_url"
+.venv/bin/python -m bench.cold_start "$(python3 -m devtools.paths target-dir)/release/health" "$admin_url"

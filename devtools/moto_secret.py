@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Stores a database URL's credentials in a local Secrets Manager (moto) as the JSON RDS and
 rotation write, waiting for a just-started moto_server to answer.
 
-    .venv/bin/python scripts/moto_secret.py SECRET_NAME DATABASE_URL   # endpoint, region and
-                                                                        # keys from AWS_* vars
+    .venv/bin/python -m devtools.moto_secret SECRET_NAME DATABASE_URL
+                            # endpoint, region and keys from the AWS_* variables
 Used by `make dev-secrets` and `make bench`.
 """
 import json

@@ -3,7 +3,8 @@
 #   .venv/   Python virtualenv with cargo-lambda (PyPI; it brings zig for cross-compiling),
 #            moto (a local Secrets Manager, for the tests and `make dev-secrets`), the SAM CLI
 #            and cfn-lint (template checks, `sam build`), and pytest (the template tests)
-#   .tools/  sqlx-cli, built by cargo
+#   .tools/  with --sqlx-cli: sqlx-cli, built by cargo (minutes, once), for the dev database
+#            and `make prepare`; `make test` does not need it
 # Print nothing when everything is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,8 @@ then
   .venv/bin/pip install --quiet --disable-pip-version-check "${python_tools[@]}"
 fi
 
-if [ ! -x .tools/bin/sqlx ] || [ "$(.tools/bin/sqlx --version 2>/dev/null | awk '{print $2}')" != "$SQLX_CLI_VERSION" ]; then
+sqlx_cli_version() { .tools/bin/sqlx --version 2>/dev/null | awk '{print $2}'; }
+if [ "${1:-}" = --sqlx-cli ] && [ "$(sqlx_cli_version)" != "$SQLX_CLI_VERSION" ]; then
   echo "bootstrap: building sqlx-cli $SQLX_CLI_VERSION into .tools (a few minutes, once)" >&2
   cargo install --quiet --locked --root .tools sqlx-cli --version "$SQLX_CLI_VERSION" \
     --no-default-features --features rustls,postgres

@@ -9,18 +9,18 @@
 # DB_SECRET_ID and AWS_ENDPOINT_URL, not DATABASE_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --sqlx-cli
 export PATH="$PWD/.venv/bin:$PWD/.tools/bin:$PATH"
+source scripts/dev-env.sh
 
 PORT=${PORT:-9000}
-# The users routes need a token: the local stack verifies HS256 tokens made with this
+# The users routes need a token: the local stack verifies HS256 tokens made with a
 # development-only key (`make token` prints one). Set JWT_KEY, JWT_JWKS_URL or JWT_SECRET_ID to
 # use your own.
 if [ -z "${JWT_KEY:-}${JWT_JWKS_URL:-}${JWT_SECRET_ID:-}" ]; then
-  export JWT_KEY=local-development-only-hs256-key-not-a-secret
+  JWT_KEY=$(python3 -m devtools.dev_token key)
+  export JWT_KEY
 fi
-DEV_DB_DIR=${DEV_DB_DIR:-${TMPDIR:-/tmp}/users-api-dev-$(pwd | cksum | cut -d' ' -f1)}
-export DEV_DB_DIR
 
 if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $PORT))" 2>/dev/null; then
   echo "dev: port $PORT is in use (is \`make dev\` already running?); set PORT=... to use another" >&2
@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-DATABASE_URL=$(DEV_DB_DIR="$DEV_DB_DIR" scripts/dev-db.sh)
+DATABASE_URL=$(scripts/dev-db.sh)
 export DATABASE_URL
 database_line="database: $DATABASE_URL"
 
@@ -47,7 +47,7 @@ if [ "${DEV_SECRETS:-0}" = 1 ]; then
   export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
   export DB_SECRET_ID=users-api/dev/database DB_SSLMODE=disable
-  .venv/bin/python scripts/moto_secret.py "$DB_SECRET_ID" "$DATABASE_URL"
+  .venv/bin/python -m devtools.moto_secret "$DB_SECRET_ID" "$DATABASE_URL"
   unset DATABASE_URL
   database_line="database credentials: secret $DB_SECRET_ID in Secrets Manager at $AWS_ENDPOINT_URL (moto)"
 fi

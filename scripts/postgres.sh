@@ -5,6 +5,7 @@
 #                                   the port it had before or a free one; prints DATABASE_URL=...
 #   scripts/postgres.sh stop DIR    stop it (fast shutdown)
 #   scripts/postgres.sh status DIR  exit 0 when a cluster is running in DIR
+#   scripts/postgres.sh psql DIR [ARG...]   psql on the running cluster, as its admin
 #
 # Password (SCRAM) authentication, loopback only. Postgres refuses to run as root, so under root
 # the cluster belongs to the `postgres` user (or `nobody`). Installs Debian's `postgresql` when
@@ -122,13 +123,22 @@ stop() {
   fi
 }
 
+# The server's own psql, whichever client is on PATH.
+run_psql() {
+  ensure_binaries
+  PGPASSWORD=$DB_PASSWORD "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 \
+    -p "$(cat "$DIR/port")" -U "$DB_USER" -d postgres "$@"
+}
+
+usage() { echo "usage: $0 start|stop|status DIR, or $0 psql DIR [ARG...]" >&2; exit 2; }
 cmd=${1:-}
 DIR=${2:-}
-[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$DIR" ] || usage
 DIR=$(mkdir -p "$DIR" && cd "$DIR" && pwd)
 case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status DIR" >&2; exit 2 ;;
+  psql) shift 2; run_psql "$@" ;;
+  *) usage ;;
 esac

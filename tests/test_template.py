@@ -1,7 +1,8 @@
 """Checks on template.yaml that need no AWS account: it agrees with the workspace, its IAM is
 least privilege, and `sam build` produced an arm64 binary for every function.
 
-Run by `make test` (after `sam build`) with the project's virtualenv: `.venv/bin/pytest tests`.
+Run by `make test` (after `sam build`) with the project's virtualenv, from the repository root:
+`.venv/bin/python -m pytest tests`.
 """
 import os
 import pathlib
@@ -10,7 +11,7 @@ import tomllib
 import pytest
 from cfnlint.decode import decode
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from devtools.paths import ROOT
 FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
 EM_AARCH64 = 183  # ELF e_machine
 

@@ -1,0 +1,69 @@
+"""Checks that the committed SQLx offline data (`.sqlx/`) matches the queries and the schema,
+as `cargo sqlx prepare --check` does, without building sqlx-cli (minutes on a clean machine).
+
+    DATABASE_URL=postgres://…/migrated_db python3 -m devtools.sqlx_prepare_check
+
+The query macros expand again against the live database (`SQLX_OFFLINE=false`), writing what
+they find to a scratch folder, which must then equal `.sqlx/` file for file. Like sqlx-cli, it
+makes cargo re-run the macros by touching the crate roots; unlike it, it puts their modification
+times back afterwards, so later builds do not recompile the workspace for nothing.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from devtools.paths import ROOT, target_dir
+
+COMMITTED = ROOT / ".sqlx"
+
+
+def crate_roots():
+    metadata = json.loads(subprocess.check_output(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"], cwd=ROOT))
+    return sorted({target["src_path"] for package in metadata["packages"]
+                   for target in package["targets"]})
+
+
+def regenerate(scratch):
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    (target_dir() / "sqlx-tmp").mkdir(parents=True, exist_ok=True)
+    roots = crate_roots()
+    times = {root: os.stat(root) for root in roots}
+    for root in roots:
+        os.utime(root)
+    try:
+        subprocess.run(
+            ["cargo", "check", "--workspace", "--all-targets", "--locked", "--quiet"],
+            cwd=ROOT, check=True,
+            env=dict(os.environ, SQLX_OFFLINE="false", SQLX_OFFLINE_DIR=str(scratch),
+                     SQLX_TMP=str(target_dir() / "sqlx-tmp")))
+    finally:
+        for root, stat in times.items():
+            os.utime(root, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def queries(folder):
+    return {path.name: json.loads(path.read_text()) for path in folder.glob("query-*.json")}
+
+
+def main():
+    if not os.environ.get("DATABASE_URL"):
+        sys.exit("sqlx_prepare_check: set DATABASE_URL to a migrated database")
+    scratch = target_dir() / "sqlx-prepare-check"
+    regenerate(scratch)
+    expected, committed = queries(scratch), queries(COMMITTED)
+    problems = [f"missing from .sqlx/: {name}" for name in sorted(expected.keys() - committed.keys())]
+    problems += [f"no longer used, delete it: .sqlx/{name}" for name in sorted(committed.keys() - expected.keys())]
+    problems += [f"differs from the schema: .sqlx/{name}" for name in sorted(expected.keys() & committed.keys())
+                 if expected[name] != committed[name]]
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit("the SQLx offline data is stale: run `make prepare` and commit .sqlx/")
+    print(f"sqlx_prepare_check: .sqlx/ holds exactly the {len(expected)} queries, current with the schema")
+
+
+if __name__ == "__main__":
+    main()
