@@ -398,23 +398,20 @@ mod tests {
 
     #[test]
     fn the_extension_authenticates_with_the_session_token() {
-        let settings = settings(&[
+        let with_port = settings(&[
             ("DB_SECRET_ID", "db"),
             ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"),
             ("AWS_SESSION_TOKEN", "session-token"),
-        ])
-        .unwrap();
-        let extension = settings.secrets_extension.unwrap();
+        ]);
+        let without_port = settings(&[("DB_SECRET_ID", "db"), ("AWS_SESSION_TOKEN", "t")]);
+
+        let extension = with_port.unwrap().secrets_extension.unwrap();
         assert_eq!(extension.port, 2773);
         assert_eq!(
             extension.session_token.unwrap().expose_secret(),
             "session-token"
         );
-        assert!(settings_without_extension().secrets_extension.is_none());
-    }
-
-    fn settings_without_extension() -> Settings {
-        settings(&[("DB_SECRET_ID", "db"), ("AWS_SESSION_TOKEN", "t")]).unwrap()
+        assert!(without_port.unwrap().secrets_extension.is_none());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The application as a function builds it at init, over the test's own database, with its
 //! routes called in-process.
 
+use std::future::Future;
+
+use lambda_http::{Body, Error, Request, Response};
 use serde_json::{json, Value};
 use shared::{
     config::Settings,
@@ -66,28 +69,28 @@ impl TestApp {
     }
 
     pub async fn create_user(&self, request: TestRequest) -> Reply {
-        let (req, id) = request.build();
-        let response = routes::create_user::handler(&self.state, req).await;
-        Reply::from_handler(
-            response.expect("handlers never return Err"),
-            request.path(),
-            id,
-        )
+        self.call(routes::create_user::handler, request).await
     }
 
     pub async fn get_user(&self, request: TestRequest) -> Reply {
-        let (req, id) = request.build();
-        let response = routes::get_user::handler(&self.state, req).await;
-        Reply::from_handler(
-            response.expect("handlers never return Err"),
-            request.path(),
-            id,
-        )
+        self.call(routes::get_user::handler, request).await
     }
 
     pub async fn health(&self, request: TestRequest) -> Reply {
+        self.call(routes::health::handler, request).await
+    }
+
+    /// Calls `handler` as the function's `main` does, with `request` forged into an event.
+    async fn call<'a, F>(
+        &'a self,
+        handler: impl FnOnce(&'a AppState, Request) -> F,
+        request: TestRequest,
+    ) -> Reply
+    where
+        F: Future<Output = Result<Response<Body>, Error>>,
+    {
         let (req, id) = request.build();
-        let response = routes::health::handler(&self.state, req).await;
+        let response = handler(&self.state, req).await;
         Reply::from_handler(
             response.expect("handlers never return Err"),
             request.path(),
