@@ -166,3 +166,37 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::config::{Endpoint, Settings};
+
+    #[tokio::test]
+    async fn nothing_that_holds_a_database_password_prints_it() {
+        let url = "postgres://app:hunter2@db.internal/users";
+        let settings = Settings::from_lookup(|name| (name == "DATABASE_URL").then(|| url.into()))
+            .unwrap()
+            .database;
+        let DatabaseSource::Url(parsed) = &settings.source else {
+            panic!("expected a URL");
+        };
+        let from_url = Credentials::from(&**parsed);
+        let secret = SecretString::from(r#"{"host":"h","username":"u","password":"hunter2"}"#);
+        let from_secret = Credentials::from_secret(&secret, &Endpoint::default()).unwrap();
+        let printed = [
+            format!("{settings:?}"),
+            format!("{parsed:?}"),
+            format!("{from_url:?}"),
+            format!("{from_secret:?}"),
+        ];
+        // Lazy: builds the pool without connecting.
+        let database = Database::connect(settings, None).await.unwrap();
+
+        for text in printed.into_iter().chain([format!("{database:?}")]) {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+}

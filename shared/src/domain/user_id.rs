@@ -15,13 +15,19 @@ pub enum UserIdError {
     NotAPositiveInteger,
     #[error("is too large")]
     OutOfRange,
+    #[error("must be written without leading zeros")]
+    LeadingZero,
 }
 
 impl UserId {
-    /// Parses an id as it appears in a URL path: ASCII digits only, no sign, no spaces.
+    /// Parses an id as it appears in a URL path: ASCII digits only, no sign, no spaces, and no
+    /// leading zeros, so that each user has exactly one URL (`/users/007` is not `/users/7`).
     pub fn parse(raw: &str) -> Result<Self, UserIdError> {
         if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
             return Err(UserIdError::NotAPositiveInteger);
+        }
+        if raw.len() > 1 && raw.starts_with('0') && raw.bytes().any(|b| b != b'0') {
+            return Err(UserIdError::LeadingZero);
         }
         // All digits, so the only way parsing can fail is overflow.
         let id: i64 = raw.parse().map_err(|_| UserIdError::OutOfRange)?;
@@ -68,6 +74,9 @@ mod tests {
             ("1.0", UserIdError::NotAPositiveInteger),
             ("abc", UserIdError::NotAPositiveInteger),
             ("١", UserIdError::NotAPositiveInteger),
+            ("00", UserIdError::NotAPositiveInteger),
+            ("007", UserIdError::LeadingZero),
+            ("01", UserIdError::LeadingZero),
             ("9223372036854775808", UserIdError::OutOfRange),
             ("99999999999999999999", UserIdError::OutOfRange),
         ] {

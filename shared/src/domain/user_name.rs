@@ -1,6 +1,12 @@
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 const MAX_LEN: usize = 100;
 
-/// A user's display name: trimmed, 1 to 100 characters, no control characters.
+/// A user's display name: trimmed, in Unicode normalization form C (so "é" is stored one way
+/// however it was typed), 1 to 100 characters, with no control characters and no invisible
+/// formatting characters (bidirectional overrides such as U+202E, zero-width spaces and joiners),
+/// which can make a name display as something it is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
 
@@ -12,22 +18,30 @@ pub enum UserNameError {
     TooLong,
     #[error("must not contain control characters")]
     ControlCharacter,
+    #[error("must not contain invisible formatting characters (such as U+{0:04X})")]
+    FormatCharacter(u32),
 }
 
 impl UserName {
     pub fn parse(raw: &str) -> Result<Self, UserNameError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        let name: String = raw.trim().nfc().collect();
+        if name.is_empty() {
             return Err(UserNameError::Empty);
         }
         // Characters, not bytes: "Zoë" is three characters long.
-        if trimmed.chars().count() > MAX_LEN {
+        if name.chars().count() > MAX_LEN {
             return Err(UserNameError::TooLong);
         }
-        if trimmed.chars().any(char::is_control) {
+        if name.chars().any(char::is_control) {
             return Err(UserNameError::ControlCharacter);
         }
-        Ok(Self(trimmed.to_owned()))
+        if let Some(format) = name
+            .chars()
+            .find(|c| c.general_category() == GeneralCategory::Format)
+        {
+            return Err(UserNameError::FormatCharacter(u32::from(format)));
+        }
+        Ok(Self(name))
     }
 }
 
@@ -56,6 +70,39 @@ mod tests {
         assert_eq!(
             UserName::parse(&"é".repeat(101)),
             Err(UserNameError::TooLong)
+        );
+    }
+
+    #[test]
+    fn names_are_stored_composed_however_they_were_typed() {
+        let decomposed = "Zoe\u{0308}"; // "e" followed by a combining diaeresis
+        let composed = "Zo\u{00eb}";
+
+        let name = UserName::parse(decomposed).unwrap();
+
+        assert_eq!(name.as_ref(), composed);
+        assert_eq!(name, UserName::parse(composed).unwrap());
+    }
+
+    #[test]
+    fn invisible_formatting_characters_are_rejected_by_code_point() {
+        for (raw, code_point) in [
+            ("Ada\u{202e}ecalevol", 0x202e),  // right-to-left override
+            ("Ada\u{2066}x\u{2069}", 0x2066), // left-to-right isolate
+            ("Ad\u{200b}a", 0x200b),          // zero-width space
+            ("Ad\u{200d}a", 0x200d),          // zero-width joiner
+            ("\u{feff}Ada", 0xfeff),          // byte order mark
+            ("Ada\u{ad}", 0xad),              // soft hyphen
+        ] {
+            assert_eq!(
+                UserName::parse(raw),
+                Err(UserNameError::FormatCharacter(code_point)),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            UserName::parse("Ada\u{202e}").unwrap_err().to_string(),
+            "must not contain invisible formatting characters (such as U+202E)"
         );
     }
 

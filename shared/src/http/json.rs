@@ -1,4 +1,10 @@
+use std::fmt;
+
 use lambda_http::{http::header, Body, Request};
+use serde::{
+    de::{self, IgnoredAny, MapAccess, SeqAccess},
+    Deserialize, Deserializer,
+};
 use serde_json::{Map, Value};
 
 use super::{ApiError, FieldError};
@@ -32,13 +38,17 @@ impl JsonObject {
             ));
         }
         match serde_json::from_slice(bytes) {
-            Ok(Value::Object(fields)) => Ok(Self {
+            Ok(TopLevel::Object(fields)) => Ok(Self {
                 fields,
                 errors: Vec::new(),
             }),
-            Ok(_) => Err(ApiError::BadRequest(
+            Ok(TopLevel::Other) => Err(ApiError::BadRequest(
                 "The request body must be a JSON object.".to_owned(),
             )),
+            // The only data error reading `TopLevel` can raise.
+            Err(err) if err.is_data() => Err(ApiError::BadRequest(format!(
+                "The request body names a member twice: {err}."
+            ))),
             // serde_json's message says where the JSON broke ("expected `:` at line 1
             // column 9") and never echoes the input.
             Err(err) => Err(ApiError::BadRequest(format!(
@@ -121,5 +131,72 @@ fn require_json_content_type(req: &Request) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(unsupported())
+    }
+}
+
+/// A request body's JSON value: an object whose members are all distinct, or anything else.
+///
+/// `{"email": "a@x.io", "email": "b@y.io"}` is valid JSON, but parsers disagree on which member
+/// counts (serde_json keeps the last), so a client and any intermediary that inspects the body
+/// could disagree with us: such a body is refused.
+enum TopLevel {
+    Object(Map<String, Value>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> de::Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if members.contains_key(&name) {
+                return Err(de::Error::custom(format_args!("{name:?}")));
+            }
+            let value = map.next_value()?;
+            members.insert(name, value);
+        }
+        Ok(TopLevel::Object(members))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
     }
 }

@@ -67,6 +67,66 @@ async fn a_created_user_is_stored_trimmed(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_name_is_stored_composed_and_may_not_hide_formatting_characters(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+
+    let decomposed = app
+        .create_user(
+            TestRequest::post("/users")
+                .json(&json!({"email": "zoe@example.com", "name": "Zoe\u{0308}"})),
+        )
+        .await;
+    let overridden = app
+        .create_user(
+            TestRequest::post("/users")
+                .json(&json!({"email": "eve@example.com", "name": "Eve\u{202e}nimda"})),
+        )
+        .await;
+
+    assert_eq!(decomposed.status, 201, "{}", decomposed.body);
+    assert_eq!(decomposed.body["name"], "Zo\u{00eb}");
+    overridden.assert_problem(422);
+    assert_eq!(
+        overridden.field_errors(),
+        [(
+            "name".to_owned(),
+            "must not contain invisible formatting characters (such as U+202E)".to_owned()
+        )]
+    );
+    let stored: Vec<String> = sqlx::query_scalar("SELECT name FROM users")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ["Zo\u{00eb}"]);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_body_naming_a_member_twice_returns_400_and_creates_nothing(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let body = r#"{"email": "a@x.io", "name": "A", "email": "b@y.io"}"#;
+
+    let response = app
+        .create_user(
+            TestRequest::post("/users")
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+
+    response.assert_problem(400);
+    let detail = response.body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("The request body names a member twice: \"email\""),
+        "{detail}"
+    );
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 0);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_duplicate_email_in_any_case_returns_409(pool: PgPool) {
     let app = TestApp::new(&pool).await;
     app.given_a_user("a@x.io", "First").await;

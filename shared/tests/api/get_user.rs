@@ -57,6 +57,23 @@ async fn an_id_that_is_not_a_positive_64_bit_integer_returns_400(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn an_id_with_leading_zeros_returns_400_even_when_the_user_exists(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let created = app.given_a_user("ada@example.com", "Ada").await;
+    assert_eq!(created["id"], 1);
+
+    for path in ["/users/01", "/users/0001"] {
+        let response = app.get_user(TestRequest::get(path)).await;
+
+        response.assert_problem(400);
+        assert_eq!(
+            response.body["detail"],
+            "The user id must be written without leading zeros."
+        );
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn another_method_on_the_get_route_returns_405(pool: PgPool) {
     let app = TestApp::new(&pool).await;
     let response = app.get_user(TestRequest::new("POST", "/users/1")).await;
