@@ -21,6 +21,11 @@ if [ -z "${JWT_KEY:-}${JWT_JWKS_URL:-}${JWT_SECRET_ID:-}" ]; then
   JWT_KEY=$(python3 -m devtools.dev_token key)
   export JWT_KEY
 fi
+# Tokens must be bound to this API: by audience, or by app client ids.
+if [ -z "${JWT_AUDIENCE:-}${JWT_CLIENT_IDS:-}" ]; then
+  JWT_AUDIENCE=$(python3 -m devtools.dev_token audience)
+  export JWT_AUDIENCE
+fi
 
 if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $PORT))" 2>/dev/null; then
   echo "dev: port $PORT is in use (is \`make dev\` already running?); set PORT=... to use another" >&2

@@ -158,3 +158,11 @@ def test_sam_build_made_an_aarch64_bootstrap_for_every_function(template):
         assert header[4] == 2, f"{bootstrap}: not 64-bit"
         assert int.from_bytes(header[18:20], "little") == EM_AARCH64, f"{bootstrap}: not aarch64"
         assert os.access(bootstrap, os.X_OK), bootstrap
+
+
+def test_every_users_function_binds_tokens_to_this_api(template):
+    assert template["Rules"]["TokensBoundToThisApi"]["Assertions"], "the binding rule is gone"
+    for name, resource in functions_of(template).items():
+        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+        if "JWT_JWKS_URL" in variables:
+            assert {"JWT_AUDIENCE", "JWT_CLIENT_IDS"} <= variables.keys(), name

@@ -41,12 +41,15 @@ impl Stack {
     }
 
     /// A stack whose functions get exactly these variables (and no `DATABASE_URL` otherwise),
-    /// plus `JWT_KEY` = [`tokens::TEST_KEY`] unless they name a `JWT_` key source.
+    /// plus `JWT_KEY` = [`tokens::TEST_KEY`] unless they name a `JWT_` key source, and
+    /// `JWT_AUDIENCE` = [`tokens::TEST_AUDIENCE`] unless they name an audience or client ids.
     pub async fn spawn<K: AsRef<OsStr>, V: AsRef<OsStr>>(name: &str, env: &[(K, V)]) -> Self {
-        let own_keys = env.iter().any(|(key, _)| {
-            let key = key.as_ref().to_string_lossy();
-            matches!(&*key, "JWT_KEY" | "JWT_SECRET_ID" | "JWT_JWKS_URL")
-        });
+        let names = |wanted: &[&str]| {
+            env.iter()
+                .any(|(key, _)| wanted.contains(&&*key.as_ref().to_string_lossy()))
+        };
+        let own_keys = names(&["JWT_KEY", "JWT_SECRET_ID", "JWT_JWKS_URL"]);
+        let own_binding = names(&["JWT_AUDIENCE", "JWT_CLIENT_IDS"]);
         let port = free_port();
         let log_dir = workspace().join("target").join("e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("create the log folder");
@@ -77,6 +80,7 @@ impl Stack {
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
             .envs((!own_keys).then_some(("JWT_KEY", tokens::TEST_KEY)))
+            .envs((!own_binding).then_some(("JWT_AUDIENCE", tokens::TEST_AUDIENCE)))
             .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))

@@ -11,7 +11,7 @@ use test_support::{
 };
 
 const ISSUER: &str = "https://issuer.e2e.example";
-const AUDIENCE: &str = "users-api";
+const AUDIENCE: &str = tokens::TEST_AUDIENCE;
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -132,6 +132,12 @@ async fn every_bad_token_is_refused_with_the_right_challenge() {
         (
             "wrong audience",
             with_claims(json!({"aud": "another-api"})),
+            invalid,
+        ),
+        ("no audience", with_claims(json!({"aud": null})), invalid),
+        (
+            "another API's app client",
+            with_claims(json!({"aud": null, "client_id": "billing-client"})),
             invalid,
         ),
         ("garbage", Some("Bearer not-a-jwt".into()), invalid),
@@ -354,9 +360,48 @@ async fn a_key_from_secrets_manager_is_used() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cognito_access_token_is_bound_by_its_client_id_and_list_scopes_are_read() {
+    let (stack, _database) = stack_with_keys(
+        "auth-client-ids",
+        &[
+            ("JWT_ISSUER", ISSUER),
+            ("JWT_CLIENT_IDS", "app-client-1,app-client-2"),
+        ],
+    )
+    .await;
+    // What Cognito issues: client_id and no aud, scopes space-separated (here also as a list).
+    let access_token = |client_id: &str, scope: Value| {
+        let overrides = json!({"iss": ISSUER, "aud": null, "client_id": client_id, "scope": scope});
+        let claims = claims(tokens::FULL_SCOPE, overrides);
+        bearer(&tokens::sign(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(tokens::TEST_KEY.as_bytes()),
+            &claims,
+        ))
+    };
+
+    for (client, scope, status) in [
+        ("app-client-2", json!("users:read"), 404),
+        ("app-client-1", json!(["openid", "users:read"]), 404),
+        ("billing-client", json!("users:read"), 401),
+        ("app-client-1", json!(["users:write"]), 403),
+    ] {
+        let authorization = access_token(client, scope.clone());
+        let reply = stack
+            .send_with_authorization(Method::GET, "/users/1", Some(&authorization), None)
+            .await;
+        assert_eq!(reply.status, status, "{client} {scope}: {}", reply.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_refuses_to_run_without_a_key_or_with_a_private_one() {
     let database = TestDatabase::create("auth-init").await;
-    let base = vec![("DATABASE_URL".to_owned(), database.url.clone())];
+    let base = vec![
+        ("DATABASE_URL".to_owned(), database.url.clone()),
+        ("JWT_AUDIENCE".to_owned(), AUDIENCE.to_owned()),
+    ];
     let with = |key: &str, value: &str| {
         let mut env = base.clone();
         env.push((key.to_owned(), value.to_owned()));
@@ -373,6 +418,19 @@ async fn init_refuses_to_run_without_a_key_or_with_a_private_one() {
             "short secret",
             with("JWT_KEY", "too-short"),
             "at least 32 bytes",
+        ),
+        (
+            "a JWKS over plain HTTP",
+            with("JWT_JWKS_URL", "http://idp.example/.well-known/jwks.json"),
+            "JWT_JWKS_URL must be an https:// URL",
+        ),
+        (
+            "tokens bound to no audience or client",
+            vec![
+                ("DATABASE_URL".to_owned(), database.url.clone()),
+                ("JWT_KEY".to_owned(), tokens::TEST_KEY.to_owned()),
+            ],
+            "tokens are not bound to this API",
         ),
     ];
     for (case, env, expected) in cases {

@@ -3,7 +3,7 @@
 //! This is the only module that reads the environment, and it depends on nothing else in the
 //! crate: it reads and validates settings; `db`, `secrets` and `auth` act on them.
 
-use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
@@ -136,6 +136,12 @@ pub enum ConfigError {
     InvalidDatabaseUrl,
     #[error("set only one of JWT_SECRET_ID, JWT_KEY and JWT_JWKS_URL")]
     SeveralKeySources,
+    #[error(
+        "tokens are not bound to this API: set JWT_AUDIENCE to the audience (aud) its tokens \
+         carry, or JWT_CLIENT_IDS to the app clients allowed to call it (Cognito access tokens \
+         carry client_id, not aud)"
+    )]
+    UnboundTokens,
     #[error("{name} must be {expected}, got {value:?}")]
     Invalid {
         name: &'static str,
@@ -228,8 +234,12 @@ pub struct AuthSettings {
     pub keys: KeySource,
     /// `JWT_ISSUER`: when set, `iss` must equal it.
     pub issuer: Option<String>,
-    /// `JWT_AUDIENCE`: when set, `aud` must contain it.
+    /// `JWT_AUDIENCE`: a token whose `aud` contains it is for this API.
     pub audience: Option<String>,
+    /// `JWT_CLIENT_IDS` (comma-separated): a token whose `client_id` is one of these is for
+    /// this API. One of the two is required, so a token minted by the same issuer for another
+    /// API is refused whatever its scopes.
+    pub client_ids: Vec<String>,
     /// `JWT_JWKS_REFRESH_INTERVAL_MS`: least time between two JWKS fetches for unknown `kid`s.
     pub jwks_refresh_interval: Duration,
 }
@@ -249,12 +259,47 @@ fn auth_settings(
         (Some(_), Some(_)) => return Err(ConfigError::SeveralKeySources),
         (Some(keys), None) => keys,
     };
+    if let KeySource::Jwks(url) = &keys {
+        check_jwks_url(url)?;
+    }
+    let audience = lookup("JWT_AUDIENCE");
+    let client_ids: Vec<String> = lookup("JWT_CLIENT_IDS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if audience.is_none() && client_ids.is_empty() {
+        return Err(ConfigError::UnboundTokens);
+    }
     Ok(Some(AuthSettings {
         keys,
         issuer: lookup("JWT_ISSUER"),
-        audience: lookup("JWT_AUDIENCE"),
+        audience,
+        client_ids,
         jwks_refresh_interval: millis_or(lookup, "JWT_JWKS_REFRESH_INTERVAL_MS", 60_000)?,
     }))
+}
+
+/// Keys fetched over plain HTTP could be swapped by anyone on the path: `https://`, or
+/// `http://` for a loopback host only (local stand-ins).
+fn check_jwks_url(url: &str) -> Result<(), ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        name: "JWT_JWKS_URL",
+        expected: "an https:// URL (http:// only for a loopback host)",
+        value: url.to_owned(),
+    };
+    let uri: hyper::Uri = url.parse().map_err(|_| invalid())?;
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(()),
+        Some("http") if loopback => Ok(()),
+        _ => Err(invalid()),
+    }
 }
 
 fn parse_optional<T: FromStr>(
@@ -353,11 +398,53 @@ mod tests {
     #[test]
     fn exactly_one_jwt_key_source_may_be_set() {
         let url = ("DATABASE_URL", "postgres://localhost/db");
+        let aud = ("JWT_AUDIENCE", "users-api");
         assert!(settings(&[url]).unwrap().auth.is_none());
-        let jwks = settings(&[url, ("JWT_JWKS_URL", "https://idp.example/jwks.json")]).unwrap();
-        assert!(matches!(jwks.auth.unwrap().keys, KeySource::Jwks(_)));
-        let both = settings(&[url, ("JWT_KEY", "k"), ("JWT_SECRET_ID", "jwt")]).unwrap_err();
-        assert!(matches!(both, ConfigError::SeveralKeySources));
+        let jwks = settings(&[url, aud, ("JWT_JWKS_URL", "https://idp.example/jwks.json")]);
+        assert!(matches!(
+            jwks.unwrap().auth.unwrap().keys,
+            KeySource::Jwks(_)
+        ));
+        let both = settings(&[url, aud, ("JWT_KEY", "k"), ("JWT_SECRET_ID", "jwt")]);
+        assert!(matches!(both.unwrap_err(), ConfigError::SeveralKeySources));
+    }
+
+    #[test]
+    fn tokens_must_be_bound_to_this_api_by_audience_or_client_ids() {
+        let url = ("DATABASE_URL", "postgres://localhost/db");
+        let key = ("JWT_KEY", "k");
+
+        let unbound = settings(&[url, key]).unwrap_err();
+        let by_audience = settings(&[url, key, ("JWT_AUDIENCE", "users-api")]).unwrap();
+        let by_clients = settings(&[url, key, ("JWT_CLIENT_IDS", " app-1, ,app-2 ")]).unwrap();
+
+        assert!(matches!(unbound, ConfigError::UnboundTokens));
+        assert_eq!(
+            by_audience.auth.unwrap().audience.as_deref(),
+            Some("users-api")
+        );
+        assert_eq!(by_clients.auth.unwrap().client_ids, ["app-1", "app-2"]);
+    }
+
+    #[test]
+    fn a_jwks_url_over_plain_http_is_accepted_only_for_loopback() {
+        let base = [
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("JWT_AUDIENCE", "users-api"),
+        ];
+        for (url, accepted) in [
+            ("https://idp.example/.well-known/jwks.json", true),
+            ("http://127.0.0.1:8080/jwks.json", true),
+            ("http://localhost/jwks.json", true),
+            ("http://[::1]:9000/jwks.json", true),
+            ("http://idp.example/jwks.json", false),
+            ("http://10.0.0.7/jwks.json", false),
+            ("ftp://idp.example/jwks.json", false),
+            ("not a url", false),
+        ] {
+            let result = settings(&[base[0], base[1], ("JWT_JWKS_URL", url)]);
+            assert_eq!(result.is_ok(), accepted, "{url}: {result:?}");
+        }
     }
 
     #[test]

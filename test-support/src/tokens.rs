@@ -5,6 +5,8 @@ use serde_json::{json, Value};
 
 /// The HS256 secret the test functions verify with unless a test names another key.
 pub const TEST_KEY: &str = "users-api-test-only-hs256-secret-0123456789";
+/// The audience (`JWT_AUDIENCE`) the test functions are bound to unless a test names another.
+pub const TEST_AUDIENCE: &str = "users-api-test";
 pub const FULL_SCOPE: &str = "users:read users:write";
 
 pub const RSA_PRIVATE: &str = include_str!("../fixtures/keys/rsa-private.pem");
@@ -19,9 +21,16 @@ pub fn now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Claims valid for five minutes with `scope`, then `overrides` (a `null` removes a claim).
+/// Claims for [`TEST_AUDIENCE`], valid for five minutes, with `scope`, then `overrides` (a
+/// `null` removes a claim).
 pub fn claims(scope: &str, overrides: Value) -> Value {
-    let mut claims = json!({"sub": "test", "scope": scope, "exp": now() + 300, "iat": now()});
+    let mut claims = json!({
+        "sub": "test",
+        "aud": TEST_AUDIENCE,
+        "scope": scope,
+        "exp": now() + 300,
+        "iat": now(),
+    });
     for (key, value) in overrides.as_object().expect("an object") {
         match value {
             Value::Null => {

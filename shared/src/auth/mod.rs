@@ -77,8 +77,36 @@ impl Principal {
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
+    /// Space-separated (RFC 8693), or a list as some issuers write it.
+    scope: Option<StringOrList>,
+    /// The same, under the name Microsoft Entra ID and others use.
+    scp: Option<StringOrList>,
+    aud: Option<StringOrList>,
+    /// The app client a Cognito access token was issued to (it carries no `aud`).
+    client_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    List(Vec<String>),
+}
+
+impl StringOrList {
+    fn contains(&self, wanted: &str) -> bool {
+        match self {
+            Self::One(value) => value == wanted,
+            Self::List(values) => values.iter().any(|value| value == wanted),
+        }
+    }
+
+    fn scopes(self) -> Vec<String> {
+        match self {
+            Self::One(text) => text.split_ascii_whitespace().map(str::to_owned).collect(),
+            Self::List(scopes) => scopes,
+        }
+    }
 }
 
 /// Verifies bearer tokens. Built once per execution environment.
@@ -86,7 +114,10 @@ struct Claims {
 pub struct Authenticator {
     keys: Keys,
     issuer: Option<String>,
+    /// A token must carry this `aud`, or one of `client_ids` as its `client_id` (when either
+    /// is configured; the configuration requires one for the users functions).
     audience: Option<String>,
+    client_ids: Vec<String>,
 }
 
 impl Authenticator {
@@ -106,6 +137,7 @@ impl Authenticator {
             keys,
             issuer: settings.issuer,
             audience: settings.audience,
+            client_ids: settings.client_ids,
         })
     }
 
@@ -116,6 +148,7 @@ impl Authenticator {
             keys: Keys::DenyAll,
             issuer: None,
             audience: None,
+            client_ids: Vec::new(),
         }
     }
 
@@ -146,26 +179,48 @@ impl Authenticator {
             }
             None => validation.iss = None,
         }
-        match &self.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                required.push("aud");
-            }
-            None => validation.validate_aud = false,
-        }
+        // Checked below, where `client_id` can stand in for `aud`.
+        validation.validate_aud = false;
         validation.set_required_spec_claims(&required);
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|err| AuthError::InvalidToken(reason(err.kind())))?
             .claims;
+        self.check_binding(&claims)?;
+        let scopes = [claims.scope, claims.scp].into_iter().flatten();
         Ok(Principal {
             subject: claims.sub,
-            scopes: claims
-                .scope
-                .unwrap_or_default()
-                .split_ascii_whitespace()
-                .map(str::to_owned)
-                .collect(),
+            scopes: scopes.flat_map(StringOrList::scopes).collect(),
         })
+    }
+
+    /// The token was issued for this API: its `aud` holds the audience, or its `client_id` is
+    /// an allowed client. A token for another API of the same issuer fails here, whatever
+    /// scopes it carries.
+    fn check_binding(&self, claims: &Claims) -> Result<(), AuthError> {
+        if self.audience.is_none() && self.client_ids.is_empty() {
+            return Ok(());
+        }
+        let audience_matches = match (&self.audience, &claims.aud) {
+            (Some(audience), Some(aud)) => aud.contains(audience),
+            _ => false,
+        };
+        let client_matches = claims
+            .client_id
+            .as_ref()
+            .is_some_and(|client| self.client_ids.contains(client));
+        if audience_matches || client_matches {
+            return Ok(());
+        }
+        let reason = if self.audience.is_some() && claims.aud.is_some() {
+            "wrong audience"
+        } else if !self.client_ids.is_empty() && claims.client_id.is_some() {
+            "wrong client_id"
+        } else if self.audience.is_some() {
+            "no aud claim"
+        } else {
+            "no client_id claim"
+        };
+        Err(AuthError::InvalidToken(reason))
     }
 }
 

@@ -43,6 +43,7 @@ fn authenticator(key: &str, issuer: Option<&str>, audience: Option<&str>) -> Aut
         keys: Keys::from_material(&SecretString::from(key.to_owned()), "JWT_KEY").unwrap(),
         issuer: issuer.map(str::to_owned),
         audience: audience.map(str::to_owned),
+        client_ids: Vec::new(),
     }
 }
 
@@ -92,6 +93,73 @@ async fn scopes_are_read_from_the_space_separated_scope_claim() {
 }
 
 #[tokio::test]
+async fn scopes_may_be_a_list_and_may_come_as_scp() {
+    let auth = authenticator(SECRET, None, None);
+    for extra in [
+        json!({"scope": ["openid", "users:read"]}),
+        json!({"scope": null, "scp": "users:read"}),
+        json!({"scope": null, "scp": ["users:read"]}),
+        json!({"scope": "openid", "scp": ["users:read"]}),
+    ] {
+        let token = hs256(&claims(extra.clone()));
+        assert!(
+            check(&auth, &token, Scope::UsersRead).await.is_ok(),
+            "{extra}"
+        );
+        assert_eq!(
+            check(&auth, &token, Scope::UsersWrite).await,
+            Err(Denied::InsufficientScope(Scope::UsersWrite)),
+            "{extra}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cognito_access_token_is_bound_by_its_client_id() {
+    let auth = Authenticator {
+        client_ids: vec!["app-client-1".to_owned(), "app-client-2".to_owned()],
+        ..authenticator(SECRET, None, None)
+    };
+    let ours = hs256(&claims(json!({"client_id": "app-client-2"})));
+    let theirs = hs256(&claims(json!({"client_id": "other-client"})));
+    let neither = hs256(&claims(json!({})));
+
+    assert!(check(&auth, &ours, Scope::UsersRead).await.is_ok());
+    for (token, reason) in [(theirs, "wrong client_id"), (neither, "no client_id claim")] {
+        assert_eq!(
+            check(&auth, &token, Scope::UsersRead).await,
+            Err(Denied::Unauthenticated(AuthError::InvalidToken(reason)))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_for_another_api_of_the_same_issuer_is_refused_whatever_its_scopes() {
+    let auth = Authenticator {
+        client_ids: vec!["app-client-1".to_owned()],
+        ..authenticator(SECRET, Some("https://idp.example"), Some("users-api"))
+    };
+    let iss = "https://idp.example";
+    let by_audience = json!({"iss": iss, "aud": "users-api"});
+    let by_client = json!({"iss": iss, "client_id": "app-client-1"});
+    let foreign = json!({"iss": iss, "aud": "billing-api", "client_id": "billing-client"});
+
+    for accepted in [by_audience, by_client] {
+        let token = hs256(&claims(accepted.clone()));
+        assert!(
+            check(&auth, &token, Scope::UsersWrite).await.is_ok(),
+            "{accepted}"
+        );
+    }
+    assert_eq!(
+        check(&auth, &hs256(&claims(foreign)), Scope::UsersRead).await,
+        Err(Denied::Unauthenticated(AuthError::InvalidToken(
+            "wrong audience"
+        )))
+    );
+}
+
+#[tokio::test]
 async fn time_claims_are_checked_with_a_small_leeway() {
     let auth = authenticator(SECRET, None, None);
     let cases = [
@@ -131,7 +199,10 @@ async fn issuer_and_audience_must_match_when_configured() {
             json!({"iss": "https://idp.example", "aud": "other"}),
             "wrong audience",
         ),
-        (json!({"iss": "https://idp.example"}), "no aud claim"),
+        (
+            json!({"iss": "https://idp.example", "aud": null}),
+            "no aud claim",
+        ),
     ] {
         let result = check(&auth, &hs256(&claims(extra.clone())), Scope::UsersRead).await;
         assert_eq!(

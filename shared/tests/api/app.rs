@@ -52,10 +52,11 @@ impl TestApp {
         .await
     }
 
-    /// The state built from exactly these variables, plus `JWT_KEY`.
+    /// The state built from exactly these variables, plus `JWT_KEY` and `JWT_AUDIENCE`.
     async fn with_env(env: &[(&str, &str)]) -> Self {
         let settings = Settings::from_lookup(|name| match name {
             "JWT_KEY" => Some(tokens::TEST_KEY.to_owned()),
+            "JWT_AUDIENCE" => Some(tokens::TEST_AUDIENCE.to_owned()),
             _ => env
                 .iter()
                 .find(|(key, _)| *key == name)
