@@ -7,7 +7,9 @@
 #   scripts/postgres.sh status DIR  exit 0 when a cluster is running in DIR
 #   scripts/postgres.sh psql DIR [ARG...]   psql on the running cluster, as its admin
 #
-# Password (SCRAM) authentication, loopback only. Postgres refuses to run as root, so under root
+# Password (SCRAM) authentication, loopback only. With PG_SSL_CERT and PG_SSL_KEY (PEM files) the
+# cluster also serves TLS with that certificate (the TLS tests make their own CA). Postgres
+# refuses to run as root, so under root
 # the cluster belongs to the `postgres` user (or `nobody`). Installs Debian's `postgresql` when
 # no server binaries are found.
 set -euo pipefail
@@ -98,9 +100,16 @@ start() {
     fi
     [ -n "$port" ] || port=$(free_port)
     echo "$port" >"$DIR/port"
+    local ssl=""
+    if [ -n "${PG_SSL_CERT:-}" ]; then
+      # The server reads its key only if no one else can.
+      install -m 600 -o "$OWNER" "$PG_SSL_CERT" "$DIR/server.crt"
+      install -m 600 -o "$OWNER" "${PG_SSL_KEY:?PG_SSL_KEY is not set}" "$DIR/server.key"
+      ssl="-c ssl=on -c ssl_cert_file=$DIR/server.crt -c ssl_key_file=$DIR/server.key"
+    fi
     # fsync off: a throwaway cluster needs speed, not durability.
     as_owner "$BINDIR/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$DIR/data' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$DIR/data' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $ssl" \
       >/dev/null || { tail -n 20 "$DIR/server.log" >&2; exit 1; }
     log "started Postgres $("$BINDIR/postgres" --version | awk '{print $3}') in $DIR on port $port"
   fi

@@ -166,3 +166,19 @@ def test_every_users_function_binds_tokens_to_this_api(template):
         variables = resource["Properties"].get("Environment", {}).get("Variables", {})
         if "JWT_JWKS_URL" in variables:
             assert {"JWT_AUDIENCE", "JWT_CLIENT_IDS"} <= variables.keys(), name
+
+
+def test_the_database_connection_verifies_the_server_by_default(template):
+    assert template["Parameters"]["DatabaseSslMode"]["Default"] == "verify-full"
+    globals_ = template["Globals"]["Function"]
+    variables = globals_["Environment"]["Variables"]
+    assert variables["DB_SSLMODE"] == {"Ref": "DatabaseSslMode"}
+    bundle = "/opt/rds-ca/global-bundle.pem"
+    assert variables["DB_SSLROOTCERT"] == {"Fn::If": ["HasCaBundleLayer", bundle, {"Ref": "AWS::NoValue"}]}
+    assert globals_["Layers"] == {
+        "Fn::If": ["HasCaBundleLayer", [{"Ref": "DatabaseCaBundleLayerArn"}], {"Ref": "AWS::NoValue"}]
+    }
+    assert template["Rules"]["VerifiedTlsNeedsTheCaBundle"]["Assertions"]
+    for name, resource in functions_of(template).items():
+        overrides = resource["Properties"].get("Environment", {}).get("Variables", {})
+        assert "DB_SSLMODE" not in overrides and "DB_SSLROOTCERT" not in overrides, name

@@ -8,6 +8,12 @@ use std::{
 
 use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection};
 
+/// The admin URL of the cluster `make test` started.
+fn test_cluster() -> String {
+    std::env::var("E2E_DATABASE_URL")
+        .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`")
+}
+
 /// A fresh, migrated database on the test cluster, reached as its admin.
 pub struct TestDatabase {
     /// Admin URL of this database.
@@ -20,7 +26,12 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates `e2e_<name>_<pid>_<n>` on the test cluster and migrates it.
     pub async fn create(name: &str) -> Self {
-        let database = Self::create_empty(name).await;
+        Self::create_on(&test_cluster(), name).await
+    }
+
+    /// The same on the cluster whose admin URL is `admin_url`.
+    pub async fn create_on(admin_url: &str, name: &str) -> Self {
+        let database = Self::create_empty_on(admin_url, name).await;
         shared::db::MIGRATOR
             .run(&mut database.connect().await)
             .await
@@ -30,12 +41,12 @@ impl TestDatabase {
 
     /// Creates `e2e_<name>_<pid>_<n>` on the test cluster, without any schema.
     pub async fn create_empty(name: &str) -> Self {
+        Self::create_empty_on(&test_cluster(), name).await
+    }
+
+    async fn create_empty_on(admin_url: &str, name: &str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let admin_url = std::env::var("E2E_DATABASE_URL")
-            .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`");
-        let admin: PgConnectOptions = admin_url
-            .parse()
-            .expect("E2E_DATABASE_URL is a Postgres URL");
+        let admin: PgConnectOptions = admin_url.parse().expect("a Postgres admin URL");
         let database = format!(
             "e2e_{}_{}_{}",
             name.replace('-', "_"),
@@ -47,7 +58,7 @@ impl TestDatabase {
             .execute(&mut connection)
             .await
             .expect("create the test database");
-        let mut url = reqwest::Url::parse(&admin_url).expect("E2E_DATABASE_URL is a URL");
+        let mut url = reqwest::Url::parse(admin_url).expect("the admin URL is a URL");
         url.set_path(&format!("/{database}"));
         let address = format!("{}:{}", admin.get_host(), admin.get_port())
             .parse()

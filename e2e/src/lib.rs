@@ -4,6 +4,7 @@
 //! - [`stack`]: the functions served over HTTP, as `make dev` serves them.
 //! - [`database`]: a fresh database per test on the cluster `make test` starts.
 //! - [`init`]: a function's init phase alone, for init failures.
+//! - [`tls`]: a test certificate authority and a cluster of its own serving TLS with it.
 //! - [`moto`]: a local Secrets Manager; [`jwks`]: a token issuer's key set;
 //!   [`cloudformation`]: a custom resource's response URL; [`proxy`]: a database connection
 //!   that can be cut.
@@ -17,6 +18,7 @@ pub mod jwks;
 pub mod moto;
 pub mod proxy;
 pub mod stack;
+pub mod tls;
 
 use std::{net::TcpListener, path::PathBuf};
 
