@@ -132,20 +132,37 @@ def test_no_statement_grants_secrets_or_keys_on_a_wildcard(template):
                     assert "*" not in str(branch), (name, statement)
 
 
-def test_each_function_reads_exactly_the_database_secret(template):
-    expected = {
-        "Fn::If": [
-            "CreateDatabaseCondition",
-            {"Fn::GetAtt": ["DatabaseCluster", "MasterUserSecret.SecretArn"]},
-            {"Ref": "DatabaseSecretArn"},
-        ]
-    }
-    by_resource = {}
+OWNER_SECRET = {
+    "Fn::If": [
+        "CreateDatabaseCondition",
+        {"Fn::GetAtt": ["DatabaseCluster", "MasterUserSecret.SecretArn"]},
+        {"Ref": "DatabaseSecretArn"},
+    ]
+}
+APP_SECRET = {
+    "Fn::If": ["CreateDatabaseCondition", {"Ref": "AppDatabaseSecret"}, {"Ref": "AppDatabaseSecretArn"}]
+}
+
+
+def test_the_api_functions_read_only_the_application_roles_secret_and_migrate_both(template):
+    readable = {}
     for name, statement in statements(template):
         if "secretsmanager:GetSecretValue" in as_list(statement["Action"]):
-            by_resource.setdefault(name, []).append(statement["Resource"])
+            readable.setdefault(name, []).extend(as_list(statement["Resource"]))
     for name in functions_of(template):
-        assert by_resource.get(name) == [expected], name
+        expected = [OWNER_SECRET, APP_SECRET] if name == "MigrateFunction" else [APP_SECRET]
+        assert readable.get(name) == expected, name
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["DB_SECRET_ID"] == APP_SECRET
+    migrate = template["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"]
+    assert (migrate["DB_SECRET_ID"], migrate["DB_APP_SECRET_ID"]) == (OWNER_SECRET, APP_SECRET)
+
+
+def test_the_application_roles_secret_rotates_with_the_multi_user_rotation(template):
+    rotation = template["Resources"]["AppDatabaseSecretRotation"]
+    assert rotation["DependsOn"] == "Migrations", "the first rotation clones the role migrate creates"
+    assert rotation["Properties"]["HostedRotationLambda"]["RotationType"] == "PostgreSQLMultiUser"
+    assert "AWS::SecretsManager-2020-07-23" in template["Transform"]
 
 
 @pytest.mark.skipif(not os.environ.get("SAM_BUILD_DIR"), reason="set SAM_BUILD_DIR after `sam build`")

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{cloudformation::ResponseUrl, free_port, Stack, TestDatabase};
+use e2e::{cloudformation::ResponseUrl, free_port, moto::Moto, Stack, TestDatabase};
 use serde_json::{json, Value};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 const STACK_ID: &str = concat!(
     "arn:aws:cloudformation:eu-west-1:123456789012:",
@@ -169,4 +169,95 @@ async fn an_unreachable_database_answers_failed_quickly() {
         "{reason}"
     );
     assert!(!reason.contains("unreachable-pw"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_runs_as_a_role_that_may_only_read_and_change_rows() {
+    let database = TestDatabase::create_empty("least-privilege").await;
+    // Roles belong to the whole cluster: a name of this test's own.
+    let role = format!("app_{}", database.name.trim_start_matches("e2e_"));
+    let password = "least-privilege-pw-3";
+    let (host, port) = (database.address.ip().to_string(), database.address.port());
+    let moto = Moto::start().await;
+    let app_secret = json!({
+        "engine": "postgres", "host": host, "port": port, "dbname": database.name,
+        "username": role, "password": password,
+    });
+    moto.create_secret("db/app", &app_secret.to_string()).await;
+
+    // `migrate` connects as the owner and creates the application's login role.
+    let mut owner_env = moto.function_env();
+    owner_env.push(("DATABASE_URL".into(), database.url.clone()));
+    owner_env.push(("DB_APP_SECRET_ID".into(), "db/app".into()));
+    let owner = Stack::spawn("least-privilege-migrate", &owner_env).await;
+    for request_type in ["Create", "Update"] {
+        let answer = drive(&owner, request_type).await;
+        assert_eq!(answer["Status"], "SUCCESS", "{request_type}: {answer}");
+        assert_eq!(answer["Data"]["ApplicationRole"], role.as_str());
+    }
+
+    // The API logs in as that role, with the credentials from its secret, and works.
+    let mut api_env = moto.function_env();
+    api_env.push(("DB_SECRET_ID".into(), "db/app".into()));
+    api_env.push(("DB_SSLMODE".into(), "disable".into()));
+    let api = Stack::spawn("least-privilege-api", &api_env).await;
+    let created = api
+        .post_json(
+            "/users",
+            &json!({"email": "least@example.com", "name": "Least"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let fetched = api
+        .get(created.header("location").expect("a location"))
+        .await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    let api_roles: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT usename::text FROM pg_stat_activity
+         WHERE datname = $1 AND application_name IN ('create-user', 'get-user')",
+    )
+    .bind(&database.name)
+    .fetch_all(&mut database.connect().await)
+    .await
+    .unwrap();
+    assert_eq!(api_roles, [role.as_str()]);
+
+    // As that role: rows yes, anything else no.
+    let url = format!(
+        "postgres://{role}:{password}@{host}:{port}/{}",
+        database.name
+    );
+    let mut app = PgConnection::connect(&url)
+        .await
+        .expect("log in as the role");
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut app)
+            .await
+            .unwrap();
+    assert!(!superuser);
+    sqlx::query("UPDATE users SET name = 'Changed' WHERE email = 'least@example.com'")
+        .execute(&mut app)
+        .await
+        .expect("the role may change rows");
+    for statement in [
+        "DROP TABLE users",
+        "ALTER TABLE users ADD COLUMN role text",
+        "TRUNCATE users",
+        "CREATE TABLE intruder (id int)",
+        "CREATE SCHEMA intruder",
+        "CREATE ROLE intruder",
+        "SELECT rolpassword FROM pg_authid",
+        "DELETE FROM _sqlx_migrations",
+    ] {
+        let err = sqlx::raw_sql(statement)
+            .execute(&mut app)
+            .await
+            .expect_err(statement);
+        let code = err
+            .as_database_error()
+            .and_then(|db| db.code().map(|c| c.into_owned()));
+        // 42501: insufficient_privilege.
+        assert_eq!(code.as_deref(), Some("42501"), "{statement}: {err}");
+    }
 }

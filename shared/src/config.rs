@@ -18,6 +18,9 @@ pub struct Settings {
     pub secrets_extension: Option<SecretsExtension>,
     /// How long `GET /health` waits for `SELECT 1` before answering 503.
     pub health_timeout: Duration,
+    /// `DB_APP_SECRET_ID` (the `migrate` function only): the secret of the role the API
+    /// functions log in as, which `migrate` creates as a member of the least-privilege group.
+    pub app_role_secret_id: Option<String>,
 }
 
 /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT` is set: the extension listens on this localhost
@@ -187,6 +190,7 @@ impl Settings {
             auth: auth_settings(&lookup)?,
             secrets_extension: secrets_extension(&lookup)?,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,
+            app_role_secret_id: lookup("DB_APP_SECRET_ID"),
         })
     }
 }

@@ -19,9 +19,12 @@ use serde_json::{json, Value};
 
 use crate::{
     config::{DatabaseSource, Settings},
-    db::{Database, MIGRATOR},
+    db::{
+        app_role::{self, Login},
+        Database, MIGRATOR,
+    },
     outbound_http::OutboundHttp,
-    secrets::SecretsClient,
+    secrets::{SecretsClient, Stage},
 };
 
 /// Kept for the answer to CloudFormation, out of the Lambda timeout.
@@ -129,11 +132,13 @@ pub async fn handler(http: &OutboundHttp, event: LambdaEvent<Value>) -> Result<(
 #[tracing::instrument(name = "Apply migrations")]
 async fn apply_migrations() -> anyhow::Result<Value> {
     let settings = Settings::from_env().context("Invalid configuration")?;
-    let secrets = match settings.database.source {
-        DatabaseSource::SecretsManager { .. } => {
-            Some(SecretsClient::new(settings.secrets_extension.as_ref()).await)
-        }
-        DatabaseSource::Url(_) => None,
+    let database_secret = matches!(
+        settings.database.source,
+        DatabaseSource::SecretsManager { .. }
+    );
+    let secrets = match database_secret || settings.app_role_secret_id.is_some() {
+        true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
+        false => None,
     };
     let database = Database::connect(settings.database, secrets.as_ref())
         .await
@@ -143,9 +148,28 @@ async fn apply_migrations() -> anyhow::Result<Value> {
         .await
         .context("Failed to apply the migrations")?;
     let version = MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
+    let mut data = json!({ "SchemaVersion": version.to_string() });
+    if let (Some(secret_id), Some(secrets)) = (&settings.app_role_secret_id, &secrets) {
+        let login = application_login(secrets, secret_id).await?;
+        let mut connection = database.acquire().await.context("Failed to connect")?;
+        app_role::ensure_login(&mut connection, &login)
+            .await
+            .context("Failed to set up the application's login role")?;
+        data["ApplicationRole"] = json!(login.username);
+    }
     database.pool().close().await;
     tracing::info!(version, "schema is current");
-    Ok(json!({ "SchemaVersion": version.to_string() }))
+    Ok(data)
+}
+
+/// The login in the application role's secret (`DB_APP_SECRET_ID`).
+async fn application_login(secrets: &SecretsClient, secret_id: &str) -> anyhow::Result<Login> {
+    let secret = secrets
+        .get(secret_id, Stage::Current)
+        .await
+        .context("Failed to read the application role's secret (DB_APP_SECRET_ID)")?;
+    Login::from_secret(&secret.value)
+        .with_context(|| format!("The application role's secret {secret_id:?} is malformed"))
 }
 
 /// PUTs the answer, retrying a few times: S3 pre-signed URLs occasionally fail transiently.

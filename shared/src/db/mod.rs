@@ -1,6 +1,7 @@
 //! The database: a pool built once per execution environment, credentials that follow
 //! Secrets Manager rotation, the embedded migrations, and which errors mean "unavailable".
 
+pub mod app_role;
 mod credentials;
 mod options;
 mod rotation;
