@@ -199,3 +199,10 @@ def test_the_database_connection_verifies_the_server_by_default(template):
     for name, resource in functions_of(template).items():
         overrides = resource["Properties"].get("Environment", {}).get("Variables", {})
         assert "DB_SSLMODE" not in overrides and "DB_SSLROOTCERT" not in overrides, name
+
+
+def test_every_api_function_can_be_capped_by_reserved_concurrency(template):
+    capped = {"Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}
+    for name, resource in functions_of(template).items():
+        if name != "MigrateFunction":
+            assert resource["Properties"]["ReservedConcurrentExecutions"] == capped, name
