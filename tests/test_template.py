@@ -206,3 +206,40 @@ def test_every_api_function_can_be_capped_by_reserved_concurrency(template):
     for name, resource in functions_of(template).items():
         if name != "MigrateFunction":
             assert resource["Properties"]["ReservedConcurrentExecutions"] == capped, name
+
+
+@pytest.mark.parametrize("create_database", ["true", "false"])
+def test_the_sam_transform_accepts_the_template_with_real_parameters(create_database, monkeypatch):
+    """`sam validate` does not expand every property with parameter values (it lets an Fn::If
+    through where SAM needs a plain string); the SAM translator itself, as CloudFormation runs
+    it, does. CodeUri becomes an S3 location, as `sam package` makes it."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://bucket/function.zip"
+    parameters = {
+        "VpcId": "vpc-0123456789abcdef0",
+        "SubnetIds": "subnet-1,subnet-2",
+        "SecurityGroupIds": "sg-1",
+        "CreateDatabase": create_database,
+        "DatabaseSecretArn": "" if create_database == "true" else EXAMPLE_SECRET_ARN,
+        "AppDatabaseSecretArn": "" if create_database == "true" else EXAMPLE_SECRET_ARN,
+        "JwtJwksUrl": "https://idp.example/.well-known/jwks.json",
+        "JwtAudience": "users-api",
+    }
+
+    translated = transform(template, parameters, NoManagedPolicies())
+
+    types = {resource["Type"] for resource in translated["Resources"].values()}
+    assert {"AWS::Lambda::Function", "AWS::ApiGatewayV2::Api", "AWS::Lambda::Version"} <= types
+
+
+EXAMPLE_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:users-db-AbCdEf"
