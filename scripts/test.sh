@@ -58,6 +58,10 @@ SAM_BUILD_MODE=debug sam build --build-dir "$sam_build_dir"
 step "template and source rules (pytest)"
 SAM_BUILD_DIR="$sam_build_dir" python3 -m pytest -q tests
 
+step "libfaketime (the IAM authentication test freezes a function's clock)"
+E2E_LIBFAKETIME=$(scripts/libfaketime.sh)
+export E2E_LIBFAKETIME
+
 step "unit, integration and end-to-end tests"
 # `#[sqlx::test]` creates a fresh database per test through DATABASE_URL; the end-to-end
 # harness creates one per stack through E2E_DATABASE_URL.

@@ -4,6 +4,7 @@ least privilege, and `sam build` produced an arm64 binary for every function.
 Run by `make test` (after `sam build`) with the project's virtualenv, from the repository root:
 `.venv/bin/python -m pytest tests`.
 """
+import json
 import os
 import pathlib
 import tomllib
@@ -125,8 +126,8 @@ def test_no_statement_grants_secrets_or_keys_on_a_wildcard(template):
     assert found, "no IAM statements found: the walk is broken"
     for name, statement in found:
         actions = [a.lower() for a in as_list(statement["Action"])]
-        assert not any(a in ("*", "secretsmanager:*", "kms:*") for a in actions), (name, statement)
-        if any(a.startswith(("secretsmanager:", "kms:")) for a in actions):
+        assert not any(a in ("*", "secretsmanager:*", "kms:*", "rds-db:*") for a in actions), (name, statement)
+        if any(a.startswith(("secretsmanager:", "kms:", "rds-db:")) for a in actions):
             for resource in as_list(statement["Resource"]):
                 for branch in unwrap_if(resource):
                     assert "*" not in str(branch), (name, statement)
@@ -243,3 +244,19 @@ def test_the_sam_transform_accepts_the_template_with_real_parameters(create_data
 
 
 EXAMPLE_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:users-db-AbCdEf"
+
+
+def test_iam_authentication_lets_each_api_function_connect_only_as_users_api(template):
+    connect = {}
+    for name, statement in statements(template):
+        if "rds-db:connect" in as_list(statement["Action"]):
+            connect.setdefault(name, []).append(statement["Resource"])
+    assert sorted(connect) == sorted(n for n in functions_of(template) if n != "MigrateFunction")
+    for name, resources in connect.items():
+        text = json.dumps(resources)
+        branches = text.count(":dbuser:")
+        assert branches == 3 and text.count("/users_api") == branches, (name, text)
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["DB_IAM_USER"] == {"Fn::If": ["UseIamAuth", "users_api", {"Ref": "AWS::NoValue"}]}
+    migrate = template["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"]
+    assert migrate["DB_IAM_USER"] == "", "migrate logs in as the owner"

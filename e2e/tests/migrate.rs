@@ -185,16 +185,36 @@ async fn the_api_runs_as_a_role_that_may_only_read_and_change_rows() {
     });
     moto.create_secret("db/app", &app_secret.to_string()).await;
 
+    // RDS's `rds_iam` role, which IAM authentication straight to RDS needs the login role in.
+    sqlx::raw_sql(
+        "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .execute(&mut database.connect().await)
+    .await
+    .expect("a stand-in for rds_iam");
+
     // `migrate` connects as the owner and creates the application's login role.
     let mut owner_env = moto.function_env();
     owner_env.push(("DATABASE_URL".into(), database.url.clone()));
     owner_env.push(("DB_APP_SECRET_ID".into(), "db/app".into()));
+    owner_env.push(("DB_APP_GRANT_RDS_IAM".into(), "true".into()));
     let owner = Stack::spawn("least-privilege-migrate", &owner_env).await;
     for request_type in ["Create", "Update"] {
         let answer = drive(&owner, request_type).await;
         assert_eq!(answer["Status"], "SUCCESS", "{request_type}: {answer}");
         assert_eq!(answer["Data"]["ApplicationRole"], role.as_str());
     }
+    let memberships: Vec<String> = sqlx::query_scalar(
+        "SELECT g.rolname::text FROM pg_auth_members m
+         JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+         WHERE u.rolname = $1 ORDER BY 1",
+    )
+    .bind(&role)
+    .fetch_all(&mut database.connect().await)
+    .await
+    .unwrap();
+    assert_eq!(memberships, ["rds_iam", "users_api_app"]);
 
     // The API logs in as that role, with the credentials from its secret, and works.
     let mut api_env = moto.function_env();

@@ -102,7 +102,7 @@ async fn init_fails_with_one_clear_line_when_the_secret_cannot_be_used() {
         (
             "neither variable",
             vec![],
-            &["neither DB_SECRET_ID nor DATABASE_URL is set"],
+            &["neither DB_SECRET_ID, DB_IAM_USER nor DATABASE_URL is set"],
         ),
         (
             "no such secret",

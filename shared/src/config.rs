@@ -21,6 +21,9 @@ pub struct Settings {
     /// `DB_APP_SECRET_ID` (the `migrate` function only): the secret of the role the API
     /// functions log in as, which `migrate` creates as a member of the least-privilege group.
     pub app_role_secret_id: Option<String>,
+    /// `DB_APP_GRANT_RDS_IAM=true` (the `migrate` function only): the API functions log in
+    /// with IAM auth tokens straight to RDS, so their role also gets `rds_iam`.
+    pub app_role_rds_iam: bool,
 }
 
 /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT` is set: the extension listens on this localhost
@@ -37,6 +40,9 @@ pub struct SecretsExtension {
 pub enum DatabaseSource {
     /// `DATABASE_URL`: a `postgres://` URL, for local use.
     Url(Box<DatabaseUrl>),
+    /// `DB_IAM_USER`: log in as this user with an RDS IAM auth token signed with the function's
+    /// role credentials (no stored password), over TLS, at `DB_HOST`/`DB_PORT`/`DB_NAME`.
+    IamAuth { user: String, region: String },
     /// `DB_SECRET_ID`: a Secrets Manager secret (name or ARN), the production path.
     SecretsManager { secret_id: String },
 }
@@ -129,14 +135,22 @@ pub struct DatabaseSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "neither DB_SECRET_ID nor DATABASE_URL is set: set DB_SECRET_ID to the Secrets Manager \
-         secret (name or ARN) holding the database credentials, or DATABASE_URL to a \
-         postgres:// URL for local use"
+        "neither DB_SECRET_ID, DB_IAM_USER nor DATABASE_URL is set: set DB_SECRET_ID to the \
+         Secrets Manager secret (name or ARN) holding the database credentials, DB_IAM_USER to \
+         log in with IAM database authentication, or DATABASE_URL to a postgres:// URL for \
+         local use"
     )]
     NoDatabase,
     // Never echo the value: a database URL carries a password.
     #[error("DATABASE_URL is not a valid postgres:// connection URL")]
     InvalidDatabaseUrl,
+    #[error("DB_IAM_USER is set but {0} is not: IAM database authentication needs it")]
+    IamAuthNeeds(&'static str),
+    #[error(
+        "DB_IAM_USER needs TLS (an auth token is a bearer credential): DB_SSLMODE must be \
+         require, verify-ca or verify-full"
+    )]
+    IamAuthWithoutTls,
     #[error("set only one of JWT_SECRET_ID, JWT_KEY and JWT_JWKS_URL")]
     SeveralKeySources,
     #[error(
@@ -178,6 +192,7 @@ impl Settings {
             application_name: lookup("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "users-api".to_owned()),
         };
+        check_iam_auth(&database)?;
         if database.max_connections == 0 {
             return Err(ConfigError::Invalid {
                 name: "DB_MAX_CONNECTIONS",
@@ -191,6 +206,7 @@ impl Settings {
             secrets_extension: secrets_extension(&lookup)?,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,
             app_role_secret_id: lookup("DB_APP_SECRET_ID"),
+            app_role_rds_iam: parse_or(&lookup, "DB_APP_GRANT_RDS_IAM", false, "true or false")?,
         })
     }
 }
@@ -204,8 +220,28 @@ fn database_source(
         let url = DatabaseUrl::parse(&url).map_err(|_| ConfigError::InvalidDatabaseUrl)?;
         return Ok(DatabaseSource::Url(Box::new(url)));
     }
+    if let Some(user) = lookup("DB_IAM_USER") {
+        let region = lookup("AWS_REGION").ok_or(ConfigError::IamAuthNeeds("AWS_REGION"))?;
+        return Ok(DatabaseSource::IamAuth { user, region });
+    }
     let secret_id = lookup("DB_SECRET_ID").ok_or(ConfigError::NoDatabase)?;
     Ok(DatabaseSource::SecretsManager { secret_id })
+}
+
+/// An auth token goes where `DB_HOST` says, and only over TLS.
+fn check_iam_auth(database: &DatabaseSettings) -> Result<(), ConfigError> {
+    if !matches!(database.source, DatabaseSource::IamAuth { .. }) {
+        return Ok(());
+    }
+    if database.endpoint.host.is_none() {
+        return Err(ConfigError::IamAuthNeeds("DB_HOST"));
+    }
+    match database.ssl_mode {
+        Some(PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer) => {
+            Err(ConfigError::IamAuthWithoutTls)
+        }
+        _ => Ok(()),
+    }
 }
 
 fn secrets_extension(
@@ -485,6 +521,34 @@ mod tests {
             format!("{url:?}"),
             "DatabaseUrl(postgres://app@db.internal:6543/users)"
         );
+    }
+
+    #[test]
+    fn iam_authentication_needs_a_region_a_host_and_tls() {
+        let iam = [
+            ("DB_IAM_USER", "users_api"),
+            ("AWS_REGION", "eu-west-1"),
+            ("DB_HOST", "users.cluster-x.eu-west-1.rds.amazonaws.com"),
+        ];
+        let without = |name: &str| -> Vec<(&str, &str)> {
+            iam.iter()
+                .copied()
+                .filter(|(key, _)| *key != name)
+                .collect()
+        };
+
+        let accepted = settings(&iam).unwrap().database.source;
+        let no_region = settings(&without("AWS_REGION")).unwrap_err();
+        let no_host = settings(&without("DB_HOST")).unwrap_err();
+        let plain = settings(&[iam[0], iam[1], iam[2], ("DB_SSLMODE", "prefer")]).unwrap_err();
+
+        assert!(matches!(
+            accepted,
+            DatabaseSource::IamAuth { user, region } if user == "users_api" && region == "eu-west-1"
+        ));
+        assert!(matches!(no_region, ConfigError::IamAuthNeeds("AWS_REGION")));
+        assert!(matches!(no_host, ConfigError::IamAuthNeeds("DB_HOST")));
+        assert!(matches!(plain, ConfigError::IamAuthWithoutTls));
     }
 
     #[test]

@@ -155,6 +155,12 @@ async fn apply_migrations() -> anyhow::Result<Value> {
         app_role::ensure_login(&mut connection, &login)
             .await
             .context("Failed to set up the application's login role")?;
+        if settings.app_role_rds_iam {
+            let granted = app_role::grant_rds_iam(&mut connection, &login)
+                .await
+                .context("Failed to grant rds_iam to the application's login role")?;
+            tracing::info!(granted, "rds_iam for the application's login role");
+        }
         data["ApplicationRole"] = json!(login.username);
     }
     database.pool().close().await;

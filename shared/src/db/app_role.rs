@@ -74,3 +74,22 @@ pub async fn ensure_login(connection: &mut PgConnection, login: &Login) -> Resul
     sqlx::raw_sql(&grant).execute(&mut *connection).await?;
     Ok(())
 }
+
+/// Lets `login` log in with IAM auth tokens (RDS's `rds_iam` role; after this, RDS refuses its
+/// password). Outside RDS there is no such role, and nothing to grant.
+pub async fn grant_rds_iam(
+    connection: &mut PgConnection,
+    login: &Login,
+) -> Result<bool, sqlx::Error> {
+    let grant: Option<String> = sqlx::query_scalar(
+        "SELECT format('GRANT rds_iam TO %I', $1::text) FROM pg_roles WHERE rolname = 'rds_iam'",
+    )
+    .bind(&login.username)
+    .fetch_optional(&mut *connection)
+    .await?;
+    let Some(grant) = grant else {
+        return Ok(false);
+    };
+    sqlx::raw_sql(&grant).execute(&mut *connection).await?;
+    Ok(true)
+}

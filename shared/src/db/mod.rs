@@ -3,6 +3,7 @@
 
 pub mod app_role;
 mod credentials;
+pub mod iam_auth;
 mod options;
 mod rotation;
 
@@ -17,6 +18,7 @@ use sqlx::{
 };
 
 pub use credentials::{Credentials, CredentialsError};
+use iam_auth::{IamAuth, TokenScope};
 use options::connect_options;
 use rotation::Rotation;
 
@@ -25,14 +27,19 @@ use crate::{
     secrets::{SecretsClient, Stage},
 };
 
+/// Where Postgres listens unless `DB_PORT` says otherwise.
+const DEFAULT_PORT: u16 = 5432;
+
 /// The versioned SQL in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
-/// The pool, and for credentials from Secrets Manager, what it takes to follow a rotation.
+/// The pool, and what keeps its credentials valid: for a secret, following a rotation; for
+/// IAM authentication, signing a fresh token for each new connection.
 #[derive(Debug)]
 pub struct Database {
     pool: PgPool,
     rotation: Option<Rotation>,
+    iam: Option<IamAuth>,
 }
 
 impl Database {
@@ -46,6 +53,26 @@ impl Database {
             DatabaseSource::Url(url) => {
                 let options = connect_options(&settings, Credentials::from(&**url));
                 Ok(Self::from_pool(pool(&settings, options)))
+            }
+            DatabaseSource::IamAuth { user, region } => {
+                let scope = TokenScope {
+                    host: settings
+                        .endpoint
+                        .host
+                        .clone()
+                        .context("DB_HOST is not set")?,
+                    port: settings.endpoint.port.unwrap_or(DEFAULT_PORT),
+                    user: user.clone(),
+                    region: region.clone(),
+                };
+                let (iam, options) = IamAuth::new(scope, settings)
+                    .await
+                    .context("Failed to sign the database auth token (DB_IAM_USER)")?;
+                Ok(Self {
+                    pool: pool(iam.settings(), options),
+                    rotation: None,
+                    iam: Some(iam),
+                })
             }
             DatabaseSource::SecretsManager { secret_id } => {
                 let secrets = secrets
@@ -72,6 +99,7 @@ impl Database {
                         secret.version_id,
                         settings,
                     )),
+                    iam: None,
                 })
             }
         }
@@ -82,6 +110,7 @@ impl Database {
         Self {
             pool,
             rotation: None,
+            iam: None,
         }
     }
 
@@ -89,10 +118,15 @@ impl Database {
         &self.pool
     }
 
-    /// A connection from the pool. When the database rejects the credentials (a rotated
-    /// password or user), re-reads the secret once, rate-limited, and tries again with what it
-    /// holds now.
+    /// A connection from the pool. With IAM authentication, a new connection gets a newly
+    /// signed token. When the database rejects a secret's credentials (a rotated password or
+    /// user), re-reads the secret once, rate-limited, and tries again with what it holds now.
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        if let Some(iam) = &self.iam {
+            iam.refresh(&self.pool)
+                .await
+                .map_err(|err| sqlx::Error::Configuration(err.into()))?;
+        }
         let seen = self.rotation.as_ref().map(Rotation::generation);
         match self.pool.acquire().await {
             Err(err) if credentials_rejected(&err) => match (&self.rotation, seen) {

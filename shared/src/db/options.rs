@@ -10,13 +10,16 @@ use crate::config::{DatabaseSettings, DatabaseSource, Endpoint};
 /// The options to connect with `credentials` under `settings`.
 ///
 /// TLS, unless `DB_SSLMODE` or the URL says otherwise: `require` for a secret from Secrets
-/// Manager (a real database in AWS), `prefer` for `DATABASE_URL` (local use).
+/// Manager or IAM authentication (a real database in AWS), `prefer` for `DATABASE_URL` (local
+/// use).
 pub(super) fn connect_options(
     settings: &DatabaseSettings,
     credentials: Credentials,
 ) -> PgConnectOptions {
     let default_ssl_mode = match settings.source {
-        DatabaseSource::SecretsManager { .. } => PgSslMode::Require,
+        DatabaseSource::SecretsManager { .. } | DatabaseSource::IamAuth { .. } => {
+            PgSslMode::Require
+        }
         DatabaseSource::Url(_) => PgSslMode::Prefer,
     };
     let ssl_mode = settings
