@@ -7,6 +7,7 @@ Run by `make test` (after `sam build`) with the project's virtualenv, from the r
 import json
 import os
 import pathlib
+import re
 import tomllib
 
 import pytest
@@ -57,13 +58,50 @@ def test_every_function_is_a_cargo_lambda_arm64_al2023_bootstrap(template):
 
 
 def template_routes(template):
+    """(method, path, function folder) for every API route, through its integration."""
+    resources = template["Resources"]
     routes = set()
-    for name, resource in functions_of(template).items():
-        for event in resource["Properties"].get("Events", {}).values():
-            assert event["Type"] == "HttpApi", name
-            assert event["Properties"]["ApiId"] == {"Ref": "Api"}, name
-            routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"], code_folder(resource)))
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::ApiGatewayV2::Route":
+            continue
+        properties = resource["Properties"]
+        assert properties["ApiId"] == {"Ref": "Api"}, name
+        method, path = properties["RouteKey"].split(" ", 1)
+        integration = re.fullmatch(r"integrations/\$\{(\w+)\}", properties["Target"]["Fn::Sub"]).group(1)
+        function = resources[integration]["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]
+        routes.add((method, path, code_folder(resources[function])))
     return routes
+
+
+def test_every_routed_function_may_be_invoked_by_this_api_only(template):
+    resources = template["Resources"]
+    permitted = {
+        resource["Properties"]["FunctionName"]["Ref"]: resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::Permission"
+    }
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::ApiGatewayV2::Integration":
+            function = resource["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]
+            assert permitted[function]["Principal"] == "apigateway.amazonaws.com", name
+            assert "${Api}/*/*" in permitted[function]["SourceArn"]["Fn::Sub"], name
+
+
+def test_the_optional_jwt_authorizer_guards_each_users_route_with_its_scope(template):
+    resources = template["Resources"]
+    assert resources["UsersJwtAuthorizer"]["Condition"] == "UseApiJwtAuthorizerCondition"
+    scopes = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::ApiGatewayV2::Route":
+            properties = resource["Properties"]
+            if properties["RouteKey"] == "GET /health":
+                assert properties["AuthorizationType"] == "NONE"
+                continue
+            assert properties["AuthorizationType"] == {
+                "Fn::If": ["UseApiJwtAuthorizerCondition", "JWT", "NONE"]}
+            assert properties["AuthorizerId"]["Fn::If"][1] == {"Ref": "UsersJwtAuthorizer"}
+            scopes[properties["RouteKey"]] = properties["AuthorizationScopes"]["Fn::If"][1]
+    assert scopes == {"POST /users": ["users:write"], "GET /users/{id}": ["users:read"]}
 
 
 def test_routes_agree_with_the_watch_router(template):
