@@ -179,6 +179,18 @@ impl Stack {
         self.send(path, request).await
     }
 
+    /// Creates a user with `email` and fetches it back, asserting 201 then 200: the whole path
+    /// to the database works.
+    pub async fn create_and_fetch_a_user(&self, email: &str) {
+        let body = serde_json::json!({"email": email, "name": "Test User"});
+        let created = self.post_json("/users", &body).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let fetched = self
+            .get(created.header("location").expect("a location"))
+            .await;
+        assert_eq!(fetched.status, 200, "{}", fetched.body);
+    }
+
     /// Everything the functions and the watcher printed so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -221,17 +221,7 @@ async fn the_api_runs_as_a_role_that_may_only_read_and_change_rows() {
     api_env.push(("DB_SECRET_ID".into(), "db/app".into()));
     api_env.push(("DB_SSLMODE".into(), "disable".into()));
     let api = Stack::spawn("least-privilege-api", &api_env).await;
-    let created = api
-        .post_json(
-            "/users",
-            &json!({"email": "least@example.com", "name": "Least"}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let fetched = api
-        .get(created.header("location").expect("a location"))
-        .await;
-    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    api.create_and_fetch_a_user("least@example.com").await;
     let api_roles: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT usename::text FROM pg_stat_activity
          WHERE datname = $1 AND application_name IN ('create-user', 'get-user')",

@@ -33,17 +33,6 @@ fn secrets_env(moto: &Moto, secret_id: &str) -> Vec<(String, String)> {
     env
 }
 
-async fn create_and_fetch_a_user(stack: &Stack, email: &str) {
-    let created = stack
-        .post_json("/users", &json!({"email": email, "name": "Rotating"}))
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let fetched = stack
-        .get(created.header("location").expect("a location"))
-        .await;
-    assert_eq!(fetched.status, 200, "{}", fetched.body);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_secret_and_an_rds_json_secret_both_give_a_working_api() {
     let database = TestDatabase::create("secret-formats").await;
@@ -70,7 +59,9 @@ async fn a_url_secret_and_an_rds_json_secret_both_give_a_working_api() {
 
         let health = stack.get("/health").await;
         assert_eq!(health.status, 200, "{}", health.body);
-        create_and_fetch_a_user(&stack, &format!("format{n}@example.com")).await;
+        stack
+            .create_and_fetch_a_user(&format!("format{n}@example.com"))
+            .await;
         assert!(
             !stack.logs().contains("fmt-pw-1"),
             "the password reached the log"
@@ -232,7 +223,9 @@ impl WarmStack {
         moto.create_secret("db", &rds_secret(&database, port, &names[0], roles[0].1))
             .await;
         let stack = Stack::spawn(name, &secrets_env(&moto, "db")).await;
-        create_and_fetch_a_user(&stack, &format!("{name}-warm@example.com")).await;
+        stack
+            .create_and_fetch_a_user(&format!("{name}-warm@example.com"))
+            .await;
         Self {
             database,
             roles: names,
@@ -317,7 +310,9 @@ async fn an_alternating_users_rotation_switches_to_the_other_role() {
     warm.alter_role(0, "NOLOGIN").await;
     warm.database.terminate_sessions_of(&warm.roles[0]).await;
 
-    create_and_fetch_a_user(&warm.stack, "second@example.com").await;
+    warm.stack
+        .create_and_fetch_a_user("second@example.com")
+        .await;
     // One re-fetch in each function that served a request since: create-user and get-user are
     // separate execution environments, each with its own cache.
     assert_eq!(
@@ -344,7 +339,7 @@ async fn a_database_outage_gets_503s_without_refetching_and_recovers_by_itself()
     )
     .await;
     let stack = Stack::spawn("outage", &secrets_env(&moto, "db")).await;
-    create_and_fetch_a_user(&stack, "up@example.com").await;
+    stack.create_and_fetch_a_user("up@example.com").await;
 
     proxy.down();
     for _ in 0..3 {
