@@ -15,7 +15,7 @@ use aws_sigv4::{
     sign::v4,
 };
 use aws_smithy_runtime_api::client::identity::Identity;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::{postgres::PgConnectOptions, PgPool};
 
 use super::{options::connect_options, Credentials};
@@ -134,7 +134,7 @@ impl IamAuth {
             .host(&self.scope.host)
             .port(self.scope.port)
             .username(&self.scope.user)
-            .password(secrecy::ExposeSecret::expose_secret(&token));
+            .password(token.expose_secret());
         let credentials = Credentials {
             options,
             ssl_mode: None,
@@ -154,7 +154,6 @@ impl IamAuth {
 mod tests {
     use std::time::UNIX_EPOCH;
 
-    use secrecy::ExposeSecret;
     use serde_json::Value;
 
     use super::*;
