@@ -51,8 +51,9 @@ fn frozen_clock(unix_time: u64) -> Vec<(String, String)> {
         .expect("E2E_LIBFAKETIME: run the end-to-end tests through `make test`");
     [
         ("LD_PRELOAD", library),
-        ("FAKETIME", format!("@{}", format_utc(unix_time))),
-        // Frozen wall clock only: timers run on the monotonic clock and must keep going.
+        // Without a leading `@`, the wall clock stands still at that instant, however long the
+        // init takes; timers run on the monotonic clock, which must keep going.
+        ("FAKETIME", format_utc(unix_time)),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
         ("FAKETIME_NO_CACHE", "1".to_owned()),
         ("TZ", "UTC".to_owned()),
