@@ -33,3 +33,8 @@ def test_the_declared_rust_version_builds_every_locked_dependency():
     newest = max(needs.values(), key=version)
     too_new = sorted(name for name, rust in needs.items() if version(rust) > version(declared))
     assert not too_new, f"rust-version {declared} is below what {too_new} need: declare {newest}"
+
+
+def test_the_release_profile_unwinds_so_a_panicking_request_keeps_the_environment():
+    profile = tomllib.loads((ROOT / "Cargo.toml").read_text())["profile"]["release"]
+    assert profile["panic"] == "unwind"

@@ -3,6 +3,28 @@
 //! invocation carrying the Lambda request id, so every line of a request can be found from the
 //! `request_id` in a problem response.
 
+//!
+//! A panic is logged as one ERROR line with its message and location, in the span of the
+//! invocation it happened in (the default hook would print it to stderr, outside any span).
+
+use std::any::Any;
+
 pub fn init() {
     lambda_http::tracing::init_default_subscriber();
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|location| format!("{}:{}", location.file(), location.line()));
+        let message = panic_message(info.payload());
+        tracing::error!(location, panic = message, "panicked");
+    }));
+}
+
+/// A panic's message, when it has one (`panic!` with a literal or a format string).
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }

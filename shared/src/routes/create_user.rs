@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::respond(&req, create_user(state, &req).await))
+    Ok(http::handle(&req, create_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Create a user", skip_all)]
