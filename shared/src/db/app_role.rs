@@ -3,10 +3,12 @@
 //! function, connected as the owner, creates it from the role's own secret.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
-use super::CredentialsError;
+use super::{
+    credentials::{json_object, required_string},
+    CredentialsError,
+};
 
 /// The group role that holds the API's privileges (migrations/0004).
 pub const APP_GROUP_ROLE: &str = "users_api_app";
@@ -23,17 +25,10 @@ pub struct Login {
 
 impl Login {
     pub fn from_secret(value: &SecretString) -> Result<Self, CredentialsError> {
-        let json: Map<String, Value> = serde_json::from_str(value.expose_secret())
-            .map_err(|_| CredentialsError::NotUrlOrJson)?;
-        let field = |name: &'static str| {
-            json.get(name)
-                .and_then(Value::as_str)
-                .filter(|value| !value.is_empty())
-                .ok_or(CredentialsError::MissingField(name))
-        };
+        let json = json_object(value.expose_secret())?;
         Ok(Self {
-            username: field("username")?.to_owned(),
-            password: SecretString::from(field("password")?),
+            username: required_string(&json, "username")?.to_owned(),
+            password: SecretString::from(required_string(&json, "password")?),
         })
     }
 }

@@ -69,19 +69,11 @@ impl Credentials {
                 Err(_) => Err(CredentialsError::NotUrlOrJson),
             };
         }
-        // serde_json's messages can quote the input; report our own instead.
-        let json: Map<String, Value> =
-            serde_json::from_str(text).map_err(|_| CredentialsError::NotUrlOrJson)?;
-        Self::from_json(&json, endpoint)
+        Self::from_json(&json_object(text)?, endpoint)
     }
 
     fn from_json(json: &Map<String, Value>, endpoint: &Endpoint) -> Result<Self, CredentialsError> {
-        let string = |field: &'static str| {
-            json.get(field)
-                .and_then(Value::as_str)
-                .filter(|value| !value.is_empty())
-                .ok_or(CredentialsError::MissingField(field))
-        };
+        let string = |field| required_string(json, field);
         if let Some(engine) = json.get("engine").and_then(Value::as_str) {
             if !matches!(engine, "postgres" | "postgresql" | "aurora-postgresql") {
                 return Err(CredentialsError::WrongEngine(engine.to_owned()));
@@ -118,6 +110,23 @@ impl Credentials {
             ssl_mode: None,
         })
     }
+}
+
+/// A secret's value as the JSON object RDS and rotation write.
+pub(super) fn json_object(text: &str) -> Result<Map<String, Value>, CredentialsError> {
+    // serde_json's messages can quote the input; report our own instead.
+    serde_json::from_str(text).map_err(|_| CredentialsError::NotUrlOrJson)
+}
+
+/// A member of that object that must be a non-empty string.
+pub(super) fn required_string<'a>(
+    json: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, CredentialsError> {
+    json.get(field)
+        .and_then(Value::as_str)
+        .filter(|value| !value.is_empty())
+        .ok_or(CredentialsError::MissingField(field))
 }
 
 #[cfg(test)]
