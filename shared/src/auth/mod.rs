@@ -260,11 +260,10 @@ fn reason(kind: &ErrorKind) -> &'static str {
             "algorithm not accepted for this key"
         }
         ErrorKind::InvalidIssuer => "wrong issuer",
-        ErrorKind::InvalidAudience => "wrong audience",
+        // `aud` is not among them: `check_binding` checks it, with `client_id`.
         ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
             "exp" => "no exp claim",
             "iss" => "no iss claim",
-            "aud" => "no aud claim",
             _ => "a required claim is missing",
         },
         _ => "malformed token",
