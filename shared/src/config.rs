@@ -47,6 +47,13 @@ pub enum DatabaseSource {
     SecretsManager { secret_id: String },
 }
 
+impl DatabaseSource {
+    /// Whether the credentials are read from Secrets Manager, which needs a client at init.
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Self::SecretsManager { .. })
+    }
+}
+
 /// A `postgres://` (or `postgresql://`) URL, parsed once. It carries a password, so `Debug`
 /// shows only where it points.
 #[derive(Clone)]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::{
-    config::{DatabaseSource, Settings},
+    config::Settings,
     db::{
         app_role::{self, Login},
         Database, MIGRATOR,
@@ -132,11 +132,9 @@ pub async fn handler(http: &OutboundHttp, event: LambdaEvent<Value>) -> Result<(
 #[tracing::instrument(name = "Apply migrations")]
 async fn apply_migrations() -> anyhow::Result<Value> {
     let settings = Settings::from_env().context("Invalid configuration")?;
-    let database_secret = matches!(
-        settings.database.source,
-        DatabaseSource::SecretsManager { .. }
-    );
-    let secrets = match database_secret || settings.app_role_secret_id.is_some() {
+    let reads_secrets =
+        settings.database.source.is_secret() || settings.app_role_secret_id.is_some();
+    let secrets = match reads_secrets {
         true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
         false => None,
     };

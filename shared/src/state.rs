@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::{
     auth::Authenticator,
-    config::{DatabaseSource, KeySource, Settings},
+    config::{KeySource, Settings},
     db::Database,
     secrets::SecretsClient,
 };
@@ -59,10 +59,7 @@ impl AppState {
             )?),
         };
         // One Secrets Manager client for every secret this function reads.
-        let database_secret = matches!(
-            settings.database.source,
-            DatabaseSource::SecretsManager { .. }
-        );
+        let database_secret = settings.database.source.is_secret();
         let key_secret = auth_settings
             .as_ref()
             .is_some_and(|auth| matches!(auth.keys, KeySource::SecretsManager(_)));
