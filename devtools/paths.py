@@ -12,11 +12,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @functools.cache
+def workspace_metadata() -> dict:
+    """`cargo metadata --no-deps`: the workspace's packages, targets and target directory."""
+    return json.loads(subprocess.check_output(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT))
+
+
 def target_dir() -> pathlib.Path:
     """Cargo's target directory, honouring CARGO_TARGET_DIR and .cargo/config.toml."""
-    metadata = subprocess.check_output(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT)
-    return pathlib.Path(json.loads(metadata)["target_directory"])
+    return pathlib.Path(workspace_metadata()["target_directory"])
 
 
 if __name__ == "__main__":

@@ -14,15 +14,13 @@ import shutil
 import subprocess
 import sys
 
-from devtools.paths import ROOT, target_dir
+from devtools.paths import ROOT, target_dir, workspace_metadata
 
 COMMITTED = ROOT / ".sqlx"
 
 
 def crate_roots():
-    metadata = json.loads(subprocess.check_output(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"], cwd=ROOT))
-    return sorted({target["src_path"] for package in metadata["packages"]
+    return sorted({target["src_path"] for package in workspace_metadata()["packages"]
                    for target in package["targets"]})
 
 
