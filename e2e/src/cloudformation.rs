@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
     task::JoinHandle,
 };
+
+use crate::runtime::Function;
 
 /// What the function sent to the response URL.
 #[derive(Debug)]
@@ -84,5 +86,162 @@ impl ResponseUrl {
             .await
             .expect("the function answered CloudFormation in time")
             .expect("the capture task")
+    }
+}
+
+/// The stack these tests pretend to deploy.
+pub const STACK_ID: &str = concat!(
+    "arn:aws:cloudformation:eu-west-1:123456789012:",
+    "stack/users-api/5b8a7c10-aa11-11ef-9c2b-0a1b2c3d4e5f"
+);
+const LOGICAL_RESOURCE_ID: &str = "Migrations";
+/// The time limit each request gets unless a test says otherwise: the function keeps 10 s of
+/// it to answer.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Custom resource properties as the template gives them: the service token and a version.
+pub fn properties(version: &str) -> Value {
+    json!({
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:users-api-migrate",
+        "MigrateFunctionVersion": version,
+        "Proxy": "none",
+    })
+}
+
+/// CloudFormation's side of one custom resource: it sends Create; Update with the old
+/// properties and the physical id it holds, followed on success by the clean-up Delete of a
+/// replaced physical id; the rollback Update after a failed one; and Delete. It keeps what each
+/// success established, as CloudFormation does.
+#[derive(Default)]
+pub struct CustomResource {
+    properties: Option<Value>,
+    physical_id: Option<String>,
+    failed_update: Option<Value>,
+    requests: u32,
+}
+
+impl CustomResource {
+    /// The physical id CloudFormation holds now.
+    pub fn physical_id(&self) -> Option<&str> {
+        self.physical_id.as_deref()
+    }
+
+    /// Sends Create with `properties`; returns the answer.
+    pub async fn create(&mut self, function: &Function, properties: Value) -> Value {
+        let answer = self
+            .send(function, "Create", &properties, None, FUNCTION_TIMEOUT)
+            .await;
+        // Even a failed Create leaves a physical id for CloudFormation to delete.
+        self.physical_id = answer["PhysicalResourceId"].as_str().map(str::to_owned);
+        if answer["Status"] == "SUCCESS" {
+            self.properties = Some(properties);
+        }
+        answer
+    }
+
+    /// Sends Update to `properties` within `timeout`; on success, CloudFormation's clean-up
+    /// Delete of a replaced physical id follows (and must succeed). Returns the Update's
+    /// answer; after a FAILED one, [`CustomResource::roll_back`] is what CloudFormation does.
+    pub async fn update(&mut self, function: &Function, properties: Value) -> Value {
+        self.update_within(function, properties, FUNCTION_TIMEOUT)
+            .await
+    }
+
+    pub async fn update_within(
+        &mut self,
+        function: &Function,
+        properties: Value,
+        timeout: Duration,
+    ) -> Value {
+        let old = self.properties.clone().expect("created first");
+        let answer = self
+            .send(function, "Update", &properties, Some(&old), timeout)
+            .await;
+        if answer["Status"] == "SUCCESS" {
+            let new_id = answer["PhysicalResourceId"].as_str().map(str::to_owned);
+            if new_id != self.physical_id {
+                let cleanup = self
+                    .send(function, "Delete", &old, None, FUNCTION_TIMEOUT)
+                    .await;
+                assert_eq!(
+                    cleanup["Status"], "SUCCESS",
+                    "the clean-up Delete: {cleanup}"
+                );
+            }
+            self.properties = Some(properties);
+            self.physical_id = new_id;
+        } else {
+            self.failed_update = Some(properties);
+        }
+        answer
+    }
+
+    /// CloudFormation's rollback of the failed Update: an Update back to the properties of the
+    /// last success, whose old properties are the failed request's.
+    pub async fn roll_back(&mut self, function: &Function) -> Value {
+        let failed = self.failed_update.take().expect("an Update failed first");
+        let restored = self.properties.clone().expect("created first");
+        self.send(
+            function,
+            "Update",
+            &restored,
+            Some(&failed),
+            FUNCTION_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Sends Delete for the resource as it stands.
+    pub async fn delete(&mut self, function: &Function) -> Value {
+        let properties = self.properties.clone().expect("created first");
+        self.send(function, "Delete", &properties, None, FUNCTION_TIMEOUT)
+            .await
+    }
+
+    /// One request, as CloudFormation sends it; asserts the answer is a well-formed response to
+    /// it and returns the answer's body.
+    async fn send(
+        &mut self,
+        function: &Function,
+        request_type: &str,
+        properties: &Value,
+        old_properties: Option<&Value>,
+        timeout: Duration,
+    ) -> Value {
+        self.requests += 1;
+        let request_id = format!("5d9c2a44-1f0e-4b7a-9c1d-{:012}", self.requests);
+        let response_url = ResponseUrl::start().await;
+        let mut event = json!({
+            "RequestType": request_type,
+            "ServiceToken": properties["ServiceToken"],
+            "ResponseURL": response_url.url,
+            "StackId": STACK_ID,
+            "RequestId": request_id,
+            "ResourceType": "Custom::DatabaseMigrations",
+            "LogicalResourceId": LOGICAL_RESOURCE_ID,
+            "ResourceProperties": properties,
+        });
+        if let Some(old) = old_properties {
+            event["OldResourceProperties"] = old.clone();
+        }
+        if let Some(id) = &self.physical_id {
+            if request_type != "Create" {
+                event["PhysicalResourceId"] = json!(id);
+            }
+        }
+        function.invoke(&event, timeout).await.response();
+        let captured = response_url.received(Duration::from_secs(5)).await;
+        assert_eq!(captured.method, "PUT");
+        assert!(captured
+            .path
+            .starts_with("/cloudformation-response?X-Amz-Signature="));
+        // The pre-signed URL is signed without a content type.
+        assert_eq!(captured.content_type.as_deref(), Some(""));
+        let body = captured.body;
+        assert_eq!(body["RequestId"], request_id.as_str(), "{body}");
+        assert_eq!(body["StackId"], STACK_ID, "{body}");
+        assert_eq!(body["LogicalResourceId"], LOGICAL_RESOURCE_ID, "{body}");
+        assert!(body["PhysicalResourceId"].is_string(), "{body}");
+        body
     }
 }

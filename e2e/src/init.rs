@@ -2,14 +2,13 @@
 //! a failed init looks in Lambda.
 
 use std::{
-    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use tokio::process::Command;
 
-use crate::free_port;
+use crate::{free_port, runtime::binary_path};
 
 /// What running a function binary outside any runtime printed before it exited.
 pub struct InitOutcome {
@@ -21,12 +20,7 @@ pub struct InitOutcome {
 /// Runs a function's binary with `env` (on top of a bare environment) until it exits: how a
 /// failed init looks in Lambda, where the process exits before it asks for an event.
 pub async fn run_init(function: &str, env: &[(String, String)]) -> InitOutcome {
-    let binary = std::env::current_exe()
-        .expect("the test binary's path")
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join(function);
+    let binary = binary_path(function);
     let started = Instant::now();
     let output = Command::new(&binary)
         .env_clear()

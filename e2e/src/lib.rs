@@ -2,6 +2,8 @@
 //! and stand-ins for the AWS parts, each in its own module:
 //!
 //! - [`stack`]: the functions served over HTTP, as `make dev` serves them.
+//! - [`runtime`]: one function binary under a Lambda Runtime API of our own: real deadlines,
+//!   and a process to freeze and thaw.
 //! - [`database`]: a fresh database per test on the cluster `make test` starts.
 //! - [`init`]: a function's init phase alone, for init failures.
 //! - [`tls`]: a test certificate authority and a cluster of its own serving TLS with it.
@@ -17,6 +19,7 @@ pub mod init;
 pub mod jwks;
 pub mod moto;
 pub mod proxy;
+pub mod runtime;
 pub mod stack;
 pub mod tls;
 

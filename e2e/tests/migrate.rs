@@ -1,66 +1,18 @@
-//! The `migrate` function as CloudFormation drives it: the real binary under
-//! `cargo lambda watch`, a real Postgres, and a loopback server as the pre-signed response URL.
+//! The `migrate` function as CloudFormation drives it: the real binary under a Lambda Runtime
+//! API of the harness's own, a real Postgres, and a loopback server as the pre-signed response
+//! URL. The failure, rollback, deadline and concurrency cases are in `deploys.rs`.
 
 use std::time::{Duration, Instant};
 
-use e2e::{cloudformation::ResponseUrl, free_port, moto::Moto, Stack, TestDatabase};
-use serde_json::{json, Value};
+use e2e::{
+    cloudformation::{properties, CustomResource},
+    free_port,
+    moto::Moto,
+    runtime::Function,
+    Stack, TestDatabase,
+};
+use serde_json::json;
 use sqlx::{Connection, PgConnection};
-
-const STACK_ID: &str = concat!(
-    "arn:aws:cloudformation:eu-west-1:123456789012:",
-    "stack/users-api/5b8a7c10-aa11-11ef-9c2b-0a1b2c3d4e5f"
-);
-
-/// A custom resource request as CloudFormation sends it.
-fn request(request_type: &str, response_url: &str) -> Value {
-    let mut event = json!({
-        "RequestType": request_type,
-        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:users-api-migrate",
-        "ResponseURL": response_url,
-        "StackId": STACK_ID,
-        "RequestId": format!("{request_type}-5d9c2a44-1f0e-4b7a-9c1d-2e3f4a5b6c7d"),
-        "ResourceType": "Custom::DatabaseMigrations",
-        "LogicalResourceId": "Migrations",
-        "ResourceProperties": {
-            "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:users-api-migrate",
-            "MigrateFunctionVersion": "3"
-        }
-    });
-    if request_type != "Create" {
-        event["PhysicalResourceId"] = json!("database-migrations");
-        event["OldResourceProperties"] = json!({"MigrateFunctionVersion": "2"});
-    }
-    event
-}
-
-/// Sends one request to the `migrate` function and returns what it told CloudFormation.
-async fn drive(stack: &Stack, request_type: &str) -> Value {
-    let response_url = ResponseUrl::start().await;
-    let invoked = stack
-        .invoke("migrate", &request(request_type, &response_url.url))
-        .await;
-    assert_eq!(invoked.status, 200, "{}", invoked.body);
-    let captured = response_url.received(Duration::from_secs(60)).await;
-    assert_eq!(captured.method, "PUT");
-    assert!(captured
-        .path
-        .starts_with("/cloudformation-response?X-Amz-Signature="));
-    // The pre-signed URL is signed without a content type.
-    assert_eq!(captured.content_type.as_deref(), Some(""));
-    let body = captured.body;
-    assert_eq!(
-        body["RequestId"],
-        format!("{request_type}-5d9c2a44-1f0e-4b7a-9c1d-2e3f4a5b6c7d")
-    );
-    assert_eq!(body["LogicalResourceId"], "Migrations");
-    assert!(body["StackId"]
-        .as_str()
-        .unwrap()
-        .contains(":stack/users-api/"));
-    assert_eq!(body["PhysicalResourceId"], "database-migrations");
-    body
-}
 
 async fn applied_migrations(connection: &mut PgConnection) -> Vec<i64> {
     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
@@ -80,10 +32,11 @@ async fn table_exists(connection: &mut PgConnection, table: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_migrates_an_empty_database_update_is_idempotent_and_delete_changes_nothing() {
     let database = TestDatabase::create_empty("migrate").await;
-    let stack = Stack::spawn("migrate", &[("DATABASE_URL", database.url.as_str())]).await;
+    let function = Function::start("migrate", &[("DATABASE_URL", database.url.as_str())]).await;
+    let mut resource = CustomResource::default();
     let all: Vec<i64> = shared::db::MIGRATOR.iter().map(|m| m.version).collect();
 
-    let created = drive(&stack, "Create").await;
+    let created = resource.create(&function, properties("1")).await;
     assert_eq!(created["Status"], "SUCCESS", "{created}");
     assert_eq!(
         created["Data"]["SchemaVersion"],
@@ -96,11 +49,11 @@ async fn create_migrates_an_empty_database_update_is_idempotent_and_delete_chang
         .await
         .expect("the schema is usable");
 
-    let updated = drive(&stack, "Update").await;
+    let updated = resource.update(&function, properties("2")).await;
     assert_eq!(updated["Status"], "SUCCESS", "{updated}");
     assert_eq!(applied_migrations(&mut connection).await, all);
 
-    let deleted = drive(&stack, "Delete").await;
+    let deleted = resource.delete(&function).await;
     assert_eq!(deleted["Status"], "SUCCESS", "{deleted}");
     assert_eq!(applied_migrations(&mut connection).await, all);
     assert!(table_exists(&mut connection, "users").await);
@@ -119,13 +72,11 @@ async fn a_failing_migration_answers_failed_with_the_reason() {
         .execute(&mut database.connect().await)
         .await
         .unwrap();
-    let stack = Stack::spawn(
-        "migrate-conflict",
-        &[("DATABASE_URL", database.url.as_str())],
-    )
-    .await;
+    let function = Function::start("migrate", &[("DATABASE_URL", database.url.as_str())]).await;
 
-    let answer = drive(&stack, "Create").await;
+    let answer = CustomResource::default()
+        .create(&function, properties("1"))
+        .await;
 
     assert_eq!(answer["Status"], "FAILED", "{answer}");
     let reason = answer["Reason"].as_str().unwrap();
@@ -145,8 +96,8 @@ async fn an_unreachable_database_answers_failed_quickly() {
         "postgres://app:unreachable-pw@127.0.0.1:{}/users",
         free_port()
     );
-    let stack = Stack::spawn(
-        "migrate-unreachable",
+    let function = Function::start(
+        "migrate",
         &[
             ("DATABASE_URL", url.as_str()),
             ("DB_ACQUIRE_TIMEOUT_MS", "1000"),
@@ -155,7 +106,9 @@ async fn an_unreachable_database_answers_failed_quickly() {
     .await;
 
     let started = Instant::now();
-    let answer = drive(&stack, "Update").await;
+    let answer = CustomResource::default()
+        .create(&function, properties("1"))
+        .await;
 
     assert_eq!(answer["Status"], "FAILED", "{answer}");
     assert!(
@@ -165,7 +118,7 @@ async fn an_unreachable_database_answers_failed_quickly() {
     );
     let reason = answer["Reason"].as_str().unwrap();
     assert!(
-        reason.contains("Failed to apply the migrations"),
+        reason.contains("Failed to connect to the database"),
         "{reason}"
     );
     assert!(!reason.contains("unreachable-pw"), "{reason}");
@@ -199,10 +152,12 @@ async fn the_api_runs_as_a_role_that_may_only_read_and_change_rows() {
     owner_env.push(("DATABASE_URL".into(), database.url.clone()));
     owner_env.push(("DB_APP_SECRET_ID".into(), "db/app".into()));
     owner_env.push(("DB_APP_GRANT_RDS_IAM".into(), "true".into()));
-    let owner = Stack::spawn("least-privilege-migrate", &owner_env).await;
-    for request_type in ["Create", "Update"] {
-        let answer = drive(&owner, request_type).await;
-        assert_eq!(answer["Status"], "SUCCESS", "{request_type}: {answer}");
+    let owner = Function::start("migrate", &owner_env).await;
+    let mut resource = CustomResource::default();
+    let created = resource.create(&owner, properties("1")).await;
+    let updated = resource.update(&owner, properties("2")).await;
+    for answer in [created, updated] {
+        assert_eq!(answer["Status"], "SUCCESS", "{answer}");
         assert_eq!(answer["Data"]["ApplicationRole"], role.as_str());
     }
     let memberships: Vec<String> = sqlx::query_scalar(

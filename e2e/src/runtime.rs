@@ -1,0 +1,342 @@
+//! A Lambda Runtime API of our own, serving one function binary in one process: what Lambda
+//! does for an execution environment, with the parts `cargo lambda watch` cannot give a test.
+//!
+//! - A real deadline per invocation (`Lambda-Runtime-Deadline-Ms`), so a function's own time
+//!   budget can be tested.
+//! - The process itself, to freeze (SIGSTOP) and thaw (SIGCONT) between invocations as Lambda
+//!   does, and to tell whether it is still the same process.
+//! - The invocation error, as the runtime reports it.
+//!
+//! It speaks just enough HTTP/1.1 for the runtime client (`lambda_runtime`): keep-alive, a
+//! `content-length` or chunked body.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    ffi::OsStr,
+    fs::File,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command},
+    sync::{oneshot, Notify},
+    task::JoinHandle,
+};
+
+use crate::workspace;
+
+/// How an invocation ended, as the Runtime API heard it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `POST /runtime/invocation/{id}/response`.
+    Response(Value),
+    /// `POST /runtime/invocation/{id}/error`: the handler failed or panicked.
+    Error(Value),
+}
+
+impl Outcome {
+    /// The response, or a panic saying what came instead.
+    pub fn response(self) -> Value {
+        match self {
+            Self::Response(value) => value,
+            Self::Error(error) => panic!("the invocation failed: {error}"),
+        }
+    }
+}
+
+struct Invocation {
+    id: String,
+    event: Value,
+    deadline: SystemTime,
+}
+
+#[derive(Default)]
+struct Api {
+    queue: Mutex<VecDeque<Invocation>>,
+    queued: Notify,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    init_error: Mutex<Option<Value>>,
+}
+
+/// One execution environment: the function's binary, started with a bare environment plus the
+/// given variables, and the Runtime API it polls. Dropping it kills the process.
+pub struct Function {
+    pub log_path: PathBuf,
+    api: Arc<Api>,
+    child: Child,
+    server: JoinHandle<()>,
+}
+
+impl Function {
+    /// Starts `target/<profile>/<binary>` (the build the test binary belongs to).
+    pub async fn start<K: AsRef<OsStr>, V: AsRef<OsStr>>(binary: &str, env: &[(K, V)]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("the address");
+        let api = Arc::new(Api::default());
+        let server = tokio::spawn(serve(listener, Arc::clone(&api)));
+        let path = binary_path(binary);
+        let log_dir = workspace().join("target").join("e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("create the log folder");
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let log_path = log_dir.join(format!(
+            "{binary}-{}-{}.log",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let log = File::create(&log_path).expect("create the log file");
+        let child = Command::new(&path)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("run {}: {err}", path.display()));
+        Self {
+            log_path,
+            api,
+            child,
+            server,
+        }
+    }
+
+    /// Sends `event` with `timeout` as the function's time limit (the deadline the function
+    /// sees) and waits for the outcome, up to `timeout` plus a second. Panics when none comes.
+    pub async fn invoke(&self, event: &Value, timeout: Duration) -> Outcome {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = format!(
+            "8476a536-e9f4-11e8-9739-{:012x}",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.api.waiting).insert(id.clone(), sender);
+        lock(&self.api.queue).push_back(Invocation {
+            id,
+            event: event.clone(),
+            deadline: SystemTime::now() + timeout,
+        });
+        self.api.queued.notify_one();
+        match tokio::time::timeout(timeout + Duration::from_secs(1), receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => panic!("the Runtime API went away"),
+            Err(_) => panic!(
+                "no outcome within the {timeout:?} time limit; see {}",
+                self.log_path.display()
+            ),
+        }
+    }
+
+    /// The process id: the same one before and after means the environment was kept.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the function is running")
+    }
+
+    /// Lambda's freeze between invocations: SIGSTOP.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lambda's thaw when the next invocation arrives: SIGCONT.
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Whether the process has exited (as after a failed init or a crash).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("poll the process").is_some()
+    }
+
+    /// What the function reported as its init error, if it did.
+    pub fn init_error(&self) -> Option<Value> {
+        lock(&self.api.init_error).clone()
+    }
+
+    /// Everything the function printed so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid");
+        // SAFETY: kill only sends a signal, to the process this Function started.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} to {pid}");
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        // A frozen process ignores SIGTERM until it runs again; SIGKILL does not wait.
+        let _ = self.child.start_kill();
+        self.server.abort();
+    }
+}
+
+/// `target/<profile>/<binary>`, beside the test binary's own `deps/` folder.
+pub fn binary_path(binary: &str) -> PathBuf {
+    std::env::current_exe()
+        .expect("the test binary's path")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(binary)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn serve(listener: TcpListener, api: Arc<Api>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(connection(stream, Arc::clone(&api)));
+    }
+}
+
+/// One keep-alive connection from the runtime client: requests one after another.
+async fn connection(stream: TcpStream, api: Arc<Api>) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    while let Some((method, path, body)) = read_request(&mut read).await {
+        let (status, headers, body) = route(&api, &method, &path, body).await;
+        let mut head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len());
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        if write.write_all(head.as_bytes()).await.is_err() || write.write_all(&body).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn route(
+    api: &Api,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (&'static str, Vec<(&'static str, String)>, Vec<u8>) {
+    const PREFIX: &str = "/2018-06-01/runtime/";
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return ("404 Not Found", vec![], vec![]);
+    };
+    let parsed = || serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match (method, rest) {
+        ("GET", "invocation/next") => {
+            let invocation = loop {
+                if let Some(invocation) = lock(&api.queue).pop_front() {
+                    break invocation;
+                }
+                api.queued.notified().await;
+            };
+            let deadline_ms = invocation
+                .deadline
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis();
+            let headers = vec![
+                ("content-type", "application/json".to_owned()),
+                ("lambda-runtime-aws-request-id", invocation.id),
+                ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:eu-west-1:123456789012:function:test".to_owned(),
+                ),
+                (
+                    "lambda-runtime-trace-id",
+                    "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".to_owned(),
+                ),
+            ];
+            let body = serde_json::to_vec(&invocation.event).expect("JSON");
+            ("200 OK", headers, body)
+        }
+        ("POST", "init/error") => {
+            *lock(&api.init_error) = Some(parsed());
+            ("202 Accepted", vec![], b"{}".to_vec())
+        }
+        ("POST", rest) => {
+            let Some((id, kind)) = rest
+                .strip_prefix("invocation/")
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                return ("404 Not Found", vec![], vec![]);
+            };
+            let outcome = match kind {
+                "response" => Outcome::Response(parsed()),
+                "error" => Outcome::Error(parsed()),
+                _ => return ("404 Not Found", vec![], vec![]),
+            };
+            if let Some(sender) = lock(&api.waiting).remove(id) {
+                let _ = sender.send(outcome);
+            }
+            ("202 Accepted", vec![], b"{}".to_vec())
+        }
+        _ => ("404 Not Found", vec![], vec![]),
+    }
+}
+
+/// The next request on the connection: method, path and the body (de-chunked); `None` when
+/// the client closed it.
+async fn read_request<R: AsyncBufReadExt + Unpin>(
+    read: &mut R,
+) -> Option<(String, String, Vec<u8>)> {
+    let mut request_line = String::new();
+    if read.read_line(&mut request_line).await.ok()? == 0 {
+        return None;
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let (mut length, mut chunked) = (0, false);
+    loop {
+        let mut line = String::new();
+        if read.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().ok()?,
+            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            read.read_line(&mut size).await.ok()?;
+            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            read.read_exact(&mut chunk).await.ok()?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        read.read_exact(&mut body).await.ok()?;
+    }
+    Some((method, path, body))
+}

@@ -1,0 +1,207 @@
+//! Applying the migrations within a deadline, without harming the API meanwhile.
+//!
+//! - One session does it all, under SQLx's advisory lock, so two concurrent deploys never apply
+//!   a migration twice: the second waits, then finds nothing left to do.
+//! - Each migration runs in its own transaction (SQLx's default): one that fails leaves the
+//!   database as it was before it.
+//! - DDL waits for a lock at most [`LOCK_TIMEOUT`]: an `ALTER TABLE` queued behind a long
+//!   query would otherwise queue every API query behind itself. A migration that times out
+//!   waiting is retried while the budget lasts.
+//! - Statements are bounded on the server by the time left (`statement_timeout`), and when the
+//!   deadline passes the session is terminated from a second connection: the server stops
+//!   working, rolls back and releases the advisory lock at once, rather than when it next
+//!   notices the client has gone.
+
+use std::{borrow::Cow, time::Duration};
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+use sqlx::{
+    migrate::{Migrate, MigrateError, Migrator},
+    Connection, PgConnection,
+};
+use tokio::time::Instant;
+
+use crate::{
+    config::Settings,
+    db::{
+        app_role::{self, Login},
+        Database,
+    },
+    secrets::{SecretsClient, Stage},
+};
+
+/// Longest wait for a table lock by a migration's statement; then it is rolled back and
+/// retried. Every API query that touches the table waits behind a queued DDL lock this long at
+/// most.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between two attempts of a migration that could not get its locks.
+const LOCK_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Longest wait for the session that cancels a migration past its deadline.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Reads the configuration and the secrets, applies `migrator` by `deadline`, and creates or
+/// updates the application's login role when `DB_APP_SECRET_ID` is set.
+#[tracing::instrument(name = "Apply migrations", skip_all)]
+pub async fn apply(
+    migrator: &'static Migrator,
+    deadline: std::time::Instant,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::from_std(deadline);
+    let settings = Settings::from_env().context("Invalid configuration")?;
+    let reads_secrets =
+        settings.database.source.is_secret() || settings.app_role_secret_id.is_some();
+    let secrets = match reads_secrets {
+        true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
+        false => None,
+    };
+    let database = Database::connect(settings.database, secrets.as_ref())
+        .await
+        .context("Failed to set up the database")?;
+    // Out of the pool: this session is closed, or terminated, never handed back.
+    let mut session = database
+        .acquire()
+        .await
+        .context("Failed to connect to the database")?
+        .detach();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut session)
+        .await
+        .context("Failed to start the migration session")?;
+    let migrated = tokio::time::timeout_at(deadline, migrate(&mut session, migrator, deadline))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "Migrations did not finish in the time left; the migration session was \
+                 cancelled on the server and rolled back"
+            ))
+        });
+    if let Err(err) = migrated {
+        // Whatever went wrong, the session may still hold the advisory lock.
+        terminate(&database, pid).await;
+        return Err(err);
+    }
+    let version = migrator.iter().map(|m| m.version).max().unwrap_or_default();
+    let mut data = json!({ "SchemaVersion": version.to_string() });
+    if let (Some(secret_id), Some(secrets)) = (&settings.app_role_secret_id, &secrets) {
+        let login = application_login(secrets, secret_id).await?;
+        app_role::ensure_login(&mut session, &login)
+            .await
+            .context("Failed to set up the application's login role")?;
+        if settings.app_role_rds_iam {
+            let granted = app_role::grant_rds_iam(&mut session, &login)
+                .await
+                .context("Failed to grant rds_iam to the application's login role")?;
+            tracing::info!(granted, "rds_iam for the application's login role");
+        }
+        data["ApplicationRole"] = json!(login.username);
+    }
+    let _ = session.close().await;
+    database.pool().close().await;
+    tracing::info!(version, "schema is current");
+    Ok(data)
+}
+
+async fn migrate(
+    session: &mut PgConnection,
+    migrator: &'static Migrator,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    set(session, "statement_timeout", left).await?;
+    // The advisory lock first, waiting as long as the statement timeout allows (another
+    // deploy's migrations may be running); only then the short lock timeout, for the DDL.
+    session
+        .lock()
+        .await
+        .context("Failed to take the migrations' advisory lock")?;
+    set(session, "lock_timeout", LOCK_TIMEOUT).await?;
+    let unlocked = Migrator {
+        migrations: Cow::Borrowed(&migrator.migrations),
+        locking: false,
+        ..Migrator::DEFAULT
+    };
+    let mut attempt = 1;
+    loop {
+        match unlocked.run_direct(session).await {
+            Ok(()) => break,
+            Err(err)
+                if lock_not_available(&err) && Instant::now() + LOCK_RETRY_PAUSE < deadline =>
+            {
+                let error = err.to_string();
+                tracing::warn!(
+                    attempt,
+                    error,
+                    "a migration waited too long for a lock; retrying"
+                );
+                attempt += 1;
+                tokio::time::sleep(LOCK_RETRY_PAUSE).await;
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context("Failed to apply the migrations"))
+            }
+        }
+    }
+    session
+        .unlock()
+        .await
+        .context("Failed to release the migrations' advisory lock")?;
+    Ok(())
+}
+
+/// `SET <name>` for this session, in milliseconds.
+async fn set(session: &mut PgConnection, name: &str, value: Duration) -> anyhow::Result<()> {
+    // At least 1 ms: 0 would mean no limit at all.
+    let millis = value.as_millis().max(1).to_string();
+    sqlx::query("SELECT set_config($1, $2, false)")
+        .bind(name)
+        .bind(millis)
+        .execute(session)
+        .await
+        .with_context(|| format!("Failed to set {name}"))?;
+    Ok(())
+}
+
+/// SQLSTATE 55P03: a statement gave up waiting for a lock (`lock_timeout`).
+fn lock_not_available(err: &MigrateError) -> bool {
+    let sql_error = match err {
+        MigrateError::Execute(err) | MigrateError::ExecuteMigration(err, _) => err,
+        _ => return false,
+    };
+    sql_error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "55P03")
+}
+
+/// Ends the migration session on the server, from another connection: its transaction rolls
+/// back and its advisory lock is released now. Best effort: the session's own statement timeout
+/// ends it soon after anyway.
+async fn terminate(database: &Database, pid: i32) {
+    let terminated = tokio::time::timeout(CANCEL_TIMEOUT, async {
+        let mut connection = database.acquire().await?;
+        sqlx::query_scalar::<_, bool>("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut *connection)
+            .await
+    })
+    .await;
+    match terminated {
+        Ok(Ok(true)) => tracing::warn!(pid, "terminated the migration session"),
+        Ok(Ok(false)) => tracing::info!(pid, "the migration session had already ended"),
+        Ok(Err(err)) => {
+            tracing::error!(pid, error = %err, "could not terminate the migration session")
+        }
+        Err(_) => tracing::error!(pid, "could not terminate the migration session in time"),
+    }
+}
+
+/// The login in the application role's secret (`DB_APP_SECRET_ID`).
+async fn application_login(secrets: &SecretsClient, secret_id: &str) -> anyhow::Result<Login> {
+    let secret = secrets
+        .get(secret_id, Stage::Current)
+        .await
+        .context("Failed to read the application role's secret (DB_APP_SECRET_ID)")?;
+    Login::from_secret(&secret.value)
+        .with_context(|| format!("The application role's secret {secret_id:?} is malformed"))
+}
