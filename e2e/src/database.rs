@@ -70,6 +70,22 @@ impl TestDatabase {
         }
     }
 
+    /// The secret for `username` on this database, as RDS and its rotation write it, pointing
+    /// at `port` on the cluster's host (the cluster's own, or a proxy's in front of it).
+    pub fn rds_secret(&self, port: u16, username: &str, password: &str) -> String {
+        serde_json::json!({
+            "engine": "postgres",
+            "host": self.address.ip().to_string(),
+            // A string, as some rotation templates write it.
+            "port": port.to_string(),
+            "username": username,
+            "password": password,
+            "dbname": self.name,
+            "dbInstanceIdentifier": "users-api-test",
+        })
+        .to_string()
+    }
+
     pub async fn connect(&self) -> PgConnection {
         PgConnection::connect(&self.url)
             .await

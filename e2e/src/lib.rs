@@ -8,8 +8,9 @@
 //! - [`init`]: a function's init phase alone, for init failures.
 //! - [`tls`]: a test certificate authority and a cluster of its own serving TLS with it.
 //! - [`moto`]: a local Secrets Manager; [`jwks`]: a token issuer's key set;
-//!   [`cloudformation`]: a custom resource's response URL; [`proxy`]: a database connection
-//!   that can be cut.
+//!   [`cloudformation`]: a custom resource's response URL and CloudFormation's sequence of
+//!   requests; [`proxy`]: a database connection that can be cut; [`pgbouncer`]: a connection
+//!   pooler standing in for RDS Proxy.
 //!
 //! `cargo lambda` and `moto_server` come from the project's virtualenv (`scripts/bootstrap.sh`).
 
@@ -18,6 +19,7 @@ pub mod database;
 pub mod init;
 pub mod jwks;
 pub mod moto;
+pub mod pgbouncer;
 pub mod proxy;
 pub mod runtime;
 pub mod stack;

@@ -77,6 +77,17 @@ impl Moto {
         .collect()
     }
 
+    /// [`Moto::function_env`] plus the database secret `secret_id` (`DB_SECRET_ID`),
+    /// `DB_SSLMODE=disable` (the throwaway cluster has no TLS; the production default is
+    /// `require`) and a short acquire timeout.
+    pub fn database_env(&self, secret_id: &str) -> Vec<(String, String)> {
+        let mut env = self.function_env();
+        env.push(("DB_SECRET_ID".into(), secret_id.into()));
+        env.push(("DB_SSLMODE".into(), "disable".into()));
+        env.push(("DB_ACQUIRE_TIMEOUT_MS".into(), "1500".into()));
+        env
+    }
+
     pub async fn create_secret(&self, name: &str, value: &str) -> String {
         let output = self
             .client

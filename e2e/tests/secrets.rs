@@ -4,34 +4,8 @@
 use std::time::Duration;
 
 use e2e::{moto::Moto, proxy::Proxy, run_init, Stack, TestDatabase};
-use serde_json::json;
 
 const REFETCH_LOG: &str = "re-fetched the database secret";
-
-/// The secret as RDS and rotation write it, for a role on `database` reached at `port`.
-fn rds_secret(database: &TestDatabase, port: u16, username: &str, password: &str) -> String {
-    json!({
-        "engine": "postgres",
-        "host": database.address.ip().to_string(),
-        // A string, as some rotation templates write it.
-        "port": port.to_string(),
-        "username": username,
-        "password": password,
-        "dbname": database.name,
-        "dbInstanceIdentifier": "users-api-test",
-    })
-    .to_string()
-}
-
-/// The variables a function gets in AWS, plus the local endpoint and `DB_SSLMODE=disable`
-/// (the throwaway cluster has no TLS; the production default is `require`).
-fn secrets_env(moto: &Moto, secret_id: &str) -> Vec<(String, String)> {
-    let mut env = moto.function_env();
-    env.push(("DB_SECRET_ID".into(), secret_id.into()));
-    env.push(("DB_SSLMODE".into(), "disable".into()));
-    env.push(("DB_ACQUIRE_TIMEOUT_MS".into(), "1500".into()));
-    env
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_secret_and_an_rds_json_secret_both_give_a_working_api() {
@@ -46,16 +20,13 @@ async fn a_url_secret_and_an_rds_json_secret_both_give_a_working_api() {
     );
     moto.create_secret("db/url", &url).await;
     let arn = moto
-        .create_secret("db/json", &rds_secret(&database, port, &role, "fmt-pw-1"))
+        .create_secret("db/json", &database.rds_secret(port, &role, "fmt-pw-1"))
         .await;
 
     // By name for one, by ARN for the other: both are what DB_SECRET_ID accepts.
     for (n, secret_id) in ["db/url", arn.as_str()].into_iter().enumerate() {
-        let stack = Stack::spawn(
-            &format!("secret-format-{n}"),
-            &secrets_env(&moto, secret_id),
-        )
-        .await;
+        let stack =
+            Stack::spawn(&format!("secret-format-{n}"), &moto.database_env(secret_id)).await;
 
         let health = stack.get("/health").await;
         assert_eq!(health.status, 200, "{}", health.body);
@@ -80,7 +51,7 @@ async fn init_fails_with_one_clear_line_when_the_secret_cannot_be_used() {
     )
     .await;
     let (key, secret) = moto.user_without_permissions("no-access").await;
-    let mut denied = secrets_env(&moto, "db/garbled");
+    let mut denied = moto.database_env("db/garbled");
     denied.retain(|(name, _)| {
         !name.starts_with("AWS_ACCESS_KEY_ID") && !name.starts_with("AWS_SECRET")
     });
@@ -97,7 +68,7 @@ async fn init_fails_with_one_clear_line_when_the_secret_cannot_be_used() {
         ),
         (
             "no such secret",
-            secrets_env(&missing_moto, "db/absent"),
+            missing_moto.database_env("db/absent"),
             &["db/absent", "(or that version of it) does not exist"],
         ),
         (
@@ -157,7 +128,7 @@ async fn init_fails_with_one_clear_line_when_the_secret_cannot_be_used() {
         ),
     ];
     for (secret_id, expected) in cases {
-        let outcome = run_init("health", &secrets_env(&readable, secret_id)).await;
+        let outcome = run_init("health", &readable.database_env(secret_id)).await;
 
         assert!(
             !outcome.success,
@@ -186,10 +157,10 @@ async fn a_secret_naming_an_unreachable_host_gets_503_problems_not_a_hang() {
     let closed_port = e2e::free_port();
     moto.create_secret(
         "db",
-        &rds_secret(&database, closed_port, "nobody", "wrong-host-pw"),
+        &database.rds_secret(closed_port, "nobody", "wrong-host-pw"),
     )
     .await;
-    let stack = Stack::spawn("wrong-host", &secrets_env(&moto, "db")).await;
+    let stack = Stack::spawn("wrong-host", &moto.database_env("db")).await;
 
     for reply in [stack.get("/health").await, stack.get("/users/1").await] {
         reply.assert_problem(503);
@@ -220,9 +191,9 @@ impl WarmStack {
         }
         let moto = Moto::start().await;
         let port = database.address.port();
-        moto.create_secret("db", &rds_secret(&database, port, &names[0], roles[0].1))
+        moto.create_secret("db", &database.rds_secret(port, &names[0], roles[0].1))
             .await;
-        let stack = Stack::spawn(name, &secrets_env(&moto, "db")).await;
+        let stack = Stack::spawn(name, &moto.database_env("db")).await;
         stack
             .create_and_fetch_a_user(&format!("{name}-warm@example.com"))
             .await;
@@ -236,7 +207,8 @@ impl WarmStack {
 
     /// The secret's JSON for `role` and `password` on this stack's database.
     fn secret(&self, role: &str, password: &str) -> String {
-        rds_secret(&self.database, self.database.address.port(), role, password)
+        self.database
+            .rds_secret(self.database.address.port(), role, password)
     }
 
     /// Runs `ALTER ROLE <role n> <change>`.
@@ -333,12 +305,9 @@ async fn a_database_outage_gets_503s_without_refetching_and_recovers_by_itself()
     let role = database.create_app_role("out_app", "outage-pw-1").await;
     let proxy = Proxy::start(database.address).await;
     let moto = Moto::start().await;
-    moto.create_secret(
-        "db",
-        &rds_secret(&database, proxy.port, &role, "outage-pw-1"),
-    )
-    .await;
-    let stack = Stack::spawn("outage", &secrets_env(&moto, "db")).await;
+    moto.create_secret("db", &database.rds_secret(proxy.port, &role, "outage-pw-1"))
+        .await;
+    let stack = Stack::spawn("outage", &moto.database_env("db")).await;
     stack.create_and_fetch_a_user("up@example.com").await;
 
     proxy.down();

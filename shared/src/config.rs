@@ -130,8 +130,6 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Longest wait for a connection, including connecting (`DB_ACQUIRE_TIMEOUT_MS`).
     pub acquire_timeout: Duration,
-    /// Server-side cap on any one statement (`DB_STATEMENT_TIMEOUT_MS`).
-    pub statement_timeout: Duration,
     /// Shortest time between two re-fetches of the secret after the database rejected its
     /// credentials (`DB_SECRET_REFRESH_INTERVAL_MS`).
     pub secret_refresh_interval: Duration,
@@ -194,7 +192,6 @@ impl Settings {
             ssl_root_cert: lookup("DB_SSLROOTCERT").map(PathBuf::from),
             max_connections: parse_or(&lookup, "DB_MAX_CONNECTIONS", 1, "a positive integer")?,
             acquire_timeout: millis_or(&lookup, "DB_ACQUIRE_TIMEOUT_MS", 3_000)?,
-            statement_timeout: millis_or(&lookup, "DB_STATEMENT_TIMEOUT_MS", 5_000)?,
             secret_refresh_interval: millis_or(&lookup, "DB_SECRET_REFRESH_INTERVAL_MS", 10_000)?,
             application_name: lookup("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "users-api".to_owned()),

@@ -171,12 +171,20 @@ pub async fn ping(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
         .map(|_| ())
 }
 
-/// Whether Postgres refused the credentials: `28P01` (invalid password) or `28000` (invalid
-/// authorization, e.g. a user that no longer exists or may not log in).
+/// Whether the database, or a pooler in front of it, refused the credentials: `28P01` (invalid
+/// password) or `28000` (invalid authorization, e.g. a user that no longer exists or may not log
+/// in) from Postgres. A pooler that checks passwords itself reports its refusal as a protocol
+/// error instead (PgBouncer: `08P01` "SASL authentication failed"), told apart by its message.
+/// A false positive costs one rate-limited re-read of the secret.
 fn credentials_rejected(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == "28P01" || code == "28000")
+    let Some(db) = err.as_database_error() else {
+        return false;
+    };
+    match db.code().as_deref() {
+        Some("28P01" | "28000") => true,
+        Some("08P01") => db.message().contains("authentication failed"),
+        _ => false,
+    }
 }
 
 /// Whether an error means the database cannot be reached or cannot serve us right now (so the

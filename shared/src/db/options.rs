@@ -1,6 +1,9 @@
 //! Connection policy: what every connection gets on top of its credentials. The endpoint
-//! overrides (`DB_HOST`, `DB_PORT`, `DB_NAME`), the TLS default, the application name and the
-//! per-session settings.
+//! overrides (`DB_HOST`, `DB_PORT`, `DB_NAME`), the TLS default and the application name.
+//!
+//! Nothing else goes into the startup packet or follows it: RDS Proxy refuses a startup packet
+//! with `options`, and pins a session that runs `SET`. Per-session limits are the database's
+//! defaults instead (`migrations/0005_session_defaults.sql`).
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
@@ -26,11 +29,9 @@ pub(super) fn connect_options(
         .ssl_mode
         .or(credentials.ssl_mode)
         .unwrap_or(default_ssl_mode);
-    let statement_timeout = settings.statement_timeout.as_millis().to_string();
     let mut options = with_endpoint(credentials.options, &settings.endpoint)
         .ssl_mode(ssl_mode)
-        .application_name(&settings.application_name)
-        .options([("statement_timeout", statement_timeout.as_str())]);
+        .application_name(&settings.application_name);
     if let Some(path) = &settings.ssl_root_cert {
         options = options.ssl_root_cert(path);
     }
@@ -82,6 +83,15 @@ mod tests {
 
         assert!(matches!(secret_mode, PgSslMode::Require));
         assert!(matches!(url_mode, PgSslMode::Prefer));
+    }
+
+    #[test]
+    fn the_startup_packet_carries_no_options_parameter_which_rds_proxy_refuses() {
+        let settings = settings(&[("DB_SECRET_ID", "db")]);
+
+        let options = connect_options(&settings, credentials("postgres://u:p@h/app"));
+
+        assert_eq!(options.get_options(), None);
     }
 
     #[test]

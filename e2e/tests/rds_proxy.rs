@@ -1,0 +1,167 @@
+//! The main paths again, through a connection pooler in front of Postgres, as with
+//! `UseRdsProxy=true`: PgBouncer (session pooling, no startup parameter relaxed beyond
+//! `extra_float_digits`) stands in for RDS Proxy, which refuses a startup packet carrying
+//! `options` and pins a session that runs `SET`.
+//!
+//! Create, get and health; a password rotation; the migrate custom resource creating the
+//! schema and the application's login; the per-session limits reaching the sessions without
+//! any per-session statement; and the proxy's own refusals answered 503.
+
+use e2e::{
+    cloudformation::{properties, CustomResource},
+    moto::Moto,
+    pgbouncer::PgBouncer,
+    runtime::Function,
+    Stack, TestDatabase,
+};
+use sqlx::{Connection, PgConnection};
+
+const REFETCH_LOG: &str = "re-fetched the database secret";
+
+/// A migrated database with an application role, PgBouncer in front of it, the role's secret
+/// in moto pointing at PgBouncer, and a stack reading it that has served a create and a fetch.
+struct BehindTheProxy {
+    database: TestDatabase,
+    bouncer: PgBouncer,
+    role: String,
+    moto: Moto,
+    stack: Stack,
+}
+
+impl BehindTheProxy {
+    async fn start(name: &str, password: &str) -> Self {
+        let database = TestDatabase::create(name).await;
+        let role = database.create_app_role("proxied", password).await;
+        let bouncer = PgBouncer::start(database.address).await;
+        let moto = Moto::start().await;
+        moto.create_secret("db", &database.rds_secret(bouncer.port, &role, password))
+            .await;
+        let stack = Stack::spawn(name, &moto.database_env("db")).await;
+        stack
+            .create_and_fetch_a_user(&format!("{name}@example.com"))
+            .await;
+        Self {
+            database,
+            bouncer,
+            role,
+            moto,
+            stack,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_works_through_the_proxy_with_the_databases_session_limits() {
+    let proxied = BehindTheProxy::start("proxy-api", "proxy-pw-1").await;
+
+    let health = proxied.stack.get("/health").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    proxied
+        .stack
+        .create_and_fetch_a_user("second@example.com")
+        .await;
+    // The API's sessions are the proxy's, as its role.
+    assert_eq!(proxied.database.session_roles().await, [&*proxied.role]);
+    // The limits that once went in the startup packet reach a session through the proxy as
+    // the database's defaults.
+    let url = format!(
+        "postgres://{}:proxy-pw-1@127.0.0.1:{}/{}",
+        proxied.role, proxied.bouncer.port, proxied.database.name
+    );
+    let mut session = PgConnection::connect(&url)
+        .await
+        .expect("through the proxy");
+    let limits: (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'),
+                current_setting('idle_in_transaction_session_timeout')",
+    )
+    .fetch_one(&mut session)
+    .await
+    .unwrap();
+    assert_eq!(limits, ("5s".to_owned(), "10s".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_rotation_is_followed_through_the_proxy() {
+    let proxied = BehindTheProxy::start("proxy-rotation", "proxy-before-1").await;
+
+    let role = &proxied.role;
+    sqlx::query(&format!(r#"ALTER ROLE "{role}" PASSWORD 'proxy-after-2'"#))
+        .execute(&mut proxied.database.connect().await)
+        .await
+        .unwrap();
+    proxied
+        .moto
+        .put_secret(
+            "db",
+            &proxied
+                .database
+                .rds_secret(proxied.bouncer.port, role, "proxy-after-2"),
+        )
+        .await;
+    proxied.database.terminate_sessions_of(role).await;
+
+    let fetched = proxied.stack.get("/users/1").await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert_eq!(
+        proxied.stack.log_lines_containing(REFETCH_LOG),
+        1,
+        "{}",
+        proxied.stack.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_own_refusals_are_503_and_pass() {
+    let proxied = BehindTheProxy::start("proxy-refusal", "proxy-refusal-1").await;
+    let name = &proxied.database.name;
+
+    // New connections refused by the proxy itself, open ones cut.
+    proxied.bouncer.admin(&format!("DISABLE {name}")).await;
+    proxied.bouncer.admin(&format!("KILL {name}")).await;
+    for reply in [
+        proxied.stack.get("/users/1").await,
+        proxied.stack.get("/health").await,
+    ] {
+        reply.assert_problem(503);
+        assert_eq!(reply.header("retry-after"), Some("5"));
+    }
+
+    proxied.bouncer.admin(&format!("ENABLE {name}")).await;
+    proxied.bouncer.admin(&format!("RESUME {name}")).await;
+    let fetched = proxied.stack.get("/users/1").await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert!(
+        !proxied.stack.logs().contains("proxy-refusal-1"),
+        "the password reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_schema_and_the_login_through_the_proxy() {
+    let database = TestDatabase::create_empty("proxy-migrate").await;
+    let bouncer = PgBouncer::start(database.address).await;
+    let role = format!("app_{}", database.name.trim_start_matches("e2e_"));
+    let moto = Moto::start().await;
+    moto.create_secret(
+        "db/app",
+        &database.rds_secret(bouncer.port, &role, "proxy-app-pw-4"),
+    )
+    .await;
+    let mut env = moto.function_env();
+    env.push(("DATABASE_URL".into(), bouncer.url_for(&database.url)));
+    env.push(("DB_APP_SECRET_ID".into(), "db/app".into()));
+    let migrate = Function::start("migrate", &env).await;
+    let mut resource = CustomResource::default();
+
+    let created = resource.create(&migrate, properties("1")).await;
+    let updated = resource.update(&migrate, properties("2")).await;
+
+    for answer in [&created, &updated] {
+        assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+        assert_eq!(answer["Data"]["ApplicationRole"], role.as_str());
+    }
+    // The API then logs in as that role, through the proxy.
+    let api = Stack::spawn("proxy-migrate-api", &moto.database_env("db/app")).await;
+    api.create_and_fetch_a_user("migrated@example.com").await;
+}
