@@ -2,7 +2,7 @@
 DATABASE_URL and from Secrets Manager (moto on loopback, through the real SDK).
 
 A minimal Lambda Runtime API on loopback starts the release binary as Lambda would, and times
-  init:   exec -> the runtime's first `GET /invocation/next` (config, secret, pool, first
+  init:   exec -> the runtime's first `GET /invocation/next` (config, secret, connection, first
           connection: everything main does before serving)
   invoke: that event handed over -> its response posted (GET /health: one `SELECT 1`)
 Run through `make bench` (`python -m bench.cold_start BINARY DATABASE_URL` from the repository

@@ -122,6 +122,21 @@ impl TestDatabase {
             .expect("terminate the sessions");
     }
 
+    /// Ends the sessions a function opened on this database (its `application_name` is the
+    /// function's name): how a failover, a rotation's clean-up or an idle timeout on the server
+    /// ends a frozen environment's connection. Returns how many there were.
+    pub async fn terminate_sessions_of_function(&self, function: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = $2",
+        )
+        .bind(&self.name)
+        .bind(function)
+        .fetch_one(&mut self.connect().await)
+        .await
+        .expect("terminate the sessions")
+    }
+
     /// The roles of the API's open sessions on this database.
     pub async fn session_roles(&self) -> Vec<String> {
         sqlx::query_scalar(

@@ -24,6 +24,7 @@ use std::{
 };
 
 use serde_json::Value;
+use test_support::{Reply, TestRequest};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
@@ -140,6 +141,16 @@ impl Function {
                 self.log_path.display()
             ),
         }
+    }
+
+    /// Sends an API Gateway event for `request` (10 s to live, the template's timeout) and
+    /// returns the HTTP response the function made of it.
+    pub async fn request(&self, request: &TestRequest) -> Reply {
+        let response = self
+            .invoke(&request.event(), Duration::from_secs(10))
+            .await
+            .response();
+        Reply::from_lambda_response(&response, request.path())
     }
 
     /// The process id: the same one before and after means the environment was kept.

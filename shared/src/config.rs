@@ -36,7 +36,7 @@ pub struct SecretsExtension {
 }
 
 /// Where the database credentials come from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum DatabaseSource {
     /// `DATABASE_URL`: a `postgres://` URL, for local use.
     Url(Box<DatabaseUrl>),
@@ -116,7 +116,7 @@ pub struct Endpoint {
     pub dbname: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     pub source: DatabaseSource,
     /// `DB_HOST`, `DB_PORT`, `DB_NAME`: override where the URL or secret says to connect.
@@ -126,10 +126,13 @@ pub struct DatabaseSettings {
     pub ssl_mode: Option<PgSslMode>,
     /// `DB_SSLROOTCERT`: CA bundle to verify the server with (RDS's, for `verify-full`).
     pub ssl_root_cert: Option<PathBuf>,
-    /// Connections per execution environment (`DB_MAX_CONNECTIONS`, default 1).
-    pub max_connections: u32,
-    /// Longest wait for a connection, including connecting (`DB_ACQUIRE_TIMEOUT_MS`).
+    /// Longest wait for a new connection, connecting and logging in (`DB_ACQUIRE_TIMEOUT_MS`).
     pub acquire_timeout: Duration,
+    /// The environment's connection is pinged before use after sitting idle this long
+    /// (`DB_IDLE_CHECK_AFTER_MS`).
+    pub idle_check_after: Duration,
+    /// How long that ping may take before the connection is given up (`DB_LIVENESS_TIMEOUT_MS`).
+    pub liveness_timeout: Duration,
     /// Shortest time between two re-fetches of the secret after the database rejected its
     /// credentials (`DB_SECRET_REFRESH_INTERVAL_MS`).
     pub secret_refresh_interval: Duration,
@@ -190,20 +193,14 @@ impl Settings {
             },
             ssl_mode: parse_optional(&lookup, "DB_SSLMODE", SSL_MODES)?,
             ssl_root_cert: lookup("DB_SSLROOTCERT").map(PathBuf::from),
-            max_connections: parse_or(&lookup, "DB_MAX_CONNECTIONS", 1, "a positive integer")?,
             acquire_timeout: millis_or(&lookup, "DB_ACQUIRE_TIMEOUT_MS", 3_000)?,
+            idle_check_after: millis_or(&lookup, "DB_IDLE_CHECK_AFTER_MS", 1_000)?,
+            liveness_timeout: millis_or(&lookup, "DB_LIVENESS_TIMEOUT_MS", 250)?,
             secret_refresh_interval: millis_or(&lookup, "DB_SECRET_REFRESH_INTERVAL_MS", 10_000)?,
             application_name: lookup("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "users-api".to_owned()),
         };
         check_iam_auth(&database)?;
-        if database.max_connections == 0 {
-            return Err(ConfigError::Invalid {
-                name: "DB_MAX_CONNECTIONS",
-                expected: "a positive integer",
-                value: "0".to_owned(),
-            });
-        }
         Ok(Self {
             database,
             auth: auth_settings(&lookup)?,
@@ -397,8 +394,12 @@ mod tests {
     #[test]
     fn defaults_suit_one_invocation_at_a_time() {
         let settings = settings(&[("DATABASE_URL", "postgres://u:p@localhost/db")]).unwrap();
-        assert_eq!(settings.database.max_connections, 1);
         assert_eq!(settings.database.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(settings.database.idle_check_after, Duration::from_secs(1));
+        assert_eq!(
+            settings.database.liveness_timeout,
+            Duration::from_millis(250)
+        );
         assert_eq!(settings.health_timeout, Duration::from_secs(1));
         assert_eq!(settings.database.application_name, "users-api");
     }
@@ -576,8 +577,8 @@ mod tests {
     #[test]
     fn malformed_values_are_rejected_by_name() {
         for (name, value) in [
-            ("DB_MAX_CONNECTIONS", "0"),
-            ("DB_MAX_CONNECTIONS", "many"),
+            ("DB_IDLE_CHECK_AFTER_MS", "many"),
+            ("DB_LIVENESS_TIMEOUT_MS", "0.5"),
             ("DB_ACQUIRE_TIMEOUT_MS", "-1"),
             ("HEALTH_TIMEOUT_MS", "1s"),
             ("DB_SSLMODE", "sometimes"),

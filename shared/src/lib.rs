@@ -9,7 +9,8 @@
 //! - [`http`]: the inbound HTTP edge: request parsing, JSON responses, RFC 9457 problems.
 //! - [`auth`]: bearer tokens (JWT) and scopes, verified with keys parsed once.
 //! - [`users`]: the queries, compile-time checked by SQLx.
-//! - [`db`]: the pool, connection policy, credentials that follow rotation, migrations.
+//! - [`db`]: the environment's connection, connection policy, credentials that follow
+//!   rotation, migrations.
 //! - [`secrets`]: reading AWS Secrets Manager (SDK or the Lambda extension).
 //! - [`outbound_http`]: the one client for outbound HTTP calls that are not SDK calls.
 //! - [`domain`]: types that validate on construction.

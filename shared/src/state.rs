@@ -29,7 +29,7 @@ pub enum Access {
 }
 
 impl AppState {
-    /// Reads the configuration and the secrets, parses the token keys and builds the pool. Runs
+    /// Reads the configuration and the secrets, parses the token keys and connects. Runs
     /// in the Lambda init phase, so all of it happens once per execution environment, before
     /// the first request.
     ///

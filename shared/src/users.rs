@@ -8,20 +8,19 @@ use crate::domain::{NewUser, User, UserId};
 /// The unique index that makes emails unique case-insensitively (migrations/0001).
 const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";
 
-#[derive(Debug, thiserror::Error)]
-pub enum InsertUserError {
-    #[error("a user with this email already exists")]
-    EmailTaken,
-    #[error("failed to insert the user")]
-    Database(#[source] sqlx::Error),
-}
+/// Another user already has the email address (case-insensitively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a user with this email already exists")]
+pub struct EmailTaken;
 
 #[tracing::instrument(name = "Insert a user", skip_all)]
+/// Inserts the user. The outer error is the database's; a taken email is an answer, not a
+/// failure, so it is the inner one.
 pub async fn insert(
     connection: &mut PgConnection,
     new_user: &NewUser,
-) -> Result<User, InsertUserError> {
-    sqlx::query_as!(
+) -> Result<Result<User, EmailTaken>, sqlx::Error> {
+    let inserted = sqlx::query_as!(
         User,
         r#"
         INSERT INTO users (email, name)
@@ -32,13 +31,16 @@ pub async fn insert(
         new_user.name.as_ref(),
     )
     .fetch_one(connection)
-    .await
-    .map_err(|err| match err.as_database_error() {
-        Some(db) if db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX) => {
-            InsertUserError::EmailTaken
-        }
-        _ => InsertUserError::Database(err),
-    })
+    .await;
+    match inserted {
+        Ok(user) => Ok(Ok(user)),
+        Err(err) => match err.as_database_error() {
+            Some(db) if db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX) => {
+                Ok(Err(EmailTaken))
+            }
+            _ => Err(err),
+        },
+    }
 }
 
 #[tracing::instrument(name = "Find a user by id", skip(connection))]

@@ -38,6 +38,37 @@ impl Reply {
         }
     }
 
+    /// A function's response document to an API Gateway event for `path` (what the Runtime API
+    /// receives: `statusCode`, `headers`, `body`, maybe base64-encoded).
+    pub fn from_lambda_response(response: &Value, path: &str) -> Self {
+        let text = response["body"].as_str().unwrap_or_default();
+        let bytes = if response["isBase64Encoded"] == true {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)
+                .expect("a base64 body")
+        } else {
+            text.as_bytes().to_vec()
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in response["headers"].as_object().into_iter().flatten() {
+            if let (Ok(name), Some(Ok(value))) = (
+                lambda_http::http::HeaderName::try_from(name.as_str()),
+                value.as_str().map(lambda_http::http::HeaderValue::from_str),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        Self {
+            status: response["statusCode"]
+                .as_u64()
+                .and_then(|status| u16::try_from(status).ok())
+                .expect("a statusCode"),
+            headers,
+            body: parse_body(&bytes),
+            path: path.to_owned(),
+            request_id: None,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }

@@ -58,12 +58,11 @@ pub async fn apply(
     let database = Database::connect(settings.database, secrets.as_ref())
         .await
         .context("Failed to set up the database")?;
-    // Out of the pool: this session is closed, or terminated, never handed back.
+    // A session of its own: closed, or terminated, at the end.
     let mut session = database
-        .acquire()
+        .open()
         .await
-        .context("Failed to connect to the database")?
-        .detach();
+        .context("Failed to connect to the database")?;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut session)
         .await
@@ -97,7 +96,6 @@ pub async fn apply(
         data["ApplicationRole"] = json!(login.username);
     }
     let _ = session.close().await;
-    database.pool().close().await;
     tracing::info!(version, "schema is current");
     Ok(data)
 }
@@ -179,10 +177,10 @@ fn lock_not_available(err: &MigrateError) -> bool {
 /// ends it soon after anyway.
 async fn terminate(database: &Database, pid: i32) {
     let terminated = tokio::time::timeout(CANCEL_TIMEOUT, async {
-        let mut connection = database.acquire().await?;
+        let mut connection = database.open().await?;
         sqlx::query_scalar::<_, bool>("SELECT pg_terminate_backend($1)")
             .bind(pid)
-            .fetch_one(&mut *connection)
+            .fetch_one(&mut connection)
             .await
     })
     .await;

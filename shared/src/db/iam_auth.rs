@@ -2,10 +2,7 @@
 //! request signed locally with the function's role credentials (no network call), valid for 15
 //! minutes. A new one is signed for every new connection.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
@@ -16,7 +13,7 @@ use aws_sigv4::{
 };
 use aws_smithy_runtime_api::client::identity::Identity;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{postgres::PgConnectOptions, PgPool};
+use sqlx::postgres::PgConnectOptions;
 
 use super::{options::connect_options, Credentials};
 use crate::config::DatabaseSettings;
@@ -24,8 +21,6 @@ use crate::config::DatabaseSettings;
 const SERVICE: &str = "rds-db";
 /// The longest validity RDS accepts.
 const VALIDITY: Duration = Duration::from_secs(15 * 60);
-/// A connection opened with a token this old may not make it before the token expires.
-const RESIGN_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// What a token is for: a user on a database endpoint, in a region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,56 +75,38 @@ pub fn auth_token(
     Ok(SecretString::from(token.finish()))
 }
 
-/// The pool's credentials when they are IAM auth tokens: signs a fresh one before a connection
-/// is opened.
+/// Credentials that are IAM auth tokens: a token is signed for each new connection (a
+/// connection, once open, outlives its token), from the role credentials Lambda puts in the
+/// environment.
 #[derive(Debug)]
 pub(super) struct IamAuth {
     scope: TokenScope,
     settings: DatabaseSettings,
     credentials: EnvironmentVariableCredentialsProvider,
-    /// When the pool's current token was signed.
-    signed_at: Mutex<Instant>,
 }
 
 impl IamAuth {
-    /// Signs the first token: Lambda puts the role's credentials in the environment, so a
-    /// missing one fails the init here, naming the cause.
-    pub(super) async fn new(
-        scope: TokenScope,
-        settings: DatabaseSettings,
-    ) -> anyhow::Result<(Self, PgConnectOptions)> {
+    /// Checks that a token can be signed: Lambda puts the role's credentials in the environment,
+    /// so a missing one fails the init here, naming the cause.
+    pub(super) async fn new(scope: TokenScope, settings: DatabaseSettings) -> anyhow::Result<Self> {
         let iam = Self {
             scope,
             settings,
             credentials: EnvironmentVariableCredentialsProvider::new(),
-            signed_at: Mutex::new(Instant::now()),
         };
-        let options = iam.sign().await?;
-        Ok((iam, options))
+        iam.connect_options().await?;
+        Ok(iam)
     }
 
-    pub(super) fn settings(&self) -> &DatabaseSettings {
-        &self.settings
-    }
-
-    /// Before an acquire: when no idle connection is waiting (a new one will be opened) or the
-    /// token has aged, the pool gets options with a newly signed token.
-    pub(super) async fn refresh(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let aged = self.lock().elapsed() >= RESIGN_AFTER;
-        if pool.num_idle() == 0 || aged {
-            pool.set_connect_options(self.sign().await?);
-        }
-        Ok(())
-    }
-
-    async fn sign(&self) -> anyhow::Result<PgConnectOptions> {
+    /// Options to open a connection with, carrying a newly signed token (a local HMAC, no
+    /// network call).
+    pub(super) async fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
         let credentials = self
             .credentials
             .provide_credentials()
             .await
             .context("No AWS credentials to sign the database auth token with")?;
         let token = auth_token(&self.scope, &credentials, SystemTime::now())?;
-        *self.lock() = Instant::now();
         let options = PgConnectOptions::new_without_pgpass()
             .host(&self.scope.host)
             .port(self.scope.port)
@@ -140,13 +117,6 @@ impl IamAuth {
             ssl_mode: None,
         };
         Ok(connect_options(&self.settings, credentials))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Instant> {
-        // A poisoned lock only means a panic elsewhere; the instant itself is always whole.
-        self.signed_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -1,22 +1,29 @@
-//! The database: a pool built once per execution environment, credentials that follow
-//! Secrets Manager rotation, the embedded migrations, and which errors mean "unavailable".
+//! The database: one connection per execution environment, held across invocations and
+//! checked after a quiet spell, credentials that follow Secrets Manager rotation, the embedded
+//! migrations, and which errors mean "unavailable".
+//!
+//! Lambda sends one invocation at a time to an environment, and each handler runs one
+//! statement, so one connection serves every request without waiting, and a pool would bring
+//! only its round trips: a liveness ping before each use and another on each release. Holding
+//! the connection directly, a warm request costs its statement's round trip and nothing else
+//! (see [`connection`] for when the connection is checked and when a statement is retried).
 
 pub mod app_role;
+mod connection;
 mod credentials;
 pub mod iam_auth;
 mod options;
 mod rotation;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use sqlx::{
     migrate::Migrator,
-    pool::PoolConnection,
-    postgres::{PgConnectOptions, PgPoolOptions},
-    PgConnection, PgPool, Postgres,
+    postgres::{PgConnectOptions, PgConnection},
+    ConnectOptions,
 };
+use tokio::sync::Mutex;
 
+pub use connection::Connection;
 pub use credentials::{Credentials, CredentialsError};
 use iam_auth::{IamAuth, TokenScope};
 use options::connect_options;
@@ -33,26 +40,52 @@ const DEFAULT_PORT: u16 = 5432;
 /// The versioned SQL in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
-/// The pool, and what keeps its credentials valid: for a secret, following a rotation; for
-/// IAM authentication, signing a fresh token for each new connection.
+/// The environment's connection, and how to open a new one.
 #[derive(Debug)]
 pub struct Database {
-    pool: PgPool,
-    rotation: Option<Rotation>,
-    iam: Option<IamAuth>,
+    credentials: Source,
+    settings: DatabaseSettings,
+    held: Mutex<Option<connection::Held>>,
+}
+
+/// Where new connections get their credentials.
+// One per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    Fixed(PgConnectOptions),
+    /// A secret, re-read when the database rejects what it held.
+    Rotating(Rotation),
+    /// IAM authentication: a newly signed token per connection.
+    Iam(IamAuth),
+}
+
+/// `PgConnectOptions` prints its password: show where it points only.
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(options) => f
+                .debug_struct("Fixed")
+                .field("host", &options.get_host())
+                .field("port", &options.get_port())
+                .field("user", &options.get_username())
+                .field("database", &options.get_database())
+                .finish_non_exhaustive(),
+            Self::Rotating(rotation) => f.debug_tuple("Rotating").field(rotation).finish(),
+            Self::Iam(iam) => f.debug_tuple("Iam").field(iam).finish(),
+        }
+    }
 }
 
 impl Database {
     /// Reads the credentials (fetching the secret now, during init, when they come from
-    /// Secrets Manager through `secrets`) and builds the pool, without connecting yet.
+    /// Secrets Manager through `secrets`), without connecting yet.
     pub async fn connect(
         settings: DatabaseSettings,
         secrets: Option<&SecretsClient>,
     ) -> anyhow::Result<Self> {
-        match &settings.source {
+        let credentials = match &settings.source {
             DatabaseSource::Url(url) => {
-                let options = connect_options(&settings, Credentials::from(&**url));
-                Ok(Self::from_pool(pool(&settings, options)))
+                Source::Fixed(connect_options(&settings, Credentials::from(&**url)))
             }
             DatabaseSource::IamAuth { user, region } => {
                 let scope = TokenScope {
@@ -65,14 +98,10 @@ impl Database {
                     user: user.clone(),
                     region: region.clone(),
                 };
-                let (iam, options) = IamAuth::new(scope, settings)
+                let iam = IamAuth::new(scope, settings.clone())
                     .await
                     .context("Failed to sign the database auth token (DB_IAM_USER)")?;
-                Ok(Self {
-                    pool: pool(iam.settings(), options),
-                    rotation: None,
-                    iam: Some(iam),
-                })
+                Source::Iam(iam)
             }
             DatabaseSource::SecretsManager { secret_id } => {
                 let secrets = secrets
@@ -89,77 +118,59 @@ impl Database {
                     version_id = secret.version_id,
                     "database secret read"
                 );
-                let pool = pool(&settings, connect_options(&settings, credentials));
-                let secret_id = secret_id.clone();
-                Ok(Self {
-                    pool,
-                    rotation: Some(Rotation::new(
-                        secrets,
-                        secret_id,
-                        secret.version_id,
-                        settings,
-                    )),
-                    iam: None,
-                })
+                Source::Rotating(Rotation::new(
+                    secrets,
+                    secret_id.clone(),
+                    secret.version_id,
+                    credentials,
+                    settings.clone(),
+                ))
+            }
+        };
+        Ok(Self {
+            credentials,
+            settings,
+            held: Mutex::new(None),
+        })
+    }
+
+    /// A new connection of its own, not the environment's (the `migrate` function's sessions),
+    /// within `DB_ACQUIRE_TIMEOUT_MS`. When the database rejects a secret's credentials (a
+    /// rotated password or user), re-reads the secret once, rate-limited, and tries again with
+    /// what it holds now.
+    pub async fn open(&self) -> Result<PgConnection, sqlx::Error> {
+        let timeout = self.settings.acquire_timeout;
+        tokio::time::timeout(timeout, self.open_unbounded())
+            .await
+            .unwrap_or_else(|_| {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting took longer than {timeout:?}"),
+                )))
+            })
+    }
+
+    async fn open_unbounded(&self) -> Result<PgConnection, sqlx::Error> {
+        match &self.credentials {
+            Source::Fixed(options) => options.connect().await,
+            Source::Iam(iam) => {
+                let options = iam
+                    .connect_options()
+                    .await
+                    .map_err(|err| sqlx::Error::Configuration(err.into()))?;
+                options.connect().await
+            }
+            Source::Rotating(rotation) => {
+                let seen = rotation.generation();
+                match rotation.connect_options().connect().await {
+                    Err(err) if credentials_rejected(&err) && rotation.refresh(seen).await => {
+                        rotation.connect_options().connect().await
+                    }
+                    result => result,
+                }
             }
         }
     }
-
-    /// A database over an existing pool, with fixed credentials (tests, tools).
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self {
-            pool,
-            rotation: None,
-            iam: None,
-        }
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// A connection from the pool. With IAM authentication, a new connection gets a newly
-    /// signed token. When the database rejects a secret's credentials (a rotated password or
-    /// user), re-reads the secret once, rate-limited, and tries again with what it holds now.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
-        if let Some(iam) = &self.iam {
-            iam.refresh(&self.pool)
-                .await
-                .map_err(|err| sqlx::Error::Configuration(err.into()))?;
-        }
-        let seen = self.rotation.as_ref().map(Rotation::generation);
-        match self.pool.acquire().await {
-            Err(err) if credentials_rejected(&err) => match (&self.rotation, seen) {
-                (Some(rotation), Some(seen)) if rotation.refresh(&self.pool, seen).await => {
-                    self.pool.acquire().await
-                }
-                _ => Err(err),
-            },
-            result => result,
-        }
-    }
-}
-
-/// Builds the pool, without connecting yet.
-///
-/// Lambda sends one invocation at a time to an execution environment, and each handler runs
-/// one query at a time, so a single connection (the default) serves every request without
-/// waiting. More would only multiply the connections that thousands of concurrent
-/// environments hold open against the database's `max_connections`.
-fn pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .min_connections(0)
-        // Bounds connecting too: a dead or black-holed database costs a request this long,
-        // not the whole Lambda timeout.
-        .acquire_timeout(settings.acquire_timeout)
-        // An environment is frozen between invocations and its idle connection may have been
-        // dropped by the server or a NAT meanwhile: check it before use (one round trip) rather
-        // than fail the request on a dead socket.
-        .test_before_acquire(true)
-        .idle_timeout(Duration::from_secs(10 * 60))
-        .max_lifetime(Duration::from_secs(30 * 60))
-        .connect_lazy_with(options)
 }
 
 /// `SELECT 1`: proves the server answers on this connection.
@@ -235,7 +246,7 @@ mod tests {
             format!("{from_url:?}"),
             format!("{from_secret:?}"),
         ];
-        // Lazy: builds the pool without connecting.
+        // Lazy: reads the settings without connecting.
         let database = Database::connect(settings, None).await.unwrap();
 
         for text in printed.into_iter().chain([format!("{database:?}")]) {

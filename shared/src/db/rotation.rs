@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::Context;
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Mutex;
 
 use super::{options::connect_options, Credentials};
@@ -20,34 +20,48 @@ use crate::{
     secrets::{SecretError, SecretValue, SecretsClient, Stage},
 };
 
-#[derive(Debug)]
 pub(super) struct Rotation {
     secrets: SecretsClient,
     secret_id: String,
     settings: DatabaseSettings,
-    /// Bumped whenever the pool gets new credentials, so requests that failed with the old
-    /// ones retry without reading the secret again.
+    /// Bumped whenever the credentials change, so requests that failed with the old ones retry
+    /// without reading the secret again.
     generation: AtomicU64,
+    /// What new connections are opened with: the credentials of `State::version_id`.
+    options: std::sync::Mutex<PgConnectOptions>,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
-    /// The version the pool's credentials came from.
+    /// The version the current credentials came from.
     version_id: Option<String>,
     last_read: Option<Instant>,
 }
 
+/// Not the options: they hold the password.
+impl std::fmt::Debug for Rotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotation")
+            .field("secret_id", &self.secret_id)
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Rotation {
+    /// Starts from `credentials`, read from version `version_id` of the secret.
     pub(super) fn new(
         secrets: SecretsClient,
         secret_id: String,
         version_id: Option<String>,
+        credentials: Credentials,
         settings: DatabaseSettings,
     ) -> Self {
         Self {
             secrets,
             secret_id,
+            options: std::sync::Mutex::new(connect_options(&settings, credentials)),
             settings,
             generation: AtomicU64::new(0),
             state: Mutex::new(State {
@@ -61,12 +75,24 @@ impl Rotation {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Options to open a connection with: the credentials held now.
+    pub(super) fn connect_options(&self) -> PgConnectOptions {
+        self.options_lock().clone()
+    }
+
+    fn options_lock(&self) -> std::sync::MutexGuard<'_, PgConnectOptions> {
+        // A poisoned lock only means a panic elsewhere; the options are replaced whole.
+        self.options
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Re-reads the secret after the database rejected the credentials of generation `seen`.
-    /// Returns whether the pool now has other credentials worth a retry.
+    /// Returns whether there are now other credentials worth a retry.
     ///
     /// At most one read per `secret_refresh_interval`: a wrong secret must not turn every
     /// request into a Secrets Manager call (throttling, cost, latency).
-    pub(super) async fn refresh(&self, pool: &PgPool, seen: u64) -> bool {
+    pub(super) async fn refresh(&self, seen: u64) -> bool {
         let mut state = self.state.lock().await;
         if self.generation() != seen {
             return true; // another request refreshed while this one waited
@@ -100,7 +126,7 @@ impl Rotation {
                 return false;
             }
         };
-        pool.set_connect_options(connect_options(&self.settings, credentials));
+        *self.options_lock() = connect_options(&self.settings, credentials);
         tracing::info!(
             secret_id = self.secret_id,
             old_version_id = state.version_id,

@@ -8,7 +8,7 @@ use super::APPLICATION_PROBLEM_JSON;
 use crate::{
     auth::{AuthError, Denied, Scope},
     db,
-    users::InsertUserError,
+    users::EmailTaken,
 };
 
 /// Every problem's `type` is this prefix and the kind's slug. A `tag:` URI (RFC 4151) names a
@@ -241,14 +241,9 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<InsertUserError> for ApiError {
-    fn from(err: InsertUserError) -> Self {
-        match err {
-            InsertUserError::EmailTaken => {
-                Self::Conflict("A user with this email already exists.".to_owned())
-            }
-            InsertUserError::Database(err) => err.into(),
-        }
+impl From<EmailTaken> for ApiError {
+    fn from(_: EmailTaken) -> Self {
+        Self::Conflict("A user with this email already exists.".to_owned())
     }
 }
 

@@ -19,8 +19,14 @@ async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
     http::require_method(req, Method::POST)?;
     state.auth.authorize(req, Scope::UsersWrite).await?;
     let new_user = parse_new_user(JsonObject::from_request(req)?)?;
-    let mut connection = state.db.acquire().await?;
-    let user = users::insert(&mut connection, &new_user).await?;
+    // The database's error first, then a taken email. Each attempt owns its copy of the user.
+    let user = state
+        .db
+        .write(|connection| {
+            let new_user = new_user.clone();
+            Box::pin(async move { users::insert(connection, &new_user).await })
+        })
+        .await??;
     tracing::info!(user_id = %user.id, "user created");
     http::created(&format!("/users/{}", user.id), &user)
 }

@@ -21,8 +21,9 @@ async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, Api
     http::require_method(req, Method::GET)?;
     state.auth.authorize(req, Scope::UsersRead).await?;
     let id = http::user_id_from_path(req)?;
-    let mut connection = state.db.acquire().await?;
-    let user = users::find(&mut connection, id)
+    let user = state
+        .db
+        .read(|connection| Box::pin(users::find(connection, id)))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No user has the id {id}.")))?;
     http::json(StatusCode::OK, &user)

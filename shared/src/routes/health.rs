@@ -20,12 +20,9 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 #[tracing::instrument(name = "Health check", skip_all)]
 async fn health(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(req, Method::GET)?;
-    // Shorter than the pool's acquire timeout: a health check must answer quickly, whatever
-    // the database is doing.
-    let check = async {
-        let mut connection = state.db.acquire().await?;
-        db::ping(&mut connection).await
-    };
+    // Shorter than the connect timeout: a health check must answer quickly, whatever the
+    // database is doing.
+    let check = state.db.read(|connection| Box::pin(db::ping(connection)));
     match tokio::time::timeout(state.health_timeout, check).await {
         Ok(Ok(())) => http::json(StatusCode::OK, &json!({"status": "ok", "database": "ok"})),
         Ok(Err(err)) => Err(ApiError::Unavailable(

@@ -1,0 +1,188 @@
+//! Frozen environments and dead connections: a function process is frozen between two
+//! invocations (SIGSTOP, as Lambda freezes the environment), its idle database connection dies
+//! meanwhile, and it is thawed (SIGCONT) for the next one, which must succeed, promptly, in the
+//! same process: no 503, no restart.
+//!
+//! Two deaths: the server ends the session (`pg_terminate_backend`: the client meets an error
+//! or a reset on its next use), or the connection is black-holed (a proxy stops forwarding on
+//! it without closing it: nothing answers, nothing resets, as after a NAT forgets it).
+
+use std::time::{Duration, Instant};
+
+use e2e::{proxy::Proxy, runtime::Function, TestDatabase};
+use serde_json::json;
+use test_support::{tokens, TestRequest};
+
+/// Longer than the quiet spell after which the connection is checked before use
+/// (`DB_IDLE_CHECK_AFTER_MS`, 1 s by default).
+const FROZEN_FOR: Duration = Duration::from_millis(1500);
+/// What the first request after the thaw may take, including replacing the connection.
+const PROMPTLY: Duration = Duration::from_secs(1);
+
+/// `function` over `database_url`, as Lambda would run it, with the test key.
+async fn function(function: &str, database_url: &str) -> Function {
+    function_with(function, database_url, &[]).await
+}
+
+async fn function_with(function: &str, database_url: &str, env: &[(&str, &str)]) -> Function {
+    let mut all = vec![
+        ("DATABASE_URL", database_url),
+        ("JWT_KEY", tokens::TEST_KEY),
+        ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+    ];
+    all.extend_from_slice(env);
+    Function::start(function, &all).await
+}
+
+/// A database with one user in it, `/users/1`.
+async fn database_with_a_user(name: &str) -> TestDatabase {
+    let database = TestDatabase::create(name).await;
+    sqlx::query("INSERT INTO users (email, name) VALUES ('frozen@example.com', 'Frozen')")
+        .execute(&mut database.connect().await)
+        .await
+        .expect("a user");
+    database
+}
+
+fn create(email: &str) -> TestRequest {
+    TestRequest::post("/users").json(&json!({"email": email, "name": "Thawed"}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_while_frozen_is_replaced_within_the_next_request() {
+    let database = database_with_a_user("freeze-terminate").await;
+    let get_user = function("get-user", &database.url).await;
+    let create_user = function("create-user", &database.url).await;
+    assert_eq!(
+        get_user.request(&TestRequest::get("/users/1")).await.status,
+        200
+    );
+    assert_eq!(
+        create_user
+            .request(&create("before@example.com"))
+            .await
+            .status,
+        201
+    );
+    let pids = (get_user.pid(), create_user.pid());
+
+    get_user.freeze();
+    create_user.freeze();
+    assert_eq!(database.terminate_sessions_of_function("get-user").await, 1);
+    assert_eq!(
+        database.terminate_sessions_of_function("create-user").await,
+        1
+    );
+    tokio::time::sleep(FROZEN_FOR).await;
+    get_user.thaw();
+    create_user.thaw();
+
+    // A read and a write: the dead connection is found before either statement is sent.
+    for (function, request, status) in [
+        (&get_user, TestRequest::get("/users/1"), 200),
+        (&create_user, create("after@example.com"), 201),
+    ] {
+        let started = Instant::now();
+        let reply = function.request(&request).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
+        assert!(
+            function.logs().contains("the idle connection is gone"),
+            "{}",
+            function.logs()
+        );
+    }
+    assert_eq!((get_user.pid(), create_user.pid()), pids, "no restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_connection_is_abandoned_after_a_short_check_and_replaced() {
+    let database = database_with_a_user("freeze-black-hole").await;
+    let proxy = Proxy::start(database.address).await;
+    let mut through_proxy = reqwest::Url::parse(&database.url).expect("a URL");
+    through_proxy.set_port(Some(proxy.port)).expect("a port");
+    let get_user = function("get-user", through_proxy.as_str()).await;
+    let create_user = function("create-user", through_proxy.as_str()).await;
+    assert_eq!(
+        get_user.request(&TestRequest::get("/users/1")).await.status,
+        200
+    );
+    assert_eq!(
+        create_user
+            .request(&create("before@example.com"))
+            .await
+            .status,
+        201
+    );
+    let pids = (get_user.pid(), create_user.pid());
+
+    get_user.freeze();
+    create_user.freeze();
+    proxy.black_hole();
+    tokio::time::sleep(FROZEN_FOR).await;
+    get_user.thaw();
+    create_user.thaw();
+
+    for (function, request, status) in [
+        (&get_user, TestRequest::get("/users/1"), 200),
+        (&create_user, create("after@example.com"), 201),
+    ] {
+        let started = Instant::now();
+        let reply = function.request(&request).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
+        assert!(
+            function
+                .logs()
+                .contains("the idle connection did not answer"),
+            "{}",
+            function.logs()
+        );
+    }
+    assert_eq!((get_user.pid(), create_user.pid()), pids, "no restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_on_a_session_ended_moments_ago_is_retried_once_on_a_new_connection() {
+    let database = database_with_a_user("freeze-retry").await;
+    // No check before use within a minute, however slow this machine is between requests.
+    let no_check = [("DB_IDLE_CHECK_AFTER_MS", "60000")];
+    let get_user = function_with("get-user", &database.url, &no_check).await;
+    let create_user = function_with("create-user", &database.url, &no_check).await;
+    assert_eq!(
+        get_user.request(&TestRequest::get("/users/1")).await.status,
+        200
+    );
+    assert_eq!(
+        create_user
+            .request(&create("before@example.com"))
+            .await
+            .status,
+        201
+    );
+
+    // No check before use, so each statement meets the ended session: the read is retried
+    // as any read is; the write because the server's goodbye, with no row before it, proves
+    // it committed nothing.
+    database.terminate_sessions_of_function("get-user").await;
+    database.terminate_sessions_of_function("create-user").await;
+    let read = get_user.request(&TestRequest::get("/users/1")).await;
+    let write = create_user.request(&create("retried@example.com")).await;
+
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(write.status, 201, "{}", write.body);
+    for function in [&get_user, &create_user] {
+        assert_eq!(
+            function.logs().matches("retrying on a new one").count(),
+            1,
+            "{}",
+            function.logs()
+        );
+    }
+    let created: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'retried@example.com'")
+            .fetch_one(&mut database.connect().await)
+            .await
+            .unwrap();
+    assert_eq!(created, 1, "the write was applied exactly once");
+}
