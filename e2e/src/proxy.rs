@@ -1,14 +1,21 @@
-//! A TCP proxy in front of Postgres that a test can take down and bring back up on the same
-//! port ("the database is down", without stopping the shared test cluster), or that can stop
-//! forwarding on the connections it has open without closing them (a NAT or a failover that
-//! forgets a connection: packets vanish, no reset).
+//! A TCP proxy in front of a dependency (Postgres, moto, a JWKS issuer) that a test can take
+//! down and bring back up on the same port ("it is down", without stopping the shared test
+//! cluster), slow down (a one-way delay per direction, connection set-up included: the network
+//! distance to AWS, or a struggling service), or make stop forwarding on the connections it
+//! has open without closing them (a NAT or a failover that forgets a connection: packets
+//! vanish, no reset).
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
 };
 
 use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpSocket, TcpStream},
     sync::watch,
     task::JoinHandle,
@@ -20,6 +27,8 @@ pub struct Proxy {
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Bumped by [`Proxy::black_hole`]: connections accepted before it forward nothing more.
     black_holes: watch::Sender<u64>,
+    /// One-way delay in milliseconds, read for every chunk forwarded.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -29,6 +38,7 @@ impl Proxy {
             upstream,
             tasks: Arc::default(),
             black_holes: watch::Sender::new(0),
+            delay_ms: Arc::default(),
         };
         proxy.up();
         proxy
@@ -45,18 +55,30 @@ impl Proxy {
         let upstream = self.upstream;
         let tasks = Arc::clone(&self.tasks);
         let black_holes = self.black_holes.clone();
+        let delay_ms = Arc::clone(&self.delay_ms);
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let mut black_hole = black_holes.subscribe();
                 let accepted_in = *black_hole.borrow_and_update();
+                let delay_ms = Arc::clone(&delay_ms);
                 let forward = tokio::spawn(async move {
+                    // The handshake's round trip.
+                    delay(&delay_ms, 2).await;
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
                     let black_holed =
                         async { black_hole.wait_for(|now| *now > accepted_in).await.is_ok() };
+                    let (mut client_read, mut client_write) = client.split();
+                    let (mut server_read, mut server_write) = server.split();
+                    let both_ways = async {
+                        tokio::join!(
+                            pump(&mut client_read, &mut server_write, &delay_ms),
+                            pump(&mut server_read, &mut client_write, &delay_ms),
+                        )
+                    };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = both_ways => {}
                         _ = black_holed => {
                             // Both ends stay open; nothing moves between them any more.
                             std::future::pending::<()>().await;
@@ -76,6 +98,13 @@ impl Proxy {
         }
     }
 
+    /// Delays everything forwarded from now on by `one_way` in each direction (a new
+    /// connection's set-up by a round trip).
+    pub fn delay(&self, one_way: Duration) {
+        let millis = u64::try_from(one_way.as_millis()).expect("a delay that fits");
+        self.delay_ms.store(millis, Ordering::SeqCst);
+    }
+
     /// Stops forwarding on every connection open now, keeping them open: whatever either end
     /// sends vanishes, and neither sees a reset. New connections are forwarded as before.
     pub fn black_hole(&self) {
@@ -86,6 +115,32 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// Forwards `from` to `to`, each chunk after the current delay, until `from` ends.
+async fn pump<R, W>(from: &mut R, to: &mut W, delay_ms: &AtomicU64)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(read) = from.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        delay(delay_ms, 1).await;
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+async fn delay(delay_ms: &AtomicU64, times: u64) {
+    let millis = delay_ms.load(Ordering::SeqCst) * times;
+    if millis > 0 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
     }
 }
 

@@ -63,6 +63,14 @@ pub enum SecretError {
     AccessDenied(String),
     #[error("secret {0:?} has no string value")]
     NotAString(String),
+    /// Secrets Manager (or the extension) could not be reached or did not answer, or is
+    /// failing or throttling: worth trying again later, unlike the other errors.
+    #[error("Secrets Manager is unavailable for secret {secret_id:?}")]
+    Unavailable {
+        secret_id: String,
+        #[source]
+        source: anyhow::Error,
+    },
     #[error("failed to read secret {secret_id:?}")]
     Failed {
         secret_id: String,
@@ -165,6 +173,18 @@ fn sdk_error(secret_id: &str, err: SdkError<GetSecretValueError>) -> SecretError
         .raw_response()
         .map(|response| response.status().as_u16());
     let code = err.code().unwrap_or_default().to_owned();
+    // No answer at all (connect, timeout), a server error, or throttling.
+    let transient = matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    ) || status.is_some_and(|status| status >= 500 || status == 429)
+        || matches!(&*code, "InternalServiceError" | "ThrottlingException");
+    if transient {
+        return SecretError::Unavailable {
+            secret_id: secret_id.to_owned(),
+            source: anyhow::Error::new(err),
+        };
+    }
     match err.into_service_error() {
         GetSecretValueError::ResourceNotFoundException(_) => {
             SecretError::NotFound(secret_id.to_owned())
@@ -213,11 +233,15 @@ impl ExtensionClient {
             let body = response.into_body().collect().await?.to_bytes();
             anyhow::Ok((status, body))
         };
+        let unavailable = |source: anyhow::Error| SecretError::Unavailable {
+            secret_id: secret_id.to_owned(),
+            source,
+        };
         let (status, body) = tokio::time::timeout(OPERATION_TIMEOUT, exchange)
             .await
             .context("The secrets extension did not answer in time")
             .and_then(|result| result.context("The secrets extension request failed"))
-            .map_err(failed)?;
+            .map_err(unavailable)?;
         let text = String::from_utf8_lossy(&body);
         match status {
             200 => {}
@@ -227,6 +251,11 @@ impl ExtensionClient {
             }
             _ if status == 403 || text.contains("AccessDenied") => {
                 return Err(SecretError::AccessDenied(secret_id.to_owned()))
+            }
+            _ if status >= 500 || status == 429 => {
+                return Err(unavailable(anyhow::anyhow!(
+                    "the secrets extension answered {status}"
+                )))
             }
             _ => {
                 return Err(failed(anyhow::anyhow!(
@@ -326,7 +355,12 @@ mod tests {
                 "does not exist",
             ),
             ("403 Forbidden", "", "is denied"),
-            ("500 Internal Server Error", "boom", "failed to read"),
+            ("500 Internal Server Error", "boom", "is unavailable"),
+            (
+                "400 Bad Request",
+                "InvalidRequestException",
+                "failed to read",
+            ),
             ("200 OK", "not json", "failed to read"),
             ("200 OK", r#"{"VersionId":"v"}"#, "has no string value"),
         ] {

@@ -67,16 +67,25 @@ impl AppState {
             true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
             false => None,
         };
-        let auth = match auth_settings {
-            Some(auth) => Authenticator::from_settings(auth, secrets.as_ref())
-                .await
-                .context("Failed to set up token verification")?,
-            None => Authenticator::deny_all(),
+        // Side by side: the token keys (a JWKS or a secret) and the database (its secret, then
+        // the first connection). Init takes the longer of the two, not their sum: at worst
+        // Secrets Manager's 5 s operation timeout plus the 1 s warm-up, within Lambda's 10 s.
+        let auth = async {
+            match auth_settings {
+                Some(auth) => Authenticator::from_settings(auth, secrets.as_ref())
+                    .await
+                    .context("Failed to set up token verification"),
+                None => Ok(Authenticator::deny_all()),
+            }
         };
-        let db = Database::connect(settings.database, secrets.as_ref())
-            .await
-            .context("Failed to set up the database")?;
-        warm_up(&db, settings.health_timeout).await;
+        let db = async {
+            let db = Database::connect(settings.database, secrets.as_ref())
+                .await
+                .context("Failed to set up the database")?;
+            warm_up(&db, settings.health_timeout).await;
+            anyhow::Ok(db)
+        };
+        let (auth, db) = tokio::try_join!(auth, db)?;
         Ok(Self {
             db,
             auth,

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::AuthError;
+use super::{AuthError, Denied};
 use crate::{
     outbound_http::{self, OutboundHttp},
     secrets::{SecretsClient, Stage},
@@ -87,32 +87,49 @@ impl Keys {
         Self::from_material(&secret.value, "the JWT_SECRET_ID secret")
     }
 
+    /// Reads the JWKS at `url`. An issuer that cannot be reached, times out or fails (5xx,
+    /// 429) is an outage, not a misconfiguration: the function starts without keys, answers
+    /// 503 to tokens meanwhile, and tries again at most once per `refresh_interval`. A document
+    /// that is not a key set, or holds no usable key, fails the init.
     pub async fn from_jwks_url(url: String, refresh_interval: Duration) -> anyhow::Result<Self> {
         let http = outbound_http::client();
-        let keys = fetch_jwks(&http, &url)
-            .await
-            .with_context(|| format!("Failed to read the JWKS at JWT_JWKS_URL {url}"))?;
-        if keys.is_empty() {
-            bail!("the JWKS at JWT_JWKS_URL {url} has no RS256 or ES256 signing key");
-        }
-        tracing::info!(url, kids = ?keys.keys().collect::<Vec<_>>(), "JWKS read");
+        let (keys, last_refresh) = match fetch_jwks(&http, &url).await {
+            Ok(keys) if keys.is_empty() => {
+                bail!("the JWKS at JWT_JWKS_URL {url} has no RS256 or ES256 signing key")
+            }
+            Ok(keys) => {
+                tracing::info!(url, kids = ?keys.keys().collect::<Vec<_>>(), "JWKS read");
+                (keys, None)
+            }
+            Err(JwksError::Unavailable(err)) => {
+                tracing::warn!(
+                    url,
+                    error = format!("{err:#}"),
+                    "the JWKS could not be read at init; tokens get 503 until it can be"
+                );
+                (HashMap::new(), Some(Instant::now()))
+            }
+            Err(JwksError::Invalid(err)) => {
+                return Err(err.context(format!("Failed to read the JWKS at JWT_JWKS_URL {url}")))
+            }
+        };
         Ok(Self::Jwks(Box::new(JwksKeys {
             url,
             http,
             keys: RwLock::new(keys),
             refresh_interval,
-            last_refresh: Mutex::new(None),
+            last_refresh: Mutex::new(last_refresh),
         })))
     }
 
     /// The key (and the one algorithm it accepts) that must have signed `token`.
-    pub(super) async fn key_for(&self, token: &str) -> Result<VerifyingKey, AuthError> {
+    pub(super) async fn key_for(&self, token: &str) -> Result<VerifyingKey, Denied> {
         match self {
             Self::Static(key) => Ok(key.clone()),
             Self::Jwks(jwks) => jwks.key_for(token).await,
-            Self::DenyAll => Err(AuthError::InvalidToken(
-                "no key is configured for this function",
-            )),
+            Self::DenyAll => {
+                Err(AuthError::InvalidToken("no key is configured for this function").into())
+            }
         }
     }
 }
@@ -126,7 +143,7 @@ pub struct JwksKeys {
 }
 
 impl JwksKeys {
-    async fn key_for(&self, token: &str) -> Result<VerifyingKey, AuthError> {
+    async fn key_for(&self, token: &str) -> Result<VerifyingKey, Denied> {
         let kid = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::InvalidToken("malformed token"))?
             .kid
@@ -135,8 +152,19 @@ impl JwksKeys {
             return Ok(key);
         }
         self.refresh(&kid).await;
-        self.cached(&kid)
-            .ok_or(AuthError::InvalidToken("unknown signing key (kid)"))
+        match self.cached(&kid) {
+            Some(key) => Ok(key),
+            // Never read: whether the token is good cannot be known, so not a 401.
+            None if self.is_empty() => Err(Denied::KeysUnavailable),
+            None => Err(AuthError::InvalidToken("unknown signing key (kid)").into()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_empty()
     }
 
     fn cached(&self, kid: &str) -> Option<VerifyingKey> {
@@ -164,6 +192,12 @@ impl JwksKeys {
         }
         *last = Some(Instant::now());
         match fetch_jwks(&self.http, &self.url).await {
+            // A usable key set is never replaced by an unusable one: the issuer's mistake
+            // must not lock every caller out.
+            Ok(keys) if keys.is_empty() => tracing::warn!(
+                kid,
+                "the refreshed JWKS has no usable key; keeping the last good set"
+            ),
             Ok(keys) => {
                 let kids: Vec<_> = keys.keys().collect();
                 tracing::info!(kid, ?kids, "JWKS refreshed for an unknown kid");
@@ -172,19 +206,30 @@ impl JwksKeys {
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
             }
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "failed to refresh the JWKS"),
+            Err(JwksError::Unavailable(err) | JwksError::Invalid(err)) => {
+                tracing::warn!(error = format!("{err:#}"), "failed to refresh the JWKS")
+            }
         }
     }
+}
+
+/// Why a JWKS could not be read: the issuer is unavailable (worth another try later), or what
+/// it serves is not a key set.
+enum JwksError {
+    Unavailable(anyhow::Error),
+    Invalid(anyhow::Error),
 }
 
 async fn fetch_jwks(
     http: &OutboundHttp,
     url: &str,
-) -> anyhow::Result<HashMap<String, VerifyingKey>> {
+) -> Result<HashMap<String, VerifyingKey>, JwksError> {
+    let invalid = |err: anyhow::Error| JwksError::Invalid(err);
     let request = Request::get(url)
         .header("accept", "application/json")
         .body(Full::new(Bytes::new()))
-        .context("JWT_JWKS_URL is not a valid URL")?;
+        .context("JWT_JWKS_URL is not a valid URL")
+        .map_err(invalid)?;
     let exchange = async {
         let response = http.request(request).await?;
         let status = response.status();
@@ -197,15 +242,25 @@ async fn fetch_jwks(
     };
     let (status, body) = tokio::time::timeout(JWKS_TIMEOUT, exchange)
         .await
-        .context("no answer in time")??;
-    if !status.is_success() {
-        bail!("it answered {status}");
+        .context("no answer in time")
+        .and_then(|answer| answer)
+        .map_err(JwksError::Unavailable)?;
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(JwksError::Unavailable(anyhow::anyhow!(
+            "it answered {status}"
+        )));
     }
-    let document: Value = serde_json::from_slice(&body).context("it is not JSON")?;
+    if !status.is_success() {
+        return Err(invalid(anyhow::anyhow!("it answered {status}")));
+    }
+    let document: Value = serde_json::from_slice(&body)
+        .context("it is not JSON")
+        .map_err(invalid)?;
     let entries = document
         .get("keys")
         .and_then(Value::as_array)
-        .context("it has no \"keys\" array")?;
+        .context("it has no \"keys\" array")
+        .map_err(invalid)?;
     // Key by key: one key of a kind we do not use must not hide the others.
     Ok(entries
         .iter()

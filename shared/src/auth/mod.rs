@@ -154,10 +154,7 @@ impl Authenticator {
 
     /// The caller of `req`, verified, holding `scope`: else 401 (no or bad token) or 403.
     pub async fn authorize(&self, req: &Request, scope: Scope) -> Result<Principal, Denied> {
-        let principal = self
-            .authenticate(req)
-            .await
-            .map_err(Denied::Unauthenticated)?;
+        let principal = self.authenticate(req).await?;
         if principal.has_scope(scope) {
             Ok(principal)
         } else {
@@ -165,7 +162,7 @@ impl Authenticator {
         }
     }
 
-    async fn authenticate(&self, req: &Request) -> Result<Principal, AuthError> {
+    async fn authenticate(&self, req: &Request) -> Result<Principal, Denied> {
         let token = bearer_token(req)?;
         let (key, algorithm) = self.keys.key_for(token).await?;
         let mut validation = Validation::new(algorithm);
@@ -228,9 +225,12 @@ impl Authenticator {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     #[error(transparent)]
-    Unauthenticated(AuthError),
+    Unauthenticated(#[from] AuthError),
     #[error("the token does not grant the {0} scope")]
     InsufficientScope(Scope),
+    /// The token could not be checked: no keys yet (the issuer is unavailable). Try again.
+    #[error("the token keys are not available yet")]
+    KeysUnavailable,
 }
 
 fn bearer_token(req: &Request) -> Result<&str, AuthError> {

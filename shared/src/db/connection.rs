@@ -44,6 +44,9 @@ pub(super) struct Held {
 /// The environment's connection, lent to one request. Derefs to the `PgConnection`.
 pub struct Connection<'a> {
     slot: MutexGuard<'a, Option<Held>>,
+    /// A statement was sent and its outcome not yet read: dropped in this state (the request
+    /// was abandoned at its deadline), the connection's protocol state is unknown, so it goes.
+    in_flight: bool,
 }
 
 impl Deref for Connection<'_> {
@@ -76,7 +79,10 @@ impl Connection<'_> {
 
 impl Drop for Connection<'_> {
     fn drop(&mut self) {
-        if let Some(held) = &mut *self.slot {
+        if self.in_flight {
+            tracing::warn!("a statement was abandoned in flight; dropping its connection");
+            self.slot.take();
+        } else if let Some(held) = &mut *self.slot {
             held.idle_since = Instant::now();
         }
     }
@@ -124,7 +130,10 @@ impl Database {
                 idle_since: Instant::now(),
             });
         }
-        Ok(Connection { slot })
+        Ok(Connection {
+            slot,
+            in_flight: false,
+        })
     }
 
     /// Runs `read` on the environment's connection; when the connection turns out lost, once
@@ -151,7 +160,10 @@ impl Database {
         F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
     {
         let mut connection = self.acquire().await?;
-        let err = match statement(&mut connection).await {
+        connection.in_flight = true;
+        let first = statement(&mut connection).await;
+        connection.in_flight = false;
+        let err = match first {
             Err(err) if is_connection_lost(&err) => err,
             result => return result,
         };
@@ -166,7 +178,9 @@ impl Database {
         }
         tracing::warn!(error = %err, ?retry, "the connection was lost; retrying on a new one");
         let mut connection = self.acquire().await?;
+        connection.in_flight = true;
         let result = statement(&mut connection).await;
+        connection.in_flight = false;
         if result.as_ref().is_err_and(is_connection_lost) {
             connection.discard();
         }

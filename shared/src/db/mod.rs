@@ -31,7 +31,7 @@ use rotation::Rotation;
 
 use crate::{
     config::{DatabaseSettings, DatabaseSource},
-    secrets::{SecretsClient, Stage},
+    secrets::{SecretError, SecretsClient, Stage},
 };
 
 /// Where Postgres listens unless `DB_PORT` says otherwise.
@@ -107,10 +107,25 @@ impl Database {
                 let secrets = secrets
                     .context("DB_SECRET_ID is set but no Secrets Manager client was built")?
                     .clone();
-                let secret = secrets
-                    .get(secret_id, Stage::Current)
-                    .await
-                    .context("Failed to read the database secret (DB_SECRET_ID)")?;
+                let secret = match secrets.get(secret_id, Stage::Current).await {
+                    Ok(secret) => secret,
+                    // An outage is not a misconfiguration: start, answer 503s, read it later.
+                    Err(err @ SecretError::Unavailable { .. }) => {
+                        let error = format!("{:#}", anyhow::Error::new(err));
+                        tracing::warn!(
+                            error,
+                            "the database secret could not be read at init; requests get 503 \
+                             until it can be"
+                        );
+                        let rotation =
+                            Rotation::unread(secrets, secret_id.clone(), settings.clone());
+                        return Ok(Self::with(Source::Rotating(rotation), settings));
+                    }
+                    Err(err) => {
+                        return Err(anyhow::Error::new(err)
+                            .context("Failed to read the database secret (DB_SECRET_ID)"))
+                    }
+                };
                 let credentials = Credentials::from_secret(&secret.value, &settings.endpoint)
                     .with_context(|| format!("The database secret {secret_id:?} is malformed"))?;
                 tracing::info!(
@@ -127,11 +142,15 @@ impl Database {
                 ))
             }
         };
-        Ok(Self {
+        Ok(Self::with(credentials, settings))
+    }
+
+    fn with(credentials: Source, settings: DatabaseSettings) -> Self {
+        Self {
             credentials,
             settings,
             held: Mutex::new(None),
-        })
+        }
     }
 
     /// A new connection of its own, not the environment's (the `migrate` function's sessions),
@@ -162,9 +181,20 @@ impl Database {
             }
             Source::Rotating(rotation) => {
                 let seen = rotation.generation();
-                match rotation.connect_options().connect().await {
+                let options = match rotation.connect_options() {
+                    Some(options) => options,
+                    None if rotation.refresh(seen).await => rotation
+                        .connect_options()
+                        .ok_or_else(credentials_unavailable)?,
+                    None => return Err(credentials_unavailable()),
+                };
+                let seen = rotation.generation();
+                match options.connect().await {
                     Err(err) if credentials_rejected(&err) && rotation.refresh(seen).await => {
-                        rotation.connect_options().connect().await
+                        let options = rotation
+                            .connect_options()
+                            .ok_or_else(credentials_unavailable)?;
+                        options.connect().await
                     }
                     result => result,
                 }
@@ -180,6 +210,13 @@ pub async fn ping(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
         .fetch_one(connection)
         .await
         .map(|_| ())
+}
+
+/// No credentials yet: the secret could not be read (an outage, so: try again later).
+fn credentials_unavailable() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::other(
+        "no database credentials yet: the secret could not be read",
+    ))
 }
 
 /// Whether the database, or a pooler in front of it, refused the credentials: `28P01` (invalid

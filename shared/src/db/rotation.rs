@@ -27,8 +27,9 @@ pub(super) struct Rotation {
     /// Bumped whenever the credentials change, so requests that failed with the old ones retry
     /// without reading the secret again.
     generation: AtomicU64,
-    /// What new connections are opened with: the credentials of `State::version_id`.
-    options: std::sync::Mutex<PgConnectOptions>,
+    /// What new connections are opened with: the credentials of `State::version_id`; none
+    /// while the secret could not be read yet (Secrets Manager was unavailable at init).
+    options: std::sync::Mutex<Option<PgConnectOptions>>,
     state: Mutex<State>,
 }
 
@@ -58,15 +59,51 @@ impl Rotation {
         credentials: Credentials,
         settings: DatabaseSettings,
     ) -> Self {
+        let options = connect_options(&settings, credentials);
+        Self::with(
+            secrets,
+            secret_id,
+            version_id,
+            Some(options),
+            None,
+            settings,
+        )
+    }
+
+    /// Starts without credentials: the secret could not be read at init. The first read comes
+    /// with a request, once the refresh interval since that attempt has passed.
+    pub(super) fn unread(
+        secrets: SecretsClient,
+        secret_id: String,
+        settings: DatabaseSettings,
+    ) -> Self {
+        Self::with(
+            secrets,
+            secret_id,
+            None,
+            None,
+            Some(Instant::now()),
+            settings,
+        )
+    }
+
+    fn with(
+        secrets: SecretsClient,
+        secret_id: String,
+        version_id: Option<String>,
+        options: Option<PgConnectOptions>,
+        last_read: Option<Instant>,
+        settings: DatabaseSettings,
+    ) -> Self {
         Self {
             secrets,
             secret_id,
-            options: std::sync::Mutex::new(connect_options(&settings, credentials)),
+            options: std::sync::Mutex::new(options),
             settings,
             generation: AtomicU64::new(0),
             state: Mutex::new(State {
                 version_id,
-                last_read: None,
+                last_read,
             }),
         }
     }
@@ -75,20 +112,20 @@ impl Rotation {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Options to open a connection with: the credentials held now.
-    pub(super) fn connect_options(&self) -> PgConnectOptions {
+    /// Options to open a connection with: the credentials held now, if any.
+    pub(super) fn connect_options(&self) -> Option<PgConnectOptions> {
         self.options_lock().clone()
     }
 
-    fn options_lock(&self) -> std::sync::MutexGuard<'_, PgConnectOptions> {
+    fn options_lock(&self) -> std::sync::MutexGuard<'_, Option<PgConnectOptions>> {
         // A poisoned lock only means a panic elsewhere; the options are replaced whole.
         self.options
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Re-reads the secret after the database rejected the credentials of generation `seen`.
-    /// Returns whether there are now other credentials worth a retry.
+    /// Re-reads the secret after the database rejected the credentials of generation `seen`, or
+    /// when there are none yet. Returns whether there are now other credentials worth a try.
     ///
     /// At most one read per `secret_refresh_interval`: a wrong secret must not turn every
     /// request into a Secrets Manager call (throttling, cost, latency).
@@ -104,8 +141,8 @@ impl Rotation {
         {
             tracing::warn!(
                 ?interval,
-                "the database rejected the credentials; the secret was re-read less than the \
-                 interval ago, so not again yet"
+                "no usable database credentials; the secret was read less than the interval \
+                 ago, so not again yet"
             );
             return false;
         }
@@ -126,12 +163,12 @@ impl Rotation {
                 return false;
             }
         };
-        *self.options_lock() = connect_options(&self.settings, credentials);
+        *self.options_lock() = Some(connect_options(&self.settings, credentials));
         tracing::info!(
             secret_id = self.secret_id,
             old_version_id = state.version_id,
             version_id,
-            "re-fetched the database secret after the database rejected the credentials"
+            "re-fetched the database secret"
         );
         state.version_id = version_id;
         self.generation.fetch_add(1, Ordering::AcqRel);

@@ -227,6 +227,9 @@ impl From<Denied> for ApiError {
         match denied {
             Denied::Unauthenticated(err) => Self::Unauthorized(err),
             Denied::InsufficientScope(scope) => Self::Forbidden(scope),
+            Denied::KeysUnavailable => Self::Unavailable(anyhow::anyhow!(
+                "no token keys yet: the issuer's JWKS could not be read"
+            )),
         }
     }
 }

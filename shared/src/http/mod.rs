@@ -10,9 +10,9 @@ mod request;
 
 pub use error::{ApiError, FieldError, PROBLEM_TYPE_PREFIX};
 pub use json::JsonObject;
-pub use request::{require_method, user_id_from_path};
+pub use request::{require_method, time_left, user_id_from_path};
 
-use std::{future::Future, panic::AssertUnwindSafe};
+use std::{future::Future, panic::AssertUnwindSafe, time::Duration};
 
 use futures_util::FutureExt;
 use lambda_http::{
@@ -26,25 +26,39 @@ use crate::telemetry;
 pub const APPLICATION_JSON: &str = "application/json";
 pub const APPLICATION_PROBLEM_JSON: &str = "application/problem+json";
 
+/// Kept out of the invocation's time to answer: a request still running this close to the
+/// deadline is abandoned and answered 503.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
 /// Runs `route` for `req` and answers with its response, its error as a problem, or, should it
 /// panic, a generic 500 problem: the environment then goes on serving, warm (the release
 /// profile unwinds). The panic's message and location are logged by the hook
 /// `telemetry::init` installs, within the invocation's span.
+///
+/// Whatever the route waits for (a slow Secrets Manager during a rotation, a database that
+/// stopped answering), it answers before the invocation's deadline: a route still running
+/// [`ANSWER_MARGIN`] before it is dropped and the caller gets a 503 problem with
+/// `Retry-After`, rather than Lambda's timeout and API Gateway's bare 5xx.
 pub async fn handle(
     req: &Request,
     route: impl Future<Output = Result<Response<Body>, ApiError>>,
 ) -> Response<Body> {
+    let budget = time_left(req).saturating_sub(ANSWER_MARGIN);
     // A route only borrows the state built at init; what it may leave half-changed when it
     // panics is behind locks that recover from poisoning (auth's key cache).
-    let result = AssertUnwindSafe(route)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
+    let guarded = AssertUnwindSafe(route).catch_unwind();
+    let result = match tokio::time::timeout(budget, guarded).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
             let message = telemetry::panic_message(panic.as_ref());
             Err(ApiError::Internal(anyhow::anyhow!(
                 "the request handler panicked: {message}"
             )))
-        });
+        }
+        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(
+            "the request did not finish within the {budget:?} left before the deadline"
+        ))),
+    };
     respond(req, result)
 }
 

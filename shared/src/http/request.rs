@@ -1,3 +1,5 @@
+use std::time::{Duration, SystemTime};
+
 use lambda_http::{http::Method, Request, RequestExt};
 
 use super::ApiError;
@@ -28,4 +30,15 @@ pub fn user_id_from_path(req: &Request) -> Result<UserId, ApiError> {
         path.rsplit('/').next().unwrap_or_default().to_owned()
     });
     UserId::parse(&raw).map_err(|err| ApiError::BadRequest(format!("The user id {err}.")))
+}
+
+/// The function's timeout in template.yaml, for a runtime that gives no usable deadline
+/// (`cargo lambda watch` sends a duration where Lambda sends a timestamp; tests send none).
+const ASSUMED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The time left before the invocation's deadline.
+pub fn time_left(req: &Request) -> Duration {
+    req.lambda_context_ref()
+        .and_then(|context| context.deadline().duration_since(SystemTime::now()).ok())
+        .unwrap_or(ASSUMED_TIMEOUT)
 }
