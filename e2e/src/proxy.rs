@@ -29,6 +29,9 @@ pub struct Proxy {
     black_holes: watch::Sender<u64>,
     /// One-way delay in milliseconds, read for every chunk forwarded.
     delay_ms: Arc<AtomicU64>,
+    /// Chunks forwarded from clients to the server: a client that waits for each answer, as a
+    /// database client does, sends one per round trip.
+    sent: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -39,6 +42,7 @@ impl Proxy {
             tasks: Arc::default(),
             black_holes: watch::Sender::new(0),
             delay_ms: Arc::default(),
+            sent: Arc::default(),
         };
         proxy.up();
         proxy
@@ -56,11 +60,13 @@ impl Proxy {
         let tasks = Arc::clone(&self.tasks);
         let black_holes = self.black_holes.clone();
         let delay_ms = Arc::clone(&self.delay_ms);
+        let sent = Arc::clone(&self.sent);
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let mut black_hole = black_holes.subscribe();
                 let accepted_in = *black_hole.borrow_and_update();
                 let delay_ms = Arc::clone(&delay_ms);
+                let sent = Arc::clone(&sent);
                 let forward = tokio::spawn(async move {
                     // The handshake's round trip.
                     delay(&delay_ms, 2).await;
@@ -73,8 +79,8 @@ impl Proxy {
                     let (mut server_read, mut server_write) = server.split();
                     let both_ways = async {
                         tokio::join!(
-                            pump(&mut client_read, &mut server_write, &delay_ms),
-                            pump(&mut server_read, &mut client_write, &delay_ms),
+                            pump(&mut client_read, &mut server_write, &delay_ms, Some(&sent)),
+                            pump(&mut server_read, &mut client_write, &delay_ms, None),
                         )
                     };
                     tokio::select! {
@@ -105,6 +111,11 @@ impl Proxy {
         self.delay_ms.store(millis, Ordering::SeqCst);
     }
 
+    /// How many chunks clients have sent through so far (see the field).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
     /// Stops forwarding on every connection open now, keeping them open: whatever either end
     /// sends vanishes, and neither sees a reset. New connections are forwarded as before.
     pub fn black_hole(&self) {
@@ -118,8 +129,9 @@ impl Drop for Proxy {
     }
 }
 
-/// Forwards `from` to `to`, each chunk after the current delay, until `from` ends.
-async fn pump<R, W>(from: &mut R, to: &mut W, delay_ms: &AtomicU64)
+/// Forwards `from` to `to`, each chunk after the current delay, until `from` ends, counting
+/// the chunks in `count` when given.
+async fn pump<R, W>(from: &mut R, to: &mut W, delay_ms: &AtomicU64, count: Option<&AtomicU64>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -128,6 +140,9 @@ where
     while let Ok(read) = from.read(&mut buffer).await {
         if read == 0 {
             break;
+        }
+        if let Some(count) = count {
+            count.fetch_add(1, Ordering::SeqCst);
         }
         delay(delay_ms, 1).await;
         if to.write_all(&buffer[..read]).await.is_err() {
