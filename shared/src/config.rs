@@ -16,6 +16,8 @@ pub struct Settings {
     pub auth: Option<AuthSettings>,
     /// Read secrets through the AWS Parameters and Secrets Lambda Extension instead of the SDK.
     pub secrets_extension: Option<SecretsExtension>,
+    /// What the AWS SDK client needs: region, credentials, endpoint.
+    pub aws: AwsSettings,
     /// How long `GET /health` waits for `SELECT 1` before answering 503.
     pub health_timeout: Duration,
     /// `DB_APP_SECRET_ID` (the `migrate` function only): the secret of the role the API
@@ -24,6 +26,36 @@ pub struct Settings {
     /// `DB_APP_GRANT_RDS_IAM=true` (the `migrate` function only): the API functions log in
     /// with IAM auth tokens straight to RDS, so their role also gets `rds_iam`.
     pub app_role_rds_iam: bool,
+}
+
+/// The AWS SDK's settings, from the variables Lambda sets. Nothing else: a Lambda function's
+/// credentials are in its environment, so the SDK's other sources (profile files, SSO, web
+/// identity, instance metadata) would only add code to every binary and time to every init.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+    pub credentials: Option<AwsCredentials>,
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL` (a local stand-in).
+    pub secrets_manager_endpoint: Option<String>,
+}
+
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`: the function role's
+/// temporary credentials, which Lambda puts in the environment for its lifetime.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
+}
+
+/// Only which key: the rest is secret.
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT` is set: the extension listens on this localhost
@@ -42,7 +74,11 @@ pub enum DatabaseSource {
     Url(Box<DatabaseUrl>),
     /// `DB_IAM_USER`: log in as this user with an RDS IAM auth token signed with the function's
     /// role credentials (no stored password), over TLS, at `DB_HOST`/`DB_PORT`/`DB_NAME`.
-    IamAuth { user: String, region: String },
+    IamAuth {
+        user: String,
+        region: String,
+        credentials: Option<AwsCredentials>,
+    },
     /// `DB_SECRET_ID`: a Secrets Manager secret (name or ARN), the production path.
     SecretsManager { secret_id: String },
 }
@@ -205,6 +241,7 @@ impl Settings {
             database,
             auth: auth_settings(&lookup)?,
             secrets_extension: secrets_extension(&lookup)?,
+            aws: aws_settings(&lookup),
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,
             app_role_secret_id: lookup("DB_APP_SECRET_ID"),
             app_role_rds_iam: parse_or(&lookup, "DB_APP_GRANT_RDS_IAM", false, "true or false")?,
@@ -223,7 +260,12 @@ fn database_source(
     }
     if let Some(user) = lookup("DB_IAM_USER") {
         let region = lookup("AWS_REGION").ok_or(ConfigError::IamAuthNeeds("AWS_REGION"))?;
-        return Ok(DatabaseSource::IamAuth { user, region });
+        let credentials = aws_credentials(lookup);
+        return Ok(DatabaseSource::IamAuth {
+            user,
+            region,
+            credentials,
+        });
     }
     let secret_id = lookup("DB_SECRET_ID").ok_or(ConfigError::NoDatabase)?;
     Ok(DatabaseSource::SecretsManager { secret_id })
@@ -243,6 +285,23 @@ fn check_iam_auth(database: &DatabaseSettings) -> Result<(), ConfigError> {
         }
         _ => Ok(()),
     }
+}
+
+fn aws_settings(lookup: &impl Fn(&str) -> Option<String>) -> AwsSettings {
+    AwsSettings {
+        region: lookup("AWS_REGION").or_else(|| lookup("AWS_DEFAULT_REGION")),
+        credentials: aws_credentials(lookup),
+        secrets_manager_endpoint: lookup("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+            .or_else(|| lookup("AWS_ENDPOINT_URL")),
+    }
+}
+
+fn aws_credentials(lookup: &impl Fn(&str) -> Option<String>) -> Option<AwsCredentials> {
+    Some(AwsCredentials {
+        access_key_id: lookup("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: SecretString::from(lookup("AWS_SECRET_ACCESS_KEY")?),
+        session_token: lookup("AWS_SESSION_TOKEN").map(SecretString::from),
+    })
 }
 
 fn secrets_extension(
@@ -389,6 +448,30 @@ mod tests {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
         })
+    }
+
+    #[test]
+    fn the_sdk_settings_come_from_lambdas_variables_and_never_print_the_secret_key() {
+        let settings = settings(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-access-key-9"),
+            ("AWS_SESSION_TOKEN", "session-token-9"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:5001"),
+        ])
+        .unwrap();
+
+        assert_eq!(settings.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            settings.aws.secrets_manager_endpoint.as_deref(),
+            Some("http://127.0.0.1:5001"),
+            "the service-specific endpoint wins"
+        );
+        let printed = format!("{settings:?}");
+        assert!(printed.contains("ASIAEXAMPLE"), "{printed}");
+        assert!(!printed.contains("secret-access-key-9") && !printed.contains("session-token-9"));
     }
 
     #[test]
@@ -549,7 +632,7 @@ mod tests {
 
         assert!(matches!(
             accepted,
-            DatabaseSource::IamAuth { user, region } if user == "users_api" && region == "eu-west-1"
+            DatabaseSource::IamAuth { user, region, .. } if user == "users_api" && region == "eu-west-1"
         ));
         assert!(matches!(no_region, ConfigError::IamAuthNeeds("AWS_REGION")));
         assert!(matches!(no_host, ConfigError::IamAuthNeeds("DB_HOST")));

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion};
 use aws_sdk_secretsmanager::{
+    config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region},
     error::{ProvideErrorMetadata, SdkError},
     operation::get_secret_value::GetSecretValueError,
 };
@@ -18,7 +18,7 @@ use hyper::body::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    config::SecretsExtension,
+    config::{AwsCredentials, AwsSettings, SecretsExtension},
     outbound_http::{self, OutboundHttp},
 };
 
@@ -97,21 +97,25 @@ impl std::fmt::Debug for SecretsClient {
 impl SecretsClient {
     /// The extension when it is configured (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`), else
     /// the SDK.
-    pub async fn new(extension: Option<&SecretsExtension>) -> Self {
+    pub fn new(extension: Option<&SecretsExtension>, aws: &AwsSettings) -> Self {
         match extension {
             Some(extension) => Self::extension(extension.port, extension.session_token.clone()),
-            None => Self::sdk().await,
+            None => Self::sdk(aws),
         }
     }
 
-    /// The SDK client, configured by the standard chain: region, credentials and
-    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
-    pub async fn sdk() -> Self {
+    /// The SDK client, configured from what Lambda puts in the environment (`aws`): region,
+    /// the role's credentials, and an endpoint override for a local stand-in. Built directly,
+    /// without `aws-config`'s provider chains (profiles, SSO, STS web identity, instance
+    /// metadata), which a Lambda function never uses: less code in every binary, nothing to
+    /// probe at init. Without credentials every call fails, and says so.
+    pub fn sdk(aws: &AwsSettings) -> Self {
         // rustls on ring, which sqlx already links, instead of the SDK's default aws-lc.
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build_https();
-        let config = aws_config::defaults(BehaviorVersion::latest())
+        let mut config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
             .http_client(http_client)
             .timeout_config(
                 TimeoutConfig::builder()
@@ -120,10 +124,17 @@ impl SecretsClient {
                     .operation_timeout(OPERATION_TIMEOUT)
                     .build(),
             )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .load()
-            .await;
-        Self::Sdk(aws_sdk_secretsmanager::Client::new(&config))
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(region) = &aws.region {
+            config = config.region(Region::new(region.clone()));
+        }
+        if let Some(credentials) = &aws.credentials {
+            config = config.credentials_provider(sdk_credentials(credentials));
+        }
+        if let Some(endpoint) = &aws.secrets_manager_endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        Self::Sdk(aws_sdk_secretsmanager::Client::from_conf(config.build()))
     }
 
     /// The Parameters and Secrets Lambda Extension on `localhost:port`, which caches secrets
@@ -145,6 +156,20 @@ impl SecretsClient {
         tracing::Span::current().record("version_id", value.version_id.as_deref());
         Ok(value)
     }
+}
+
+/// The SDK's form of the role credentials from the environment.
+pub(crate) fn sdk_credentials(credentials: &AwsCredentials) -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(
+        &credentials.access_key_id,
+        credentials.secret_access_key.expose_secret(),
+        credentials
+            .session_token
+            .as_ref()
+            .map(|token| token.expose_secret().to_owned()),
+        None,
+        "environment",
+    )
 }
 
 async fn get_with_sdk(

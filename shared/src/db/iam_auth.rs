@@ -5,8 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
-use aws_credential_types::{provider::ProvideCredentials, Credentials as AwsCredentials};
+use aws_credential_types::Credentials as AwsCredentials;
 use aws_sigv4::{
     http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings},
     sign::v4,
@@ -16,7 +15,10 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
 use super::{options::connect_options, Credentials};
-use crate::config::DatabaseSettings;
+use crate::{
+    config::{self, DatabaseSettings},
+    secrets::sdk_credentials,
+};
 
 const SERVICE: &str = "rds-db";
 /// The longest validity RDS accepts.
@@ -76,37 +78,40 @@ pub fn auth_token(
 }
 
 /// Credentials that are IAM auth tokens: a token is signed for each new connection (a
-/// connection, once open, outlives its token), from the role credentials Lambda puts in the
+/// connection, once open, outlives its token), with the role credentials Lambda puts in the
 /// environment.
 #[derive(Debug)]
 pub(super) struct IamAuth {
     scope: TokenScope,
     settings: DatabaseSettings,
-    credentials: EnvironmentVariableCredentialsProvider,
+    credentials: AwsCredentials,
 }
 
 impl IamAuth {
     /// Checks that a token can be signed: Lambda puts the role's credentials in the environment,
     /// so a missing one fails the init here, naming the cause.
-    pub(super) async fn new(scope: TokenScope, settings: DatabaseSettings) -> anyhow::Result<Self> {
+    pub(super) fn new(
+        scope: TokenScope,
+        credentials: Option<config::AwsCredentials>,
+        settings: DatabaseSettings,
+    ) -> anyhow::Result<Self> {
+        let credentials = credentials.context(
+            "No AWS credentials to sign the database auth token with (AWS_ACCESS_KEY_ID, \
+             AWS_SECRET_ACCESS_KEY)",
+        )?;
         let iam = Self {
             scope,
             settings,
-            credentials: EnvironmentVariableCredentialsProvider::new(),
+            credentials: sdk_credentials(&credentials),
         };
-        iam.connect_options().await?;
+        iam.connect_options()?;
         Ok(iam)
     }
 
     /// Options to open a connection with, carrying a newly signed token (a local HMAC, no
     /// network call).
-    pub(super) async fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
-        let credentials = self
-            .credentials
-            .provide_credentials()
-            .await
-            .context("No AWS credentials to sign the database auth token with")?;
-        let token = auth_token(&self.scope, &credentials, SystemTime::now())?;
+    pub(super) fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
+        let token = auth_token(&self.scope, &self.credentials, SystemTime::now())?;
         let options = PgConnectOptions::new_without_pgpass()
             .host(&self.scope.host)
             .port(self.scope.port)

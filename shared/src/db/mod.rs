@@ -87,7 +87,11 @@ impl Database {
             DatabaseSource::Url(url) => {
                 Source::Fixed(connect_options(&settings, Credentials::from(&**url)))
             }
-            DatabaseSource::IamAuth { user, region } => {
+            DatabaseSource::IamAuth {
+                user,
+                region,
+                credentials,
+            } => {
                 let scope = TokenScope {
                     host: settings
                         .endpoint
@@ -98,8 +102,7 @@ impl Database {
                     user: user.clone(),
                     region: region.clone(),
                 };
-                let iam = IamAuth::new(scope, settings.clone())
-                    .await
+                let iam = IamAuth::new(scope, credentials.clone(), settings.clone())
                     .context("Failed to sign the database auth token (DB_IAM_USER)")?;
                 Source::Iam(iam)
             }
@@ -175,7 +178,6 @@ impl Database {
             Source::Iam(iam) => {
                 let options = iam
                     .connect_options()
-                    .await
                     .map_err(|err| sqlx::Error::Configuration(err.into()))?;
                 options.connect().await
             }
