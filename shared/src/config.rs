@@ -630,10 +630,10 @@ mod tests {
         let no_host = settings(&without("DB_HOST")).unwrap_err();
         let plain = settings(&[iam[0], iam[1], iam[2], ("DB_SSLMODE", "prefer")]).unwrap_err();
 
-        assert!(matches!(
-            accepted,
-            DatabaseSource::IamAuth { user, region, .. } if user == "users_api" && region == "eu-west-1"
-        ));
+        let DatabaseSource::IamAuth { user, region, .. } = accepted else {
+            panic!("expected IAM authentication, got {accepted:?}");
+        };
+        assert_eq!((user.as_str(), region.as_str()), ("users_api", "eu-west-1"));
         assert!(matches!(no_region, ConfigError::IamAuthNeeds("AWS_REGION")));
         assert!(matches!(no_host, ConfigError::IamAuthNeeds("DB_HOST")));
         assert!(matches!(plain, ConfigError::IamAuthWithoutTls));
