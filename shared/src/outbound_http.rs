@@ -1,6 +1,7 @@
-//! The one HTTP client for outbound calls that are not AWS SDK calls: a JWKS document,
-//! CloudFormation's response URL, the secrets extension on localhost. (Inbound requests are
-//! [`crate::http`]'s.) rustls on ring with the webpki roots; plain HTTP is allowed for loopback.
+//! The one HTTP client for outbound calls: Secrets Manager (the SDK is given this client, see
+//! `secrets`), a JWKS document, CloudFormation's response URL, the secrets extension on
+//! localhost. (Inbound requests are [`crate::http`]'s.) HTTP/1.1, rustls on ring with the webpki
+//! roots; plain HTTP is allowed for loopback.
 
 use std::time::Duration;
 

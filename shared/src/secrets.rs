@@ -12,7 +12,14 @@ use aws_sdk_secretsmanager::{
     error::{ProvideErrorMetadata, SdkError},
     operation::get_secret_value::GetSecretValueError,
 };
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::client::{
+    http::{
+        http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
+    },
+    orchestrator::{HttpRequest, HttpResponse},
+    result::ConnectorError,
+};
+use aws_smithy_types::body::SdkBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use secrecy::{ExposeSecret, SecretString};
@@ -110,10 +117,7 @@ impl SecretsClient {
     /// metadata), which a Lambda function never uses: less code in every binary, nothing to
     /// probe at init. Without credentials every call fails, and says so.
     pub fn sdk(aws: &AwsSettings) -> Self {
-        // rustls on ring, which sqlx already links, instead of the SDK's default aws-lc.
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let http_client = sdk_http_client(outbound_http::client());
         let mut config = aws_sdk_secretsmanager::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .http_client(http_client)
@@ -155,6 +159,47 @@ impl SecretsClient {
         }?;
         tracing::Span::current().record("version_id", value.version_id.as_deref());
         Ok(value)
+    }
+}
+
+/// The SDK's HTTP client: the crate's one outbound client ([`outbound_http`]: HTTP/1.1, rustls
+/// on ring, the webpki roots). The SDK's own would link a second HTTP stack, with HTTP/2 and the
+/// system's root store, into every binary, for one small request at init.
+fn sdk_http_client(http: OutboundHttp) -> SharedHttpClient {
+    let connector = SharedHttpConnector::new(SdkConnector { http });
+    http_client_fn(move |_settings, _components| connector.clone())
+}
+
+#[derive(Debug)]
+struct SdkConnector {
+    http: OutboundHttp,
+}
+
+impl HttpConnector for SdkConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let http = self.http.clone();
+        HttpConnectorFuture::new(async move {
+            let request = request
+                .try_into_http1x()
+                .map_err(|err| ConnectorError::other(err.into(), None))?;
+            let (parts, body) = request.into_parts();
+            // The requests this crate makes (GetSecretValue) carry a small JSON body in memory.
+            let body = body.bytes().map(Bytes::copy_from_slice).ok_or_else(|| {
+                ConnectorError::other("a streaming request body is not supported".into(), None)
+            })?;
+            let response = http
+                .request(hyper::Request::from_parts(parts, Full::new(body)))
+                .await
+                .map_err(|err| ConnectorError::io(err.into()))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|err| ConnectorError::io(err.into()))?
+                .to_bytes();
+            HttpResponse::try_from(hyper::Response::from_parts(parts, SdkBody::from(body)))
+                .map_err(|err| ConnectorError::other(err.into(), None))
+        })
     }
 }
 
