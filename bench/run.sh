@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# `make bench`: cold-start benchmark of the release `health` binary (host architecture) against
-# a throwaway Postgres and a local Secrets Manager. See bench/cold_start.py.
+# `make bench`: the release binaries (host architecture) under the harness's Lambda Runtime API,
+# against a throwaway Postgres, a local Secrets Manager and a local JWKS issuer; writes
+# bench/results.md (see e2e/src/bench.rs). Then the earlier init-only benchmark of `health`
+# (bench/cold_start.py). BENCH_COLD_STARTS, BENCH_WARM_GETS, BENCH_WARM_POSTS scale the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-cargo build --release --locked -p health
+export PATH="$PWD/.venv/bin:$PATH"
+cargo build --release --locked -p get-user -p create-user -p health -p hello-world
+cargo build --release --locked -p e2e --bin bench
+target_dir=$(python3 -m devtools.paths target-dir)
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/users-api-bench-XXXXXX")
 trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
 admin_url=$(scripts/postgres.sh start "$pg_dir" | sed -n 's/^DATABASE_URL=//p')
-.venv/bin/python -m bench.cold_start "$(python3 -m devtools.paths target-dir)/release/health" "$admin_url"
+BENCH_HEADER="$(printf -- '- machine: %s, %s cores, %s\n- date: %s\n- commit: %s%s\n' \
+  "$(uname -m)" "$(nproc)" "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)" \
+  "$(date -u +%Y-%m-%dT%H:%MZ)" "$(git rev-parse --short HEAD)" \
+  "$(git diff --quiet HEAD -- . ':!bench/results.md' || echo ' (with uncommitted changes)')")" \
+BENCH_BIN_DIR="$target_dir/release" BENCH_DATABASE_URL="$admin_url" \
+  "$target_dir/release/bench"
+.venv/bin/python -m bench.cold_start "$target_dir/release/health" "$admin_url"

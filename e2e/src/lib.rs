@@ -14,6 +14,7 @@
 //!
 //! `cargo lambda` and `moto_server` come from the project's virtualenv (`scripts/bootstrap.sh`).
 
+pub mod bench;
 pub mod cloudformation;
 pub mod database;
 pub mod init;

@@ -66,12 +66,16 @@ struct Api {
     queued: Notify,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<Value>>,
+    /// When the function first asked for an event: its init was over.
+    first_next: Mutex<Option<std::time::Instant>>,
 }
 
 /// One execution environment: the function's binary, started with a bare environment plus the
 /// given variables, and the Runtime API it polls. Dropping it kills the process.
 pub struct Function {
     pub log_path: PathBuf,
+    /// When the process was started.
+    pub started: std::time::Instant,
     api: Arc<Api>,
     child: Child,
     server: JoinHandle<()>,
@@ -80,11 +84,20 @@ pub struct Function {
 impl Function {
     /// Starts `target/<profile>/<binary>` (the build the test binary belongs to).
     pub async fn start<K: AsRef<OsStr>, V: AsRef<OsStr>>(binary: &str, env: &[(K, V)]) -> Self {
+        Self::start_at(&binary_path(binary), env).await
+    }
+
+    /// Starts the binary at `path` (`make bench`: a release build).
+    pub async fn start_at<K: AsRef<OsStr>, V: AsRef<OsStr>>(path: &Path, env: &[(K, V)]) -> Self {
+        let binary = path
+            .file_name()
+            .and_then(OsStr::to_str)
+            .expect("a binary's path")
+            .to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("the address");
         let api = Arc::new(Api::default());
         let server = tokio::spawn(serve(listener, Arc::clone(&api)));
-        let path = binary_path(binary);
         let log_dir = workspace().join("target").join("e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("create the log folder");
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -94,12 +107,13 @@ impl Function {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let log = File::create(&log_path).expect("create the log file");
-        let child = Command::new(&path)
+        let started = std::time::Instant::now();
+        let child = Command::new(path)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+            .env("AWS_LAMBDA_FUNCTION_NAME", &binary)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .envs(env.iter().map(|(key, value)| (key, value)))
@@ -111,10 +125,16 @@ impl Function {
             .unwrap_or_else(|err| panic!("run {}: {err}", path.display()));
         Self {
             log_path,
+            started,
             api,
             child,
             server,
         }
+    }
+
+    /// How long the init took (start to the first request for an event), once it is over.
+    pub fn init_duration(&self) -> Option<Duration> {
+        lock(&self.api.first_next).map(|at| at - self.started)
     }
 
     /// Sends `event` with `timeout` as the function's time limit (the deadline the function
@@ -166,6 +186,17 @@ impl Function {
     /// Lambda's thaw when the next invocation arrives: SIGCONT.
     pub fn thaw(&self) {
         self.signal(libc::SIGCONT);
+    }
+
+    /// The process's peak resident set size (`VmHWM`), in kilobytes.
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the process's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in the status")
     }
 
     /// Whether the process has exited (as after a failed init or a crash).
@@ -252,6 +283,7 @@ async fn route(
     let parsed = || serde_json::from_slice(&body).unwrap_or(Value::Null);
     match (method, rest) {
         ("GET", "invocation/next") => {
+            lock(&api.first_next).get_or_insert_with(std::time::Instant::now);
             let invocation = loop {
                 if let Some(invocation) = lock(&api.queue).pop_front() {
                     break invocation;

@@ -1,0 +1,378 @@
+//! `make bench`: the functions' cold starts, warm latencies, database round trips and memory,
+//! measured side by side in one run, under the harness's Lambda Runtime API
+//! ([`crate::runtime`]), with the stand-ins of the end-to-end tests (moto, a JWKS issuer, the
+//! TCP proxy that adds network distance). The ratios between rows of one run are the figures
+//! to read; absolute times depend on this machine.
+
+use std::{
+    fmt::Write as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use test_support::{tokens, TestRequest};
+
+use crate::{jwks::JwksServer, moto::Moto, proxy::Proxy, runtime::Function, TestDatabase};
+
+/// What to run, and how much.
+pub struct Config {
+    /// Where the function binaries are (`target/release` for `make bench`).
+    pub bin_dir: PathBuf,
+    /// Admin URL of the cluster to create the benchmark's database on.
+    pub admin_url: String,
+    pub cold_starts: usize,
+    pub warm_gets: usize,
+    pub warm_posts: usize,
+    /// Peak RSS is read after this many warm GETs, and after all of them.
+    pub rss_checkpoint: usize,
+}
+
+/// One-way delays of the distances a Lambda function has to its dependencies in AWS (issue
+/// #13): Secrets Manager 20 ms round trip, the token issuer 40 ms, Postgres 2 ms.
+const DISTANCES: [(&str, Duration); 3] = [
+    ("secrets", Duration::from_millis(10)),
+    ("jwks", Duration::from_millis(20)),
+    ("postgres", Duration::from_millis(1)),
+];
+
+/// The report, as Markdown.
+pub async fn run(config: &Config) -> String {
+    let bench = Setup::new(config).await;
+    let mut report = String::new();
+    cold_starts(&bench, config, &mut report).await;
+    warm(&bench, config, &mut report).await;
+    round_trips(&bench, &mut report).await;
+    report
+}
+
+struct Setup {
+    database: TestDatabase,
+    moto: Moto,
+    issuer: JwksServer,
+    bin_dir: PathBuf,
+    get: TestRequest,
+    bearer: String,
+}
+
+impl Setup {
+    async fn new(config: &Config) -> Self {
+        let database = TestDatabase::create_on(&config.admin_url, "bench").await;
+        sqlx::query("INSERT INTO users (email, name) VALUES ('bench@example.com', 'Bench')")
+            .execute(&mut database.connect().await)
+            .await
+            .expect("a user");
+        let moto = Moto::start().await;
+        let role = database.create_app_role("bench", "bench-pw-1").await;
+        let secret = database.rds_secret(database.address.port(), &role, "bench-pw-1");
+        moto.create_secret("bench/db", &secret).await;
+        let keys: Value = serde_json::from_str(tokens::JWKS_KEYS).expect("the JWKS fixture");
+        let issuer = JwksServer::start(vec![keys["rsa-1"].clone()]).await;
+        let token = tokens::sign(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &tokens::rsa_key(tokens::RSA_PRIVATE),
+            &tokens::claims(tokens::FULL_SCOPE, json!({"exp": tokens::now() + 3600})),
+        );
+        let bearer = format!("Bearer {token}");
+        let get = TestRequest::get("/users/1").authorization(Some(&bearer));
+        Self {
+            database,
+            moto,
+            issuer,
+            bin_dir: config.bin_dir.clone(),
+            get,
+            bearer,
+        }
+    }
+
+    /// `POST /users` for a new user `n`.
+    fn post(&self, n: &str) -> Value {
+        TestRequest::post("/users")
+            .authorization(Some(&self.bearer))
+            .json(&json!({"email": format!("{n}@example.com"), "name": "Bench"}))
+            .event()
+    }
+
+    /// A function as the template configures it: the secret from Secrets Manager, the keys
+    /// from the issuer's JWKS, each at `endpoints` (the direct ones, or proxies).
+    async fn function(&self, name: &str, endpoints: &Endpoints) -> Function {
+        let mut env = self.moto.function_env();
+        for (key, value) in &mut env {
+            if key == "AWS_ENDPOINT_URL" {
+                value.clone_from(&endpoints.secrets);
+            }
+        }
+        env.extend(
+            [
+                ("DB_SECRET_ID", "bench/db"),
+                ("DB_SSLMODE", "disable"),
+                ("JWT_JWKS_URL", &endpoints.jwks),
+                ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+                ("RUST_LOG", "warn"),
+            ]
+            .map(|(key, value)| (key.to_owned(), value.to_owned())),
+        );
+        if let Some(port) = endpoints.postgres_port {
+            env.push(("DB_PORT".into(), port.to_string()));
+        }
+        Function::start_at(&self.bin_dir.join(name), &env).await
+    }
+
+    fn direct(&self) -> Endpoints {
+        Endpoints {
+            secrets: self.moto.endpoint.clone(),
+            jwks: self.issuer.url.clone(),
+            postgres_port: None,
+        }
+    }
+}
+
+struct Endpoints {
+    secrets: String,
+    jwks: String,
+    postgres_port: Option<u16>,
+}
+
+/// `url` with `port` instead of its own.
+fn with_port(url: &str, port: u16) -> String {
+    let mut url = reqwest::Url::parse(url).expect("a URL");
+    url.set_port(Some(port)).expect("a URL with a port");
+    url.to_string()
+}
+
+fn port_of(url: &str) -> u16 {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| url.port())
+        .expect("a URL with a port")
+}
+
+async fn cold_starts(bench: &Setup, config: &Config, report: &mut String) {
+    let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let secrets = Proxy::start(loopback(port_of(&bench.moto.endpoint))).await;
+    let jwks = Proxy::start(loopback(port_of(&bench.issuer.url))).await;
+    let postgres = Proxy::start(bench.database.address).await;
+    for (proxy, (_, delay)) in [&secrets, &jwks, &postgres].into_iter().zip(DISTANCES) {
+        proxy.delay(delay);
+    }
+    let far = Endpoints {
+        secrets: with_port(&bench.moto.endpoint, secrets.port),
+        jwks: with_port(&bench.issuer.url, jwks.port),
+        postgres_port: Some(postgres.port),
+    };
+    let _ = writeln!(
+        report,
+        "## Cold start\n\n{} fresh processes per row, one row after another; init is exec to \
+         the first request for an event (config, the secret, the token keys, the first \
+         connection); first response is exec to the first request answered (`GET /users/{{id}}`, \
+         `POST /users`).\n\n\
+         | function | distances | init p50 | init p90 | first response p50 | first response p90 |\n\
+         |---|---|---|---|---|---|",
+        config.cold_starts
+    );
+    for function in ["get-user", "create-user"] {
+        for (label, endpoints) in [("none", bench.direct()), ("AWS-like", far.clone())] {
+            let (mut init, mut first) = (Vec::new(), Vec::new());
+            for n in 0..config.cold_starts {
+                let process = bench.function(function, &endpoints).await;
+                let event = match function {
+                    "get-user" => bench.get.event(),
+                    _ => bench.post(&format!("cold-{label}-{n}")),
+                };
+                let response = process
+                    .invoke(&event, Duration::from_secs(10))
+                    .await
+                    .response();
+                first.push(process.started.elapsed());
+                assert!(
+                    matches!(response["statusCode"].as_u64(), Some(200 | 201)),
+                    "{response}"
+                );
+                init.push(process.init_duration().expect("the init is over"));
+            }
+            let _ = writeln!(
+                report,
+                "| {function} | {label} | {} | {} | {} | {} |",
+                ms(percentile(&mut init, 0.5)),
+                ms(percentile(&mut init, 0.9)),
+                ms(percentile(&mut first, 0.5)),
+                ms(percentile(&mut first, 0.9)),
+            );
+        }
+    }
+    let _ = writeln!(
+        report,
+        "\nAWS-like distances, one way, added by the harness's proxy: Secrets Manager {} ms, \
+         the issuer {} ms, Postgres {} ms (each connection's set-up included). At init the \
+         token keys are fetched beside the secret and the first connection.\n",
+        DISTANCES[0].1.as_millis(),
+        DISTANCES[1].1.as_millis(),
+        DISTANCES[2].1.as_millis(),
+    );
+}
+
+impl Clone for Endpoints {
+    fn clone(&self) -> Self {
+        Self {
+            secrets: self.secrets.clone(),
+            jwks: self.jwks.clone(),
+            postgres_port: self.postgres_port,
+        }
+    }
+}
+
+async fn warm(bench: &Setup, config: &Config, report: &mut String) {
+    let get_user = bench.function("get-user", &bench.direct()).await;
+    let create_user = bench.function("create-user", &bench.direct()).await;
+    let hello =
+        Function::start_at(&bench.bin_dir.join("hello-world"), &[("RUST_LOG", "warn")]).await;
+    let event = bench.get.event();
+    let limit = Duration::from_secs(10);
+    // Warm-up: the first invocation of each prepares its statement and caches its keys.
+    get_user.invoke(&event, limit).await.response();
+    hello.invoke(&event, limit).await.response();
+
+    let mut gets = Vec::with_capacity(config.warm_gets);
+    let mut rss_at_checkpoint = 0;
+    for n in 1..=config.warm_gets {
+        let started = Instant::now();
+        get_user.invoke(&event, limit).await.response();
+        gets.push(started.elapsed());
+        if n == config.rss_checkpoint {
+            rss_at_checkpoint = get_user.peak_rss_kb();
+        }
+    }
+    let rss_at_end = get_user.peak_rss_kb();
+
+    let mut direct = PgConnection::connect(&bench.database.url)
+        .await
+        .expect("connect");
+    let statement = "SELECT id, email, name, created_at, updated_at FROM users WHERE id = $1";
+    // Warm-up: prepare the statement, as the functions' first request does.
+    sqlx::query(statement)
+        .bind(1_i64)
+        .fetch_optional(&mut direct)
+        .await
+        .expect("the statement");
+    let mut raw = Vec::with_capacity(config.warm_gets);
+    for _ in 0..config.warm_gets {
+        let started = Instant::now();
+        sqlx::query("SELECT id, email, name, created_at, updated_at FROM users WHERE id = $1")
+            .bind(1_i64)
+            .fetch_optional(&mut direct)
+            .await
+            .expect("the statement");
+        raw.push(started.elapsed());
+    }
+
+    let mut floor = Vec::with_capacity(config.warm_gets);
+    for _ in 0..config.warm_gets {
+        let started = Instant::now();
+        hello.invoke(&event, limit).await.response();
+        floor.push(started.elapsed());
+    }
+
+    let mut posts = Vec::with_capacity(config.warm_posts);
+    for n in 0..=config.warm_posts {
+        let event = bench.post(&format!("warm-{n}"));
+        let started = Instant::now();
+        create_user.invoke(&event, limit).await.response();
+        // The first one prepares the statement.
+        if n > 0 {
+            posts.push(started.elapsed());
+        }
+    }
+
+    let _ = writeln!(
+        report,
+        "## Warm\n\nEach row measured in this run, one after another; a function's time is the \
+         invocation as the Runtime API sees it (event handed over to response posted), so the \
+         hello-world row is the floor every function pays.\n\n\
+         | what | n | p50 | p99 | p99.9 |\n|---|---|---|---|---|"
+    );
+    for (label, samples) in [
+        ("`GET /users/{id}` (get-user)", &mut gets),
+        (
+            "the same statement, SQLx on one connection from the harness",
+            &mut raw,
+        ),
+        ("hello-world `lambda_http` (the runtime floor)", &mut floor),
+        ("`POST /users` (create-user)", &mut posts),
+    ] {
+        let _ = writeln!(
+            report,
+            "| {label} | {} | {} | {} | {} |",
+            samples.len(),
+            micros(percentile(samples, 0.5)),
+            micros(percentile(samples, 0.99)),
+            micros(percentile(samples, 0.999)),
+        );
+    }
+    let get_p50 = percentile(&mut gets, 0.5).as_secs_f64();
+    let raw_p50 = percentile(&mut raw, 0.5).as_secs_f64();
+    let floor_p50 = percentile(&mut floor, 0.5).as_secs_f64();
+    let _ = writeln!(
+        report,
+        "\nget-user p50 over the raw statement: {:.2}x; over the runtime floor plus the raw \
+         statement: {:.2}x.\n\n## Memory\n\nget-user's peak RSS: {} kB after {} warm requests, \
+         {} kB after {}.\n",
+        get_p50 / raw_p50,
+        get_p50 / (floor_p50 + raw_p50),
+        rss_at_checkpoint,
+        config.rss_checkpoint,
+        rss_at_end,
+        config.warm_gets,
+    );
+}
+
+async fn round_trips(bench: &Setup, report: &mut String) {
+    let postgres = Proxy::start(bench.database.address).await;
+    let endpoints = Endpoints {
+        postgres_port: Some(postgres.port),
+        ..bench.direct()
+    };
+    let get_user = bench.function("get-user", &endpoints).await;
+    let create_user = bench.function("create-user", &endpoints).await;
+    let limit = Duration::from_secs(10);
+    let get = bench.get.event();
+    get_user.invoke(&get, limit).await.response();
+    let post = |n: usize| bench.post(&format!("trip-{n}"));
+    create_user.invoke(&post(0), limit).await.response();
+    const N: usize = 100;
+    let before = postgres.sent();
+    for _ in 0..N {
+        get_user.invoke(&get, limit).await.response();
+    }
+    let gets = postgres.sent() - before;
+    let before = postgres.sent();
+    for n in 1..=N {
+        create_user.invoke(&post(n), limit).await.response();
+    }
+    let posts = postgres.sent() - before;
+    let _ = writeln!(
+        report,
+        "## Database round trips per warm request\n\nCounted at a proxy in front of Postgres \
+         (messages the function sent, each awaited), over {N} requests in a burst.\n\n\
+         | route | round trips per request |\n|---|---|\n\
+         | `GET /users/{{id}}` | {:.2} |\n| `POST /users` | {:.2} |\n",
+        gets as f64 / N as f64,
+        posts as f64 / N as f64,
+    );
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{} µs", duration.as_micros())
+}

@@ -1,0 +1,41 @@
+//! `make bench`'s harness, run small (a few iterations, no figure asserted) against the debug
+//! binaries, so that it cannot rot between benchmark runs. The figures are read from the
+//! report `make bench` writes, never asserted in a test.
+
+use e2e::{
+    bench::{self, Config},
+    runtime::binary_path,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_runs_and_reports_every_section() {
+    let config = Config {
+        bin_dir: binary_path("get-user")
+            .parent()
+            .expect("the binaries' folder")
+            .to_path_buf(),
+        admin_url: std::env::var("E2E_DATABASE_URL")
+            .expect("E2E_DATABASE_URL: run the end-to-end tests through `make test`"),
+        cold_starts: 2,
+        warm_gets: 20,
+        warm_posts: 5,
+        rss_checkpoint: 10,
+    };
+
+    let report = bench::run(&config).await;
+
+    for section in [
+        "## Cold start",
+        "| get-user | AWS-like |",
+        "| create-user | none |",
+        "## Warm",
+        "hello-world",
+        "## Memory",
+        "## Database round trips per warm request",
+    ] {
+        assert!(
+            report.contains(section),
+            "{section} missing from:\n{report}"
+        );
+    }
+}
