@@ -55,6 +55,8 @@ struct Setup {
     bin_dir: PathBuf,
     get: TestRequest,
     bearer: String,
+    /// The application role's URL, as the functions log in.
+    role_url: String,
 }
 
 impl Setup {
@@ -67,6 +69,10 @@ impl Setup {
         let moto = Moto::start().await;
         let role = database.create_app_role("bench", "bench-pw-1").await;
         let secret = database.rds_secret(database.address.port(), &role, "bench-pw-1");
+        let role_url = format!(
+            "postgres://{role}:bench-pw-1@{}/{}",
+            database.address, database.name
+        );
         moto.create_secret("bench/db", &secret).await;
         let keys: Value = serde_json::from_str(tokens::JWKS_KEYS).expect("the JWKS fixture");
         let issuer = JwksServer::start(vec![keys["rsa-1"].clone()]).await;
@@ -85,6 +91,7 @@ impl Setup {
             bin_dir: config.bin_dir.clone(),
             get,
             bearer,
+            role_url,
         }
     }
 
@@ -211,6 +218,61 @@ async fn cold_starts(bench: &Setup, config: &Config, report: &mut String) {
         DISTANCES[0].1.as_millis(),
         DISTANCES[1].1.as_millis(),
         DISTANCES[2].1.as_millis(),
+    );
+    split(bench, config, &far, report).await;
+}
+
+/// What each dependency of the init costs on its own at the AWS-like distances, measured from
+/// the harness in the same run, each on a new connection as at init: the split of the rows
+/// above (the rest is the init with no distance).
+async fn split(bench: &Setup, config: &Config, far: &Endpoints, report: &mut String) {
+    let samples = config.cold_starts;
+    let mut secret = Vec::new();
+    let mut keys = Vec::new();
+    let mut connection = Vec::new();
+    let role_url = with_port(
+        &bench.role_url,
+        far.postgres_port.expect("a proxy in front of Postgres"),
+    );
+    for _ in 0..samples {
+        // A new client each time: a new connection, as a new process makes.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("a client");
+        let started = Instant::now();
+        let answer = http
+            .post(&far.secrets)
+            .header("x-amz-target", "secretsmanager.GetSecretValue")
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(r#"{"SecretId":"bench/db"}"#)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        answer.expect("GetSecretValue from moto");
+        secret.push(started.elapsed());
+        let started = Instant::now();
+        http.get(&far.jwks)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the JWKS");
+        keys.push(started.elapsed());
+        let started = Instant::now();
+        let opened = PgConnection::connect(&role_url)
+            .await
+            .expect("a connection");
+        connection.push(started.elapsed());
+        let _ = opened.close().await;
+    }
+    let median = |samples: &mut Vec<Duration>| ms(percentile(samples, 0.5));
+    let _ = writeln!(
+        report,
+        "The split at those distances, medians over {samples} from the harness, each on a new \
+         connection: the secret {}, then the first connection {}; beside them, the keys {}.\n",
+        median(&mut secret),
+        median(&mut connection),
+        median(&mut keys),
     );
 }
 

@@ -31,10 +31,45 @@ async fn main() {
         warm_posts: number("BENCH_WARM_POSTS", 2_000),
         rss_checkpoint: (warm_gets / 10).max(1),
     };
-    let report = bench::run(&config).await;
+    let mut report = bench::run(&config).await;
+    report.push_str(&artifacts(&config.bin_dir));
     let header = std::env::var("BENCH_HEADER").unwrap_or_default();
-    let document = format!("# make bench\n\n{header}\n{report}");
+    let document = format!("# make bench\n\n{}\n\n{report}", header.trim_end());
     let path = e2e::workspace().join("bench").join("results.md");
     std::fs::write(&path, &document).expect("write bench/results.md");
     print!("{document}");
+}
+
+/// The Lambda zips of the last `make build` (arm64, release) beside the binaries, if any.
+fn artifacts(bin_dir: &std::path::Path) -> String {
+    let Some(lambda) = bin_dir.parent().map(|target| target.join("lambda")) else {
+        return String::new();
+    };
+    let mut rows: Vec<String> = std::fs::read_dir(&lambda)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let zip = entry.path().join("bootstrap.zip");
+            let metadata = std::fs::metadata(&zip).ok()?;
+            let built: time::OffsetDateTime = metadata.modified().ok()?.into();
+            Some(format!(
+                "| {} | {} | {} |",
+                entry.file_name().to_string_lossy(),
+                metadata.len(),
+                built
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()?
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return "\n## Artifacts\n\nNo `bootstrap.zip`: run `make build` first.\n".to_owned();
+    }
+    rows.sort();
+    format!(
+        "\n## Artifacts\n\nThe `bootstrap.zip` files of the last `make build` (arm64, release).\n\n\
+         | function | bytes | built |\n|---|---|---|\n{}\n",
+        rows.join("\n")
+    )
 }
