@@ -7,10 +7,10 @@
 //! - DDL waits for a lock at most [`LOCK_TIMEOUT`]: an `ALTER TABLE` queued behind a long
 //!   query would otherwise queue every API query behind itself. A migration that times out
 //!   waiting is retried while the budget lasts.
-//! - Statements are bounded on the server by the time left (`statement_timeout`), and when the
-//!   deadline passes the session is terminated from a second connection: the server stops
-//!   working, rolls back and releases the advisory lock at once, rather than when it next
-//!   notices the client has gone.
+//! - When the deadline passes the session is terminated from a second connection: the server
+//!   stops working, rolls back and releases the advisory lock at once, rather than when it next
+//!   notices the client has gone. Its `statement_timeout` (the time left, and a little more) is
+//!   the backstop.
 
 use std::{borrow::Cow, time::Duration};
 
@@ -37,6 +37,9 @@ use crate::{
 const LOCK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between two attempts of a migration that could not get its locks.
 const LOCK_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// How far past the deadline the server's `statement_timeout` falls: a backstop behind the
+/// termination at the deadline, well within the time kept to answer CloudFormation.
+const STATEMENT_TIMEOUT_SLACK: Duration = Duration::from_secs(2);
 /// Longest wait for the session that cancels a migration past its deadline.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -108,8 +111,11 @@ async fn migrate(
     migrator: &'static Migrator,
     deadline: Instant,
 ) -> anyhow::Result<()> {
+    // The deadline itself is enforced from here (the session is terminated when it passes);
+    // the server's own limit is the backstop should that fail, so it comes a little later and
+    // the two never race to report the same overrun.
     let left = deadline.saturating_duration_since(Instant::now());
-    set(session, "statement_timeout", left).await?;
+    set(session, "statement_timeout", left + STATEMENT_TIMEOUT_SLACK).await?;
     // The advisory lock first, waiting as long as the statement timeout allows (another
     // deploy's migrations may be running); only then the short lock timeout, for the DDL.
     session
