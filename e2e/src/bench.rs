@@ -137,6 +137,7 @@ impl Setup {
     }
 }
 
+#[derive(Clone)]
 struct Endpoints {
     secrets: String,
     jwks: String,
@@ -274,16 +275,6 @@ async fn split(bench: &Setup, config: &Config, far: &Endpoints, report: &mut Str
         median(&mut connection),
         median(&mut keys),
     );
-}
-
-impl Clone for Endpoints {
-    fn clone(&self) -> Self {
-        Self {
-            secrets: self.secrets.clone(),
-            jwks: self.jwks.clone(),
-            postgres_port: self.postgres_port,
-        }
-    }
 }
 
 async fn warm(bench: &Setup, config: &Config, report: &mut String) {
