@@ -28,6 +28,39 @@ pub struct Settings {
     pub app_role_rds_iam: bool,
 }
 
+/// How to log, from Lambda's advanced logging controls. Read on its own, first thing, so that
+/// everything after it (invalid settings included) is logged in the function's format.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `AWS_LAMBDA_LOG_FORMAT=JSON`: one JSON object per line.
+    pub json: bool,
+    /// `AWS_LAMBDA_LOG_LEVEL` (a level), else `RUST_LOG` (a level and `target=level`
+    /// directives, e.g. `info,shared=debug`; no span or field filters), else `info`. A value
+    /// that does not parse means `info`.
+    pub filter: tracing_subscriber::filter::Targets,
+}
+
+impl LogSettings {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let info = || {
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing::level_filters::LevelFilter::INFO)
+        };
+        let filter = lookup("AWS_LAMBDA_LOG_LEVEL")
+            .or_else(|| lookup("RUST_LOG"))
+            .and_then(|directives| directives.trim().to_ascii_lowercase().parse().ok())
+            .unwrap_or_else(info);
+        Self {
+            json: lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            filter,
+        }
+    }
+}
+
 /// The AWS SDK's settings, from the variables Lambda sets. Nothing else: a Lambda function's
 /// credentials are in its environment, so the SDK's other sources (profile files, SSO, web
 /// identity, instance metadata) would only add code to every binary and time to every init.
@@ -472,6 +505,37 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(printed.contains("ASIAEXAMPLE"), "{printed}");
         assert!(!printed.contains("secret-access-key-9") && !printed.contains("session-token-9"));
+    }
+
+    #[test]
+    fn the_log_level_and_format_follow_lambdas_controls_then_rust_log() {
+        let log = |vars: &[(&str, &str)]| {
+            LogSettings::from_lookup(|name| {
+                vars.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            })
+        };
+
+        let enabled = |settings: &LogSettings, target: &str, level| {
+            settings.filter.would_enable(target, &level)
+        };
+
+        assert!(enabled(&log(&[]), "shared", tracing::Level::INFO));
+        assert!(!enabled(&log(&[]), "shared", tracing::Level::DEBUG));
+        assert!(!log(&[]).json);
+        let directives = log(&[("RUST_LOG", "info,shared=debug,sqlx=warn")]);
+        assert!(enabled(&directives, "shared::db", tracing::Level::DEBUG));
+        assert!(!enabled(&directives, "sqlx::query", tracing::Level::INFO));
+        assert!(enabled(&directives, "lambda_runtime", tracing::Level::INFO));
+        let lambda = log(&[
+            ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+            ("RUST_LOG", "debug"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ]);
+        assert!(lambda.json);
+        assert!(!enabled(&lambda, "shared", tracing::Level::INFO));
+        assert!(enabled(&lambda, "shared", tracing::Level::WARN));
     }
 
     #[test]
