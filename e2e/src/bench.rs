@@ -144,31 +144,16 @@ struct Endpoints {
     postgres_port: Option<u16>,
 }
 
-/// `url` with `port` instead of its own.
-fn with_port(url: &str, port: u16) -> String {
-    let mut url = reqwest::Url::parse(url).expect("a URL");
-    url.set_port(Some(port)).expect("a URL with a port");
-    url.to_string()
-}
-
-fn port_of(url: &str) -> u16 {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|url| url.port())
-        .expect("a URL with a port")
-}
-
 async fn cold_starts(bench: &Setup, config: &Config, report: &mut String) {
-    let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let secrets = Proxy::start(loopback(port_of(&bench.moto.endpoint))).await;
-    let jwks = Proxy::start(loopback(port_of(&bench.issuer.url))).await;
+    let secrets = Proxy::in_front_of(&bench.moto.endpoint).await;
+    let jwks = Proxy::in_front_of(&bench.issuer.url).await;
     let postgres = Proxy::start(bench.database.address).await;
     for (proxy, (_, delay)) in [&secrets, &jwks, &postgres].into_iter().zip(DISTANCES) {
         proxy.delay(delay);
     }
     let far = Endpoints {
-        secrets: with_port(&bench.moto.endpoint, secrets.port),
-        jwks: with_port(&bench.issuer.url, jwks.port),
+        secrets: secrets.url_for(&bench.moto.endpoint),
+        jwks: jwks.url_for(&bench.issuer.url),
         postgres_port: Some(postgres.port),
     };
     let _ = writeln!(
@@ -231,7 +216,7 @@ async fn split(bench: &Setup, config: &Config, far: &Endpoints, report: &mut Str
     let mut secret = Vec::new();
     let mut keys = Vec::new();
     let mut connection = Vec::new();
-    let role_url = with_port(
+    let role_url = crate::with_port(
         &bench.role_url,
         far.postgres_port.expect("a proxy in front of Postgres"),
     );

@@ -40,6 +40,14 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// `url` with `port` instead of its own: the same service reached through a proxy or pooler.
+pub fn with_port(url: &str, port: u16) -> String {
+    let mut url = reqwest::Url::parse(url).expect("a URL");
+    url.set_port(Some(port))
+        .expect("a URL that can have a port");
+    url.to_string()
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -103,9 +103,7 @@ impl PgBouncer {
 
     /// `url` (a database on the cluster behind it) with PgBouncer's port instead.
     pub fn url_for(&self, url: &str) -> String {
-        let mut url = reqwest::Url::parse(url).expect("a postgres:// URL");
-        url.set_port(Some(self.port)).expect("a URL with a port");
-        url.to_string()
+        crate::with_port(url, self.port)
     }
 
     /// Runs one command on PgBouncer's admin console (`PAUSE`, `DISABLE db`, `KILL db`, ...).

@@ -48,6 +48,20 @@ impl Proxy {
         proxy
     }
 
+    /// A proxy in front of the loopback service at `url` (`http://127.0.0.1:<port>/...`).
+    pub async fn in_front_of(url: &str) -> Self {
+        let port = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|url| url.port())
+            .expect("a loopback URL with a port");
+        Self::start(SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
+    /// `url`, reached through this proxy.
+    pub fn url_for(&self, url: &str) -> String {
+        crate::with_port(url, self.port)
+    }
+
     /// Listens again and forwards new connections.
     pub fn up(&self) {
         let socket = TcpSocket::new_v4().expect("a socket");

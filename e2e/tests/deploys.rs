@@ -29,6 +29,18 @@ async fn fixture(database: &TestDatabase, migrations: &str) -> Function {
     .await
 }
 
+/// A fresh, empty database, and the custom resource CloudFormation created on it with the v1
+/// fixture (SUCCESS).
+async fn created_with_v1(name: &str) -> (TestDatabase, CustomResource) {
+    let database = TestDatabase::create_empty(name).await;
+    let mut resource = CustomResource::default();
+    let created = resource
+        .create(&fixture(&database, "v1").await, properties("1"))
+        .await;
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    (database, resource)
+}
+
 /// Everything a migration could change, as text: the columns, the tables' rows, the
 /// migrations recorded.
 async fn snapshot(connection: &mut PgConnection) -> Vec<String> {
@@ -51,11 +63,7 @@ fn reason(answer: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_update_is_rolled_back_without_applying_anything() {
-    let database = TestDatabase::create_empty("rollback").await;
-    let mut resource = CustomResource::default();
-    let v1 = fixture(&database, "v1").await;
-    let created = resource.create(&v1, properties("1")).await;
-    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let (database, mut resource) = created_with_v1("rollback").await;
     let mut connection = database.connect().await;
     let before = snapshot(&mut connection).await;
 
@@ -100,12 +108,7 @@ async fn a_failed_update_is_rolled_back_without_applying_anything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_past_the_deadline_is_cancelled_on_the_server_and_releases_its_lock() {
-    let database = TestDatabase::create_empty("deadline").await;
-    let mut resource = CustomResource::default();
-    let created = resource
-        .create(&fixture(&database, "v1").await, properties("1"))
-        .await;
-    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let (database, mut resource) = created_with_v1("deadline").await;
     let mut connection = database.connect().await;
     let before = snapshot(&mut connection).await;
 
@@ -147,12 +150,7 @@ async fn a_migration_past_the_deadline_is_cancelled_on_the_server_and_releases_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_blocked_by_a_long_query_does_not_queue_the_api_behind_it() {
-    let database = TestDatabase::create_empty("lock-timeout").await;
-    let mut resource = CustomResource::default();
-    let created = resource
-        .create(&fixture(&database, "v1").await, properties("1"))
-        .await;
-    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let (database, mut resource) = created_with_v1("lock-timeout").await;
 
     // A long transaction reads the table: the migration's ALTER must wait for it.
     let mut long_query = database.connect().await;

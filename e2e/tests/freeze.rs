@@ -19,19 +19,62 @@ const FROZEN_FOR: Duration = Duration::from_millis(1500);
 /// What the first request after the thaw may take, including replacing the connection.
 const PROMPTLY: Duration = Duration::from_secs(1);
 
-/// `function` over `database_url`, as Lambda would run it, with the test key.
-async fn function(function: &str, database_url: &str) -> Function {
-    function_with(function, database_url, &[]).await
+/// get-user and create-user over `database_url`, as Lambda would run them, with the test key
+/// and `env`, each having served one request (its statement prepared, its connection held).
+struct WarmPair {
+    get_user: Function,
+    create_user: Function,
+    pids: (u32, u32),
 }
 
-async fn function_with(function: &str, database_url: &str, env: &[(&str, &str)]) -> Function {
-    let mut all = vec![
-        ("DATABASE_URL", database_url),
-        ("JWT_KEY", tokens::TEST_KEY),
-        ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-    ];
-    all.extend_from_slice(env);
-    Function::start(function, &all).await
+impl WarmPair {
+    async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut all = vec![
+            ("DATABASE_URL", database_url),
+            ("JWT_KEY", tokens::TEST_KEY),
+            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+        ];
+        all.extend_from_slice(env);
+        let get_user = Function::start("get-user", &all).await;
+        let create_user = Function::start("create-user", &all).await;
+        let read = get_user.request(&TestRequest::get("/users/1")).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        let write = create_user.request(&create("before@example.com")).await;
+        assert_eq!(write.status, 201, "{}", write.body);
+        let pids = (get_user.pid(), create_user.pid());
+        Self {
+            get_user,
+            create_user,
+            pids,
+        }
+    }
+
+    fn freeze(&self) {
+        self.get_user.freeze();
+        self.create_user.freeze();
+    }
+
+    fn thaw(&self) {
+        self.get_user.thaw();
+        self.create_user.thaw();
+    }
+
+    /// A read, then a write: each answered promptly, after the function logged `replaced` (how
+    /// it found its connection dead), in the same processes as before.
+    async fn assert_served_promptly_after(&self, replaced: &str) {
+        for (function, request, status) in [
+            (&self.get_user, TestRequest::get("/users/1"), 200),
+            (&self.create_user, create("after@example.com"), 201),
+        ] {
+            let started = Instant::now();
+            let reply = function.request(&request).await;
+            assert_eq!(reply.status, status, "{}", reply.body);
+            assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
+            assert!(function.logs().contains(replaced), "{}", function.logs());
+        }
+        let pids = (self.get_user.pid(), self.create_user.pid());
+        assert_eq!(pids, self.pids, "no restart");
+    }
 }
 
 /// A database with one user in it, `/users/1`.
@@ -51,127 +94,57 @@ fn create(email: &str) -> TestRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_while_frozen_is_replaced_within_the_next_request() {
     let database = database_with_a_user("freeze-terminate").await;
-    let get_user = function("get-user", &database.url).await;
-    let create_user = function("create-user", &database.url).await;
-    assert_eq!(
-        get_user.request(&TestRequest::get("/users/1")).await.status,
-        200
-    );
-    assert_eq!(
-        create_user
-            .request(&create("before@example.com"))
-            .await
-            .status,
-        201
-    );
-    let pids = (get_user.pid(), create_user.pid());
+    let pair = WarmPair::start(&database.url, &[]).await;
 
-    get_user.freeze();
-    create_user.freeze();
+    pair.freeze();
     assert_eq!(database.terminate_sessions_of_function("get-user").await, 1);
     assert_eq!(
         database.terminate_sessions_of_function("create-user").await,
         1
     );
     tokio::time::sleep(FROZEN_FOR).await;
-    get_user.thaw();
-    create_user.thaw();
+    pair.thaw();
 
     // A read and a write: the dead connection is found before either statement is sent.
-    for (function, request, status) in [
-        (&get_user, TestRequest::get("/users/1"), 200),
-        (&create_user, create("after@example.com"), 201),
-    ] {
-        let started = Instant::now();
-        let reply = function.request(&request).await;
-        assert_eq!(reply.status, status, "{}", reply.body);
-        assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
-        assert!(
-            function.logs().contains("the idle connection is gone"),
-            "{}",
-            function.logs()
-        );
-    }
-    assert_eq!((get_user.pid(), create_user.pid()), pids, "no restart");
+    pair.assert_served_promptly_after("the idle connection is gone")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_connection_is_abandoned_after_a_short_check_and_replaced() {
     let database = database_with_a_user("freeze-black-hole").await;
     let proxy = Proxy::start(database.address).await;
-    let mut through_proxy = reqwest::Url::parse(&database.url).expect("a URL");
-    through_proxy.set_port(Some(proxy.port)).expect("a port");
-    let get_user = function("get-user", through_proxy.as_str()).await;
-    let create_user = function("create-user", through_proxy.as_str()).await;
-    assert_eq!(
-        get_user.request(&TestRequest::get("/users/1")).await.status,
-        200
-    );
-    assert_eq!(
-        create_user
-            .request(&create("before@example.com"))
-            .await
-            .status,
-        201
-    );
-    let pids = (get_user.pid(), create_user.pid());
+    let pair = WarmPair::start(&proxy.url_for(&database.url), &[]).await;
 
-    get_user.freeze();
-    create_user.freeze();
+    pair.freeze();
     proxy.black_hole();
     tokio::time::sleep(FROZEN_FOR).await;
-    get_user.thaw();
-    create_user.thaw();
+    pair.thaw();
 
-    for (function, request, status) in [
-        (&get_user, TestRequest::get("/users/1"), 200),
-        (&create_user, create("after@example.com"), 201),
-    ] {
-        let started = Instant::now();
-        let reply = function.request(&request).await;
-        assert_eq!(reply.status, status, "{}", reply.body);
-        assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
-        assert!(
-            function
-                .logs()
-                .contains("the idle connection did not answer"),
-            "{}",
-            function.logs()
-        );
-    }
-    assert_eq!((get_user.pid(), create_user.pid()), pids, "no restart");
+    pair.assert_served_promptly_after("the idle connection did not answer")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_on_a_session_ended_moments_ago_is_retried_once_on_a_new_connection() {
     let database = database_with_a_user("freeze-retry").await;
     // No check before use within a minute, however slow this machine is between requests.
-    let no_check = [("DB_IDLE_CHECK_AFTER_MS", "60000")];
-    let get_user = function_with("get-user", &database.url, &no_check).await;
-    let create_user = function_with("create-user", &database.url, &no_check).await;
-    assert_eq!(
-        get_user.request(&TestRequest::get("/users/1")).await.status,
-        200
-    );
-    assert_eq!(
-        create_user
-            .request(&create("before@example.com"))
-            .await
-            .status,
-        201
-    );
+    let pair = WarmPair::start(&database.url, &[("DB_IDLE_CHECK_AFTER_MS", "60000")]).await;
 
     // No check before use, so each statement meets the ended session: the read is retried
     // as any read is; the write because the server's goodbye, with no row before it, proves
     // it committed nothing.
     database.terminate_sessions_of_function("get-user").await;
     database.terminate_sessions_of_function("create-user").await;
-    let read = get_user.request(&TestRequest::get("/users/1")).await;
-    let write = create_user.request(&create("retried@example.com")).await;
+    let read = pair.get_user.request(&TestRequest::get("/users/1")).await;
+    let write = pair
+        .create_user
+        .request(&create("retried@example.com"))
+        .await;
 
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(write.status, 201, "{}", write.body);
-    for function in [&get_user, &create_user] {
+    for function in [&pair.get_user, &pair.create_user] {
         assert_eq!(
             function.logs().matches("retrying on a new one").count(),
             1,

@@ -17,8 +17,7 @@ async fn a_warm_request_costs_one_round_trip_on_each_route_and_after_a_quiet_spe
         .await
         .expect("a user");
     let proxy = Proxy::start(database.address).await;
-    let mut url = reqwest::Url::parse(&database.url).expect("a URL");
-    url.set_port(Some(proxy.port)).expect("a port");
+    let url = proxy.url_for(&database.url);
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("JWT_KEY", tokens::TEST_KEY),

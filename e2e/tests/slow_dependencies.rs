@@ -7,10 +7,7 @@
 //! by itself, asking the dependency at most once per interval); and a JWKS that turns empty
 //! does not replace the last good one.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use e2e::{jwks::JwksServer, moto::Moto, proxy::Proxy, runtime::Function, TestDatabase};
 use jsonwebtoken::Algorithm;
@@ -18,19 +15,6 @@ use serde_json::{json, Value};
 use test_support::{tokens, Reply, TestRequest};
 
 const REFETCH_LOG: &str = "re-fetched the database secret";
-
-/// The loopback address a `http://127.0.0.1:<port>/...` URL points at.
-fn address_of(url: &str) -> SocketAddr {
-    let url = reqwest::Url::parse(url).expect("a URL");
-    SocketAddr::from(([127, 0, 0, 1], url.port().expect("a port")))
-}
-
-/// `url` with the proxy's port instead.
-fn through(proxy: &Proxy, url: &str) -> String {
-    let mut url = reqwest::Url::parse(url).expect("a URL");
-    url.set_port(Some(proxy.port)).expect("a port");
-    url.to_string()
-}
 
 /// A migrated database with a user and an application role whose secret is in `moto`.
 async fn database_with_a_secret(name: &str, moto: &Moto, password: &str) -> (TestDatabase, String) {
@@ -53,7 +37,7 @@ async fn get_user_through(moto: &Moto, proxy: &Proxy, extra: &[(&str, &str)]) ->
     let mut env = moto.database_env("db");
     for (key, value) in &mut env {
         if key == "AWS_ENDPOINT_URL" {
-            *value = through(proxy, value);
+            *value = proxy.url_for(value);
         }
     }
     env.push(("JWT_KEY".into(), tokens::TEST_KEY.into()));
@@ -64,6 +48,17 @@ async fn get_user_through(moto: &Moto, proxy: &Proxy, extra: &[(&str, &str)]) ->
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     Function::start("get-user", &env).await
+}
+
+/// Requests during an outage at init: each a 503 problem with `Retry-After`, from an
+/// environment that started all the same.
+async fn assert_unavailable_but_alive(function: &mut Function, request: &TestRequest) {
+    for _ in 0..3 {
+        let reply = function.request(request).await;
+        reply.assert_problem(503);
+        assert_eq!(reply.header("retry-after"), Some("5"));
+    }
+    assert!(!function.has_exited(), "an outage must not fail the init");
 }
 
 /// `request` with `time_limit` as the invocation's time to live, and how long it took.
@@ -80,7 +75,7 @@ async fn timed(function: &Function, request: &TestRequest, limit: Duration) -> (
 async fn a_slow_secrets_manager_during_a_rotation_gets_a_503_before_the_deadline() {
     let moto = Moto::start().await;
     let (database, role) = database_with_a_secret("slow-rotation", &moto, "slow-pw-1").await;
-    let proxy = Proxy::start(address_of(&moto.endpoint)).await;
+    let proxy = Proxy::in_front_of(&moto.endpoint).await;
     // Nothing else cuts the re-read short here (the connect timeout bounds it otherwise), and
     // every request may re-read: only the deadline bounds the wait.
     let unbounded = [
@@ -124,19 +119,14 @@ async fn a_slow_secrets_manager_during_a_rotation_gets_a_503_before_the_deadline
 async fn secrets_manager_down_at_init_gives_503s_then_the_environment_recovers() {
     let moto = Moto::start().await;
     let (_database, _role) = database_with_a_secret("secrets-down", &moto, "down-pw-1").await;
-    let proxy = Proxy::start(address_of(&moto.endpoint)).await;
+    let proxy = Proxy::in_front_of(&moto.endpoint).await;
     proxy.down();
     let interval = [("DB_SECRET_REFRESH_INTERVAL_MS", "1000")];
     let mut function = get_user_through(&moto, &proxy, &interval).await;
     let get = TestRequest::get("/users/1");
     let pid = function.pid();
 
-    for _ in 0..3 {
-        let reply = function.request(&get).await;
-        reply.assert_problem(503);
-        assert_eq!(reply.header("retry-after"), Some("5"));
-    }
-    assert!(!function.has_exited(), "an outage must not fail the init");
+    assert_unavailable_but_alive(&mut function, &get).await;
     assert_eq!(function.logs().matches(REFETCH_LOG).count(), 0);
 
     proxy.up();
@@ -186,18 +176,13 @@ fn jwks_keys() -> Value {
 async fn an_issuer_down_at_init_gives_503s_then_200s_in_one_environment_with_bounded_fetches() {
     let database = TestDatabase::create("issuer-down").await;
     let issuer = JwksServer::start(vec![jwks_keys()["rsa-1"].clone()]).await;
-    let proxy = Proxy::start(address_of(&issuer.url)).await;
+    let proxy = Proxy::in_front_of(&issuer.url).await;
     proxy.down();
-    let mut function = get_user_with_jwks(&database, &through(&proxy, &issuer.url), "1000").await;
+    let mut function = get_user_with_jwks(&database, &proxy.url_for(&issuer.url), "1000").await;
     let get = get_with_kid("rsa-1");
     let pid = function.pid();
 
-    for _ in 0..3 {
-        let reply = function.request(&get).await;
-        reply.assert_problem(503);
-        assert_eq!(reply.header("retry-after"), Some("5"));
-    }
-    assert!(!function.has_exited(), "an outage must not fail the init");
+    assert_unavailable_but_alive(&mut function, &get).await;
 
     proxy.up();
     tokio::time::sleep(Duration::from_millis(1100)).await;
