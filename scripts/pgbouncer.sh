@@ -4,17 +4,15 @@
 # harness writes its configuration and starts and stops it per test, like Postgres, never the
 # system service.
 set -euo pipefail
+. "$(dirname "$0")/apt.sh"
 
 find_bin() { command -v pgbouncer || { [ -x /usr/sbin/pgbouncer ] && echo /usr/sbin/pgbouncer; } || true; }
 
 bin=$(find_bin)
 if [ -z "$bin" ]; then
   echo "pgbouncer.sh: installing Debian's pgbouncer" >&2
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq >&2
   # Only the binary is used: the tests never talk to the package's system service.
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq pgbouncer >&2
+  apt_install pgbouncer
   bin=$(find_bin)
 fi
 [ -n "$bin" ] || { echo "pgbouncer.sh: pgbouncer not found" >&2; exit 1; }

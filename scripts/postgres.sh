@@ -13,6 +13,7 @@
 # the cluster belongs to the `postgres` user (or `nobody`). Installs Debian's `postgresql` when
 # no server binaries are found.
 set -euo pipefail
+. "$(dirname "$0")/apt.sh"
 
 DB_USER=${DB_USER:-users_api}
 DB_PASSWORD=${DB_PASSWORD:-users_api}
@@ -33,11 +34,8 @@ ensure_binaries() {
   BINDIR=$(find_bindir || true)
   if [ -z "$BINDIR" ]; then
     log "no Postgres server binaries found; installing Debian's postgresql"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq >&2
-    # Install only the binaries: do not let the package start a system cluster.
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >&2
+    # Only its binaries are used: this script never touches the package's system cluster.
+    apt_install postgresql
     BINDIR=$(find_bindir)
   fi
 }
