@@ -101,7 +101,7 @@ pub struct SecretsExtension {
 }
 
 /// Where the database credentials come from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum DatabaseSource {
     /// `DATABASE_URL`: a `postgres://` URL, for local use.
     Url(Box<DatabaseUrl>),
@@ -185,7 +185,7 @@ pub struct Endpoint {
     pub dbname: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DatabaseSettings {
     pub source: DatabaseSource,
     /// `DB_HOST`, `DB_PORT`, `DB_NAME`: override where the URL or secret says to connect.

@@ -83,7 +83,6 @@ pub fn auth_token(
 #[derive(Debug)]
 pub(super) struct IamAuth {
     scope: TokenScope,
-    settings: DatabaseSettings,
     credentials: AwsCredentials,
 }
 
@@ -93,7 +92,7 @@ impl IamAuth {
     pub(super) fn new(
         scope: TokenScope,
         credentials: Option<config::AwsCredentials>,
-        settings: DatabaseSettings,
+        settings: &DatabaseSettings,
     ) -> anyhow::Result<Self> {
         let credentials = credentials.context(
             "No AWS credentials to sign the database auth token with (AWS_ACCESS_KEY_ID, \
@@ -101,16 +100,18 @@ impl IamAuth {
         )?;
         let iam = Self {
             scope,
-            settings,
             credentials: sdk_credentials(&credentials),
         };
-        iam.connect_options()?;
+        iam.connect_options(settings)?;
         Ok(iam)
     }
 
     /// Options to open a connection with, carrying a newly signed token (a local HMAC, no
-    /// network call).
-    pub(super) fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
+    /// network call), and the connection policy of the database's `settings`.
+    pub(super) fn connect_options(
+        &self,
+        settings: &DatabaseSettings,
+    ) -> anyhow::Result<PgConnectOptions> {
         let token = auth_token(&self.scope, &self.credentials, SystemTime::now())?;
         let options = PgConnectOptions::new_without_pgpass()
             .host(&self.scope.host)
@@ -121,7 +122,7 @@ impl IamAuth {
             options,
             ssl_mode: None,
         };
-        Ok(connect_options(&self.settings, credentials))
+        Ok(connect_options(settings, credentials))
     }
 }
 

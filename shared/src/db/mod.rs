@@ -102,7 +102,7 @@ impl Database {
                     user: user.clone(),
                     region: region.clone(),
                 };
-                let iam = IamAuth::new(scope, credentials.clone(), settings.clone())
+                let iam = IamAuth::new(scope, credentials.clone(), &settings)
                     .context("Failed to sign the database auth token (DB_IAM_USER)")?;
                 Source::Iam(iam)
             }
@@ -120,8 +120,7 @@ impl Database {
                             "the database secret could not be read at init; requests get 503 \
                              until it can be"
                         );
-                        let rotation =
-                            Rotation::unread(secrets, secret_id.clone(), settings.clone());
+                        let rotation = Rotation::unread(secrets, secret_id.clone());
                         return Ok(Self::with(Source::Rotating(rotation), settings));
                     }
                     Err(err) => {
@@ -141,7 +140,7 @@ impl Database {
                     secret_id.clone(),
                     secret.version_id,
                     credentials,
-                    settings.clone(),
+                    &settings,
                 ))
             }
         };
@@ -177,7 +176,7 @@ impl Database {
             Source::Fixed(options) => options.connect().await,
             Source::Iam(iam) => {
                 let options = iam
-                    .connect_options()
+                    .connect_options(&self.settings)
                     .map_err(|err| sqlx::Error::Configuration(err.into()))?;
                 options.connect().await
             }
@@ -185,14 +184,17 @@ impl Database {
                 let seen = rotation.generation();
                 let options = match rotation.connect_options() {
                     Some(options) => options,
-                    None if rotation.refresh(seen).await => rotation
+                    None if rotation.refresh(seen, &self.settings).await => rotation
                         .connect_options()
                         .ok_or_else(credentials_unavailable)?,
                     None => return Err(credentials_unavailable()),
                 };
                 let seen = rotation.generation();
                 match options.connect().await {
-                    Err(err) if credentials_rejected(&err) && rotation.refresh(seen).await => {
+                    Err(err)
+                        if credentials_rejected(&err)
+                            && rotation.refresh(seen, &self.settings).await =>
+                    {
                         let options = rotation
                             .connect_options()
                             .ok_or_else(credentials_unavailable)?;

@@ -23,7 +23,6 @@ use crate::{
 pub(super) struct Rotation {
     secrets: SecretsClient,
     secret_id: String,
-    settings: DatabaseSettings,
     /// Bumped whenever the credentials change, so requests that failed with the old ones retry
     /// without reading the secret again.
     generation: AtomicU64,
@@ -51,40 +50,23 @@ impl std::fmt::Debug for Rotation {
 }
 
 impl Rotation {
-    /// Starts from `credentials`, read from version `version_id` of the secret.
+    /// Starts from `credentials`, read from version `version_id` of the secret, connecting as
+    /// the database's `settings` say.
     pub(super) fn new(
         secrets: SecretsClient,
         secret_id: String,
         version_id: Option<String>,
         credentials: Credentials,
-        settings: DatabaseSettings,
+        settings: &DatabaseSettings,
     ) -> Self {
-        let options = connect_options(&settings, credentials);
-        Self::with(
-            secrets,
-            secret_id,
-            version_id,
-            Some(options),
-            None,
-            settings,
-        )
+        let options = connect_options(settings, credentials);
+        Self::with(secrets, secret_id, version_id, Some(options), None)
     }
 
     /// Starts without credentials: the secret could not be read at init. The first read comes
     /// with a request, once the refresh interval since that attempt has passed.
-    pub(super) fn unread(
-        secrets: SecretsClient,
-        secret_id: String,
-        settings: DatabaseSettings,
-    ) -> Self {
-        Self::with(
-            secrets,
-            secret_id,
-            None,
-            None,
-            Some(Instant::now()),
-            settings,
-        )
+    pub(super) fn unread(secrets: SecretsClient, secret_id: String) -> Self {
+        Self::with(secrets, secret_id, None, None, Some(Instant::now()))
     }
 
     fn with(
@@ -93,13 +75,11 @@ impl Rotation {
         version_id: Option<String>,
         options: Option<PgConnectOptions>,
         last_read: Option<Instant>,
-        settings: DatabaseSettings,
     ) -> Self {
         Self {
             secrets,
             secret_id,
             options: std::sync::Mutex::new(options),
-            settings,
             generation: AtomicU64::new(0),
             state: Mutex::new(State {
                 version_id,
@@ -129,12 +109,15 @@ impl Rotation {
     ///
     /// At most one read per `secret_refresh_interval`: a wrong secret must not turn every
     /// request into a Secrets Manager call (throttling, cost, latency).
-    pub(super) async fn refresh(&self, seen: u64) -> bool {
+    ///
+    /// `settings` are the database's: the refresh interval, and the endpoint overrides and
+    /// connection policy the new credentials are applied with.
+    pub(super) async fn refresh(&self, seen: u64, settings: &DatabaseSettings) -> bool {
         let mut state = self.state.lock().await;
         if self.generation() != seen {
             return true; // another request refreshed while this one waited
         }
-        let interval = self.settings.secret_refresh_interval;
+        let interval = settings.secret_refresh_interval;
         if state
             .last_read
             .is_some_and(|last| last.elapsed() < interval)
@@ -148,7 +131,7 @@ impl Rotation {
         }
         state.last_read = Some(Instant::now());
         let known = state.version_id.as_deref();
-        let (credentials, version_id) = match self.newer_credentials(known).await {
+        let (credentials, version_id) = match self.newer_credentials(known, settings).await {
             Ok(Some(newer)) => newer,
             Ok(None) => {
                 tracing::warn!(
@@ -163,7 +146,7 @@ impl Rotation {
                 return false;
             }
         };
-        *self.options_lock() = Some(connect_options(&self.settings, credentials));
+        *self.options_lock() = Some(connect_options(settings, credentials));
         tracing::info!(
             secret_id = self.secret_id,
             old_version_id = state.version_id,
@@ -179,11 +162,12 @@ impl Rotation {
     async fn newer_credentials(
         &self,
         known: Option<&str>,
+        settings: &DatabaseSettings,
     ) -> anyhow::Result<Option<(Credentials, Option<String>)>> {
         let Some(secret) = self.newer_secret(known).await? else {
             return Ok(None);
         };
-        let credentials = Credentials::from_secret(&secret.value, &self.settings.endpoint)
+        let credentials = Credentials::from_secret(&secret.value, &settings.endpoint)
             .with_context(|| format!("The database secret {:?} is malformed", self.secret_id))?;
         Ok(Some((credentials, secret.version_id)))
     }
