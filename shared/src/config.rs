@@ -52,7 +52,7 @@ impl LogSettings {
         };
         let filter = lookup("AWS_LAMBDA_LOG_LEVEL")
             .or_else(|| lookup("RUST_LOG"))
-            .and_then(|directives| directives.trim().to_ascii_lowercase().parse().ok())
+            .and_then(|directives| directives.trim().parse().ok())
             .unwrap_or_else(info);
         Self {
             json: lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
