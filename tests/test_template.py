@@ -101,7 +101,13 @@ def test_the_optional_jwt_authorizer_guards_each_users_route_with_its_scope(temp
                 "Fn::If": ["UseApiJwtAuthorizerCondition", "JWT", "NONE"]}
             assert properties["AuthorizerId"]["Fn::If"][1] == {"Ref": "UsersJwtAuthorizer"}
             scopes[properties["RouteKey"]] = properties["AuthorizationScopes"]["Fn::If"][1]
-    assert scopes == {"POST /users": ["users:write"], "GET /users/{id}": ["users:read"]}
+    assert scopes == {
+        "GET /users": ["users:read"],
+        "POST /users": ["users:write"],
+        "GET /users/{id}": ["users:read"],
+        "PATCH /users/{id}": ["users:write"],
+        "DELETE /users/{id}": ["users:write"],
+    }
 
 
 def test_routes_agree_with_the_watch_router(template):

@@ -1,46 +1,181 @@
 //! Queries on the `users` table. They take domain types only, and are checked against the
 //! schema at compile time (`.sqlx/` holds the offline data).
+//!
+//! Each is one statement, so each request costs one round trip: a precondition (`If-Match`),
+//! an idempotency record and the change they guard are checked and made together, in the same
+//! statement, never read first and written after.
 
 use sqlx::PgConnection;
 
-use crate::domain::{NewUser, User, UserId};
+use crate::domain::{Email, NewUser, User, UserId, UserPatch};
 
 /// The unique index that makes emails unique case-insensitively (migrations/0001).
 const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";
 
-/// Another user already has the email address (case-insensitively).
+/// Why a change was not made: an answer for the client, not a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a user with this email already exists")]
-pub struct EmailTaken;
+pub enum Refused {
+    #[error("another user already has this email address")]
+    EmailTaken,
+    #[error("no user has the id {0}")]
+    NotFound(UserId),
+    /// The user exists, in a version the request's `If-Match` does not name.
+    #[error("the user has changed since the version the request names")]
+    VersionMismatch,
+    /// Another request with the same idempotency key is being processed (or finished after
+    /// this statement began): retrying later replays its response.
+    #[error("a request with this idempotency key is still in progress")]
+    KeyInFlight,
+    /// The idempotency key was used before with another request body.
+    #[error("the idempotency key was used with another request")]
+    KeyReused,
+}
+
+/// An outcome: the database's error outside, a refusal inside.
+pub type Outcome<T> = Result<Result<T, Refused>, sqlx::Error>;
+
+/// The versions a change is conditional on (`If-Match`); `None` for an unconditional change.
+pub type Expected<'a> = Option<&'a [i64]>;
+
+/// What an idempotent create answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// This request created the user.
+    New(User),
+    /// An earlier request with the same key and body did: its status and user, as they were.
+    Replayed { status: u16, user: User },
+}
+
+/// How long an idempotency key is remembered (keep in step with the README and openapi.yaml).
+pub const IDEMPOTENCY_KEY_HOURS: i32 = 24;
+
+/// Expired idempotency keys purged by each create that records a key: more than one, so that
+/// the table shrinks back whenever keyed traffic falls.
+const PURGED_PER_CREATE: i64 = 4;
 
 #[tracing::instrument(name = "Insert a user", skip_all)]
-/// Inserts the user. The outer error is the database's; a taken email is an answer, not a
-/// failure, so it is the inner one.
-pub async fn insert(
-    connection: &mut PgConnection,
-    new_user: &NewUser,
-) -> Result<Result<User, EmailTaken>, sqlx::Error> {
+pub async fn insert(connection: &mut PgConnection, new_user: &NewUser) -> Outcome<User> {
     let inserted = sqlx::query_as!(
         User,
         r#"
         INSERT INTO users (email, name)
         VALUES ($1, $2)
-        RETURNING id AS "id: UserId", email, name, created_at, updated_at
+        RETURNING id AS "id: UserId", email, name, created_at, updated_at, version
         "#,
         new_user.email.as_ref(),
         new_user.name.as_ref(),
     )
     .fetch_one(connection)
     .await;
-    match inserted {
-        Ok(user) => Ok(Ok(user)),
-        Err(err) => match err.as_database_error() {
-            Some(db) if db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX) => {
-                Ok(Err(EmailTaken))
-            }
-            _ => Err(err),
+    refuse_taken_email(inserted)
+}
+
+/// Creates the user under an idempotency key of `subject`'s (see migrations/0006): replays the
+/// recorded response when the key was used with the same request (`request_hash`) in the last
+/// [`IDEMPOTENCY_KEY_HOURS`], refuses a key used with another request or still in flight, and
+/// otherwise inserts the user, the key and the response together. Also purges a few expired
+/// keys.
+#[tracing::instrument(name = "Insert a user idempotently", skip_all)]
+pub async fn insert_idempotently(
+    connection: &mut PgConnection,
+    subject: &str,
+    key: &str,
+    request_hash: &[u8; 32],
+    new_user: &NewUser,
+) -> Outcome<Created> {
+    let row = sqlx::query!(
+        r#"
+        WITH existing AS (
+            SELECT k.request_hash, r.status, r.user_id, r.email, r.name, r.created_at,
+                   r.updated_at, r.version
+            FROM idempotency_keys k
+            JOIN idempotent_responses r USING (subject, key)
+            WHERE k.subject = $1 AND k.key = $2 AND k.expires_at > now()
+        ),
+        claim AS (
+            INSERT INTO idempotency_keys AS k (subject, key, request_hash, expires_at)
+            SELECT $1, $2, $3, now() + make_interval(hours => $6)
+            WHERE NOT EXISTS (SELECT FROM existing)
+            ON CONFLICT (subject, key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash,
+                    created_at = now(),
+                    expires_at = EXCLUDED.expires_at
+                WHERE k.expires_at <= now()
+            RETURNING subject, key
+        ),
+        created AS (
+            INSERT INTO users (email, name)
+            SELECT $4, $5 FROM claim
+            RETURNING id, email, name, created_at, updated_at, version
+        ),
+        recorded AS (
+            INSERT INTO idempotent_responses AS r
+                (subject, key, status, user_id, email, name, created_at, updated_at, version)
+            SELECT claim.subject, claim.key, 201, created.id, created.email, created.name,
+                   created.created_at, created.updated_at, created.version
+            FROM claim, created
+            ON CONFLICT (subject, key) DO UPDATE
+                SET status = EXCLUDED.status,
+                    user_id = EXCLUDED.user_id,
+                    email = EXCLUDED.email,
+                    name = EXCLUDED.name,
+                    created_at = EXCLUDED.created_at,
+                    updated_at = EXCLUDED.updated_at,
+                    version = EXCLUDED.version
+        ),
+        purged AS (
+            DELETE FROM idempotency_keys
+            WHERE (subject, key) IN (
+                SELECT subject, key FROM idempotency_keys
+                WHERE expires_at <= now() AND (subject, key) <> ($1, $2)
+                ORDER BY expires_at
+                LIMIT $7
+                FOR UPDATE SKIP LOCKED
+            )
+        )
+        SELECT false AS "replayed!", 201::smallint AS "status!", $3::bytea AS "request_hash!",
+               id AS "id!: UserId", email AS "email!", name AS "name!",
+               created_at AS "created_at!", updated_at AS "updated_at!", version AS "version!"
+        FROM created
+        UNION ALL
+        SELECT true, status, request_hash, user_id, email, name, created_at, updated_at, version
+        FROM existing
+        "#,
+        subject,
+        key,
+        request_hash.as_slice(),
+        new_user.email.as_ref(),
+        new_user.name.as_ref(),
+        IDEMPOTENCY_KEY_HOURS,
+        PURGED_PER_CREATE,
+    )
+    .fetch_optional(connection)
+    .await;
+    let row = match refuse_taken_email(row)? {
+        Ok(row) => row,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let Some(row) = row else {
+        return Ok(Err(Refused::KeyInFlight));
+    };
+    let user = User {
+        id: row.id,
+        email: row.email,
+        name: row.name,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        version: row.version,
+    };
+    Ok(
+        match (row.replayed, row.request_hash == request_hash.as_slice()) {
+            (false, _) => Ok(Created::New(user)),
+            (true, true) => Ok(Created::Replayed {
+                status: u16::try_from(row.status).unwrap_or(201),
+                user,
+            }),
+            (true, false) => Err(Refused::KeyReused),
         },
-    }
+    )
 }
 
 #[tracing::instrument(name = "Find a user by id", skip(connection))]
@@ -48,7 +183,7 @@ pub async fn find(connection: &mut PgConnection, id: UserId) -> Result<Option<Us
     sqlx::query_as!(
         User,
         r#"
-        SELECT id AS "id: UserId", email, name, created_at, updated_at
+        SELECT id AS "id: UserId", email, name, created_at, updated_at, version
         FROM users
         WHERE id = $1
         "#,
@@ -56,4 +191,157 @@ pub async fn find(connection: &mut PgConnection, id: UserId) -> Result<Option<Us
     )
     .fetch_optional(connection)
     .await
+}
+
+/// Up to `limit` users with ids above `after`, by id ascending (the primary key's order: a
+/// keyset page, however deep, reads only its own rows).
+#[tracing::instrument(name = "List users", skip(connection))]
+pub async fn list(
+    connection: &mut PgConnection,
+    after: Option<UserId>,
+    limit: i64,
+) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        r#"
+        SELECT id AS "id: UserId", email, name, created_at, updated_at, version
+        FROM users
+        WHERE id > $1
+        ORDER BY id
+        LIMIT $2
+        "#,
+        after.map_or(0, UserId::get),
+        limit,
+    )
+    .fetch_all(connection)
+    .await
+}
+
+/// The user with this email address, compared case-insensitively through the unique index,
+/// if its id is above `after`.
+#[tracing::instrument(name = "Find a user by email", skip_all)]
+pub async fn find_by_email(
+    connection: &mut PgConnection,
+    email: &Email,
+    after: Option<UserId>,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        r#"
+        SELECT id AS "id: UserId", email, name, created_at, updated_at, version
+        FROM users
+        WHERE lower(email) = lower($1) AND id > $2
+        "#,
+        email.as_ref(),
+        after.map_or(0, UserId::get),
+    )
+    .fetch_optional(connection)
+    .await
+}
+
+/// Applies `patch` to the user, if it is in one of the `expected` versions. A patch that
+/// changes nothing leaves the user, its version and `updated_at` as they were.
+#[tracing::instrument(name = "Update a user", skip(connection, patch))]
+pub async fn update(
+    connection: &mut PgConnection,
+    id: UserId,
+    patch: &UserPatch,
+    expected: Expected<'_>,
+) -> Outcome<User> {
+    // `target` is the row as the statement found it; the UPDATE re-checks the version against
+    // the latest row, waiting for any concurrent change to commit first.
+    let row = sqlx::query!(
+        r#"
+        WITH target AS (
+            SELECT id FROM users WHERE id = $1
+        ),
+        updated AS (
+            UPDATE users
+            SET email = coalesce($2, email), name = coalesce($3, name)
+            WHERE id = $1 AND ($4::bigint[] IS NULL OR version = ANY($4))
+            RETURNING id, email, name, created_at, updated_at, version
+        )
+        SELECT updated.id AS "id?: UserId", updated.email AS "email?", updated.name AS "name?",
+               updated.created_at AS "created_at?", updated.updated_at AS "updated_at?",
+               updated.version AS "version?"
+        FROM target LEFT JOIN updated ON true
+        "#,
+        id.get(),
+        patch.email.as_ref().map(AsRef::as_ref),
+        patch.name.as_ref().map(AsRef::as_ref),
+        expected,
+    )
+    .fetch_optional(connection)
+    .await;
+    let Some(row) = (match refuse_taken_email(row)? {
+        Ok(row) => row,
+        Err(refused) => return Ok(Err(refused)),
+    }) else {
+        return Ok(Err(Refused::NotFound(id)));
+    };
+    let user = (|| {
+        Some(User {
+            id: row.id?,
+            email: row.email?,
+            name: row.name?,
+            created_at: row.created_at?,
+            updated_at: row.updated_at?,
+            version: row.version?,
+        })
+    })();
+    Ok(user.ok_or_else(|| missed(id, expected)))
+}
+
+/// Deletes the user, if it is in one of the `expected` versions.
+#[tracing::instrument(name = "Delete a user", skip(connection))]
+pub async fn delete(
+    connection: &mut PgConnection,
+    id: UserId,
+    expected: Expected<'_>,
+) -> Outcome<()> {
+    let deleted = sqlx::query_scalar!(
+        r#"
+        WITH target AS (
+            SELECT id FROM users WHERE id = $1
+        ),
+        deleted AS (
+            DELETE FROM users
+            WHERE id = $1 AND ($2::bigint[] IS NULL OR version = ANY($2))
+            RETURNING id
+        )
+        SELECT EXISTS (SELECT FROM deleted) AS "deleted!"
+        FROM target
+        "#,
+        id.get(),
+        expected,
+    )
+    .fetch_optional(connection)
+    .await?;
+    Ok(match deleted {
+        None => Err(Refused::NotFound(id)),
+        Some(true) => Ok(()),
+        Some(false) => Err(missed(id, expected)),
+    })
+}
+
+/// Why a user the statement found was not changed: its version did not match, or (with no
+/// version expected) a concurrent delete took it first.
+fn missed(id: UserId, expected: Expected<'_>) -> Refused {
+    match expected {
+        Some(_) => Refused::VersionMismatch,
+        None => Refused::NotFound(id),
+    }
+}
+
+/// A violation of the email's unique index is a refusal; any other error stays an error.
+fn refuse_taken_email<T>(result: Result<T, sqlx::Error>) -> Outcome<T> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(err) => match err.as_database_error() {
+            Some(db) if db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX) => {
+                Ok(Err(Refused::EmailTaken))
+            }
+            _ => Err(err),
+        },
+    }
 }

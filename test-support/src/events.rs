@@ -68,6 +68,14 @@ impl TestRequest {
         Self::new("POST", path)
     }
 
+    pub fn patch(path: impl Into<String>) -> Self {
+        Self::new("PATCH", path)
+    }
+
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self::new("DELETE", path)
+    }
+
     pub fn from(mut self, source: Source) -> Self {
         self.source = source;
         self
@@ -114,29 +122,44 @@ impl TestRequest {
         }
         let mut event: Value =
             serde_json::from_str(self.source.fixture()).expect("fixture is valid JSON");
+        let (path, query) = self.path.split_once('?').unwrap_or((&self.path, ""));
         // What API Gateway's route `/users/{id}` would extract.
-        let id = self
-            .path
+        let id = path
             .strip_prefix("/users/")
             .filter(|_| self.source.has_routes());
-        let resource = if id.is_some() {
-            "/users/{id}"
-        } else {
-            self.path.as_str()
-        };
+        let resource = if id.is_some() { "/users/{id}" } else { path };
         let path_parameters = id.map_or(Value::Null, |id| json!({ "id": id }));
         match self.source {
             Source::RestApi => {
                 event["resource"] = json!(resource);
-                event["path"] = json!(self.path);
+                event["path"] = json!(path);
                 event["httpMethod"] = json!(self.method);
+                // REST APIs pass the query decoded, repeated parameters in the multi-value map.
+                let mut single = serde_json::Map::new();
+                let mut multi = serde_json::Map::new();
+                for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+                    single.insert(name.to_string(), json!(value));
+                    let values = multi.entry(name.to_string()).or_insert_with(|| json!([]));
+                    if let Some(values) = values.as_array_mut() {
+                        values.push(json!(value));
+                    }
+                }
+                if !single.is_empty() {
+                    event["queryStringParameters"] = Value::Object(single);
+                    event["multiValueQueryStringParameters"] = Value::Object(multi);
+                }
                 event["pathParameters"] = path_parameters;
                 event["requestContext"]["resourcePath"] = json!(resource);
                 event["requestContext"]["httpMethod"] = json!(self.method);
-                event["requestContext"]["path"] = json!(format!("/prod{}", self.path));
+                event["requestContext"]["path"] = json!(format!("/prod{path}"));
+                // A repeated header: every value in the multi-value map, the last in `headers`.
                 for (name, value) in &headers {
                     event["headers"][name] = json!(value);
-                    event["multiValueHeaders"][name] = json!([value]);
+                    let values = &mut event["multiValueHeaders"][name];
+                    match values.as_array_mut() {
+                        Some(values) => values.push(json!(value)),
+                        None => *values = json!([value]),
+                    }
                 }
             }
             Source::HttpApi | Source::FunctionUrl => {
@@ -146,11 +169,17 @@ impl TestRequest {
                     event["requestContext"]["routeKey"] = json!(route_key);
                     event["pathParameters"] = path_parameters;
                 }
-                event["rawPath"] = json!(self.path);
+                event["rawPath"] = json!(path);
+                event["rawQueryString"] = json!(query);
                 event["requestContext"]["http"]["method"] = json!(self.method);
-                event["requestContext"]["http"]["path"] = json!(self.path);
+                event["requestContext"]["http"]["path"] = json!(path);
+                // A repeated header arrives as one, its values joined with commas.
                 for (name, value) in &headers {
-                    event["headers"][name.to_ascii_lowercase()] = json!(value);
+                    let slot = &mut event["headers"][name.to_ascii_lowercase()];
+                    *slot = match slot.as_str() {
+                        Some(earlier) => json!(format!("{earlier},{value}")),
+                        None => json!(value),
+                    };
                 }
             }
         }

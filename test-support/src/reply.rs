@@ -92,16 +92,30 @@ impl Reply {
         }
         let type_ = self.body["type"].as_str().unwrap_or_default();
         assert!(type_.starts_with(PROBLEM_TYPE_PREFIX), "type: {type_}");
-        // A REST API puts its stage in front of the path (`/prod/users/1`).
+        // A REST API puts its stage in front of the path (`/prod/users/1`); the query is not
+        // part of it.
         let instance = self.body["instance"].as_str().unwrap_or_default();
+        let path = self.path.split('?').next().unwrap_or_default();
         assert!(
-            instance.ends_with(&self.path),
+            instance.ends_with(path),
             "instance {instance} for {}",
             self.path
         );
         if let Some(request_id) = &self.request_id {
             assert_eq!(self.body["request_id"], request_id.as_str());
         }
+    }
+
+    /// Asserts a problem with this status and this kind (the end of its `type`).
+    #[track_caller]
+    pub fn assert_problem_of_type(&self, status: u16, kind: &str) {
+        self.assert_problem(status);
+        assert_eq!(
+            self.body["type"],
+            format!("{PROBLEM_TYPE_PREFIX}{kind}"),
+            "body: {}",
+            self.body
+        );
     }
 
     /// The `errors` of a validation problem, as (field, message) pairs.

@@ -1,4 +1,4 @@
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use lambda_http::{http::header, Body, Request};
 use serde::{
@@ -6,8 +6,9 @@ use serde::{
     Deserialize, Deserializer,
 };
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
-use super::{ApiError, FieldError};
+use super::{ApiError, FieldError, APPLICATION_MERGE_PATCH_JSON};
 
 /// A request body that is a JSON object, with the field errors found while reading it.
 ///
@@ -23,7 +24,23 @@ impl JsonObject {
     /// The request's body as a JSON object: 415 for a non-JSON content type, 400 for a missing,
     /// malformed or non-object body.
     pub fn from_request(req: &Request) -> Result<Self, ApiError> {
-        require_json_content_type(req)?;
+        require_json_content_type(req, |media_type| {
+            media_type == "application/json"
+                || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+        })?;
+        Self::from_body(req)
+    }
+
+    /// A JSON merge patch (RFC 7396) for an object: sent as `application/merge-patch+json` or
+    /// `application/json` (415 for any other patch format, such as JSON Patch's), an object.
+    pub fn from_merge_patch(req: &Request) -> Result<Self, ApiError> {
+        require_json_content_type(req, |media_type| {
+            media_type == "application/json" || media_type == APPLICATION_MERGE_PATCH_JSON
+        })?;
+        Self::from_body(req)
+    }
+
+    fn from_body(req: &Request) -> Result<Self, ApiError> {
         let bytes: &[u8] = match req.body() {
             Body::Empty => &[],
             Body::Text(text) => text.as_bytes(),
@@ -95,6 +112,35 @@ impl JsonObject {
             .ok()
     }
 
+    /// Parses a field of a merge patch: `None` when it is absent (kept as it is) or invalid
+    /// (recorded); `null`, which would remove it, is invalid for a field that is required.
+    pub fn patched_string<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        match self.fields.get(field) {
+            None => None,
+            Some(Value::Null) => {
+                self.errors.push(FieldError {
+                    field: field.to_owned(),
+                    message: "is required and cannot be removed".to_owned(),
+                });
+                None
+            }
+            Some(_) => self.required_string(field, parse),
+        }
+    }
+
+    /// SHA-256 of the body as canonical JSON (members sorted by name, no insignificant
+    /// whitespace): equal for two bodies that differ only in layout and member order.
+    pub fn canonical_hash(&self) -> [u8; 32] {
+        let sorted: BTreeMap<&String, &Value> = self.fields.iter().collect();
+        // Writing a map of JSON values to a Vec cannot fail.
+        let canonical = serde_json::to_vec(&sorted).unwrap_or_default();
+        Sha256::digest(canonical).into()
+    }
+
     /// `Ok(value)` when no field error was recorded, otherwise the 422 listing them all.
     pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
         match value {
@@ -104,22 +150,26 @@ impl JsonObject {
     }
 }
 
-/// A body sent with a content type must be JSON (`application/json` or `application/*+json`)
+/// A body sent with a content type must be of a media type `accepted` takes (given lowercased),
 /// in UTF-8. A body without one is read as JSON, as most clients expect.
-fn require_json_content_type(req: &Request) -> Result<(), ApiError> {
+fn require_json_content_type(
+    req: &Request,
+    accepted: impl Fn(&str) -> bool,
+) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
     let unsupported = || {
         ApiError::UnsupportedMediaType(
-            "The request body must be JSON, sent as Content-Type: application/json.".to_owned(),
+            "The request body must be JSON, sent as Content-Type: application/json \
+             (or application/merge-patch+json for a PATCH)."
+                .to_owned(),
         )
     };
     let value = value.to_str().map_err(|_| unsupported())?;
     let mut parts = value.split(';').map(str::trim);
     let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
-    let is_json = media_type == "application/json"
-        || (media_type.starts_with("application/") && media_type.ends_with("+json"));
+    let is_json = accepted(&media_type);
     let charset_ok = parts.all(|param| match param.split_once('=') {
         Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
             let charset = charset.trim().trim_matches('"');

@@ -4,13 +4,17 @@
 //! [`handle`] runs it and turns its error, or its panic, into an RFC 9457 problem, so a handler
 //! never returns `Err` to the Lambda runtime (API Gateway would answer an opaque 502).
 
+mod conditional;
 mod error;
 mod json;
+mod query;
 mod request;
 
+pub use conditional::{etag, if_match, if_none_match};
 pub use error::{ApiError, FieldError, PROBLEM_TYPE_PREFIX};
 pub use json::JsonObject;
-pub use request::{require_method, time_left, user_id_from_path};
+pub use query::Query;
+pub use request::{idempotency_key, require_method, time_left, user_id_from_path};
 
 use std::{future::Future, panic::AssertUnwindSafe, time::Duration};
 
@@ -25,6 +29,7 @@ use crate::telemetry;
 
 pub const APPLICATION_JSON: &str = "application/json";
 pub const APPLICATION_PROBLEM_JSON: &str = "application/problem+json";
+pub const APPLICATION_MERGE_PATCH_JSON: &str = "application/merge-patch+json";
 
 /// Kept out of the invocation's time to answer: a request still running this close to the
 /// deadline is abandoned and answered 503.
@@ -84,12 +89,37 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>
     Ok(response)
 }
 
-/// 201 with `body` and its `Location`.
-pub fn created<T: Serialize>(location: &str, body: &T) -> Result<Response<Body>, ApiError> {
+/// `body` with the given status (201, or a replay's) and its `Location`.
+pub fn located<T: Serialize>(
+    status: StatusCode,
+    location: &str,
+    body: &T,
+) -> Result<Response<Body>, ApiError> {
     let location = HeaderValue::from_str(location).map_err(|err| {
         ApiError::Internal(anyhow::Error::new(err).context("Invalid Location header"))
     })?;
-    let mut response = json(StatusCode::CREATED, body)?;
+    let mut response = json(status, body)?;
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
+}
+
+/// 204 No Content.
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// 304 Not Modified, with the `ETag` it confirms (and no body).
+pub fn not_modified(version: i64) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    response.headers_mut().insert(header::ETAG, etag(version));
+    response
+}
+
+/// `response` with the `ETag` of the user in `version` it carries.
+pub fn with_etag(mut response: Response<Body>, version: i64) -> Response<Body> {
+    response.headers_mut().insert(header::ETAG, etag(version));
+    response
 }

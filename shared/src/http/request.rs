@@ -32,6 +32,33 @@ pub fn user_id_from_path(req: &Request) -> Result<UserId, ApiError> {
     UserId::parse(&raw).map_err(|err| ApiError::BadRequest(format!("The user id {err}.")))
 }
 
+/// The header naming an idempotent create (see `users::insert_idempotently`).
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+
+/// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters; 400
+/// otherwise.
+///
+/// A header sent twice cannot be told from one: API Gateway's HTTP API and Function URLs join
+/// the values with commas (a different, valid key, and the same one on every retry), and
+/// `lambda_http` keeps only the last of a REST API's.
+pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if !(1..=IDEMPOTENCY_KEY_MAX_LEN).contains(&bytes.len())
+        || !bytes.iter().all(u8::is_ascii_graphic)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "The Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} visible ASCII \
+             characters (a UUID, for example)."
+        )));
+    }
+    // Visible ASCII only, so this is its text.
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
 /// The function's timeout in template.yaml, for a runtime that gives no usable deadline
 /// (`cargo lambda watch` sends a duration where Lambda sends a timestamp; tests send none).
 const ASSUMED_TIMEOUT: Duration = Duration::from_secs(10);

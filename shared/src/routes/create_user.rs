@@ -1,14 +1,20 @@
-//! `POST /users`: 201 with the user and its `Location`.
+//! `POST /users`: 201 with the user, its `Location` and `ETag`. With an `Idempotency-Key`, a
+//! repeat of the same request replays the first one's response (`Idempotent-Replayed: true`).
 
-use lambda_http::{http::Method, Body, Error, Request, Response};
+use lambda_http::{
+    http::{HeaderName, HeaderValue, Method, StatusCode},
+    Body, Error, Request, Response,
+};
 
 use crate::{
     auth::Scope,
-    domain::{Email, NewUser, UserName},
+    domain::{Email, NewUser, User, UserName},
     http::{self, ApiError, JsonObject},
     state::AppState,
-    users,
+    users::{self, Created},
 };
+
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
     Ok(http::handle(&req, create_user(state, &req)).await)
@@ -17,18 +23,55 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 #[tracing::instrument(name = "Create a user", skip_all)]
 async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(req, Method::POST)?;
-    state.auth.authorize(req, Scope::UsersWrite).await?;
-    let new_user = parse_new_user(JsonObject::from_request(req)?)?;
-    // The database's error first, then a taken email. Each attempt owns its copy of the user.
-    let user = state
+    let principal = state.auth.authorize(req, Scope::UsersWrite).await?;
+    let key = http::idempotency_key(req)?;
+    let body = JsonObject::from_request(req)?;
+    let request_hash = body.canonical_hash();
+    let new_user = parse_new_user(body)?;
+    let Some(key) = key else {
+        // The database's error first, then a refusal. Each attempt owns its copy of the user.
+        let user = state
+            .db
+            .write(|connection| {
+                let new_user = new_user.clone();
+                Box::pin(async move { users::insert(connection, &new_user).await })
+            })
+            .await??;
+        tracing::info!(user_id = %user.id, "user created");
+        return created(StatusCode::CREATED, &user);
+    };
+    let subject = principal.subject.unwrap_or_default();
+    let outcome = state
         .db
         .write(|connection| {
-            let new_user = new_user.clone();
-            Box::pin(async move { users::insert(connection, &new_user).await })
+            let (new_user, subject, key) = (new_user.clone(), subject.clone(), key.clone());
+            Box::pin(async move {
+                users::insert_idempotently(connection, &subject, &key, &request_hash, &new_user)
+                    .await
+            })
         })
         .await??;
-    tracing::info!(user_id = %user.id, "user created");
-    http::created(&format!("/users/{}", user.id), &user)
+    match outcome {
+        Created::New(user) => {
+            tracing::info!(user_id = %user.id, "user created");
+            created(StatusCode::CREATED, &user)
+        }
+        Created::Replayed { status, user } => {
+            tracing::info!(user_id = %user.id, "idempotent create replayed");
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
+            let mut response = created(status, &user)?;
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            Ok(response)
+        }
+    }
+}
+
+/// The user with its `Location` and `ETag`.
+fn created(status: StatusCode, user: &User) -> Result<Response<Body>, ApiError> {
+    let response = http::located(status, &format!("/users/{}", user.id), user)?;
+    Ok(http::with_etag(response, user.version))
 }
 
 fn parse_new_user(mut body: JsonObject) -> Result<NewUser, ApiError> {

@@ -1,7 +1,7 @@
-//! `GET /users/{id}`: 200 with the user.
+//! `GET /users/{id}`: 200 with the user and its `ETag`; 304 when `If-None-Match` names it.
 
 use lambda_http::{
-    http::{Method, StatusCode},
+    http::{header, HeaderValue, Method, StatusCode},
     Body, Error, Request, Response,
 };
 
@@ -9,7 +9,7 @@ use crate::{
     auth::Scope,
     http::{self, ApiError},
     state::AppState,
-    users,
+    users::{self, Refused},
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
@@ -25,6 +25,18 @@ async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, Api
         .db
         .read(|connection| Box::pin(users::find(connection, id)))
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("No user has the id {id}.")))?;
-    http::json(StatusCode::OK, &user)
+        .ok_or(Refused::NotFound(id))?;
+    // A user that no longer exists answers 404 whatever the condition (RFC 9110, 13.2.1).
+    let mut response = if http::if_none_match(req, user.version)? {
+        http::not_modified(user.version)
+    } else {
+        http::with_etag(http::json(StatusCode::OK, &user)?, user.version)
+    };
+    // Personal data, fetched with a token: shared caches must not keep it, and a client's own
+    // cache revalidates (If-None-Match) before each reuse.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    Ok(response)
 }

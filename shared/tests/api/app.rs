@@ -77,6 +77,18 @@ impl TestApp {
         self.call(routes::get_user::handler, request).await
     }
 
+    pub async fn list_users(&self, request: TestRequest) -> Reply {
+        self.call(routes::list_users::handler, request).await
+    }
+
+    pub async fn update_user(&self, request: TestRequest) -> Reply {
+        self.call(routes::update_user::handler, request).await
+    }
+
+    pub async fn delete_user(&self, request: TestRequest) -> Reply {
+        self.call(routes::delete_user::handler, request).await
+    }
+
     pub async fn health(&self, request: TestRequest) -> Reply {
         self.call(routes::health::handler, request).await
     }

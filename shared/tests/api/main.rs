@@ -4,7 +4,12 @@
 
 mod app;
 mod auth;
+mod conditional;
 mod create_user;
+mod delete_user;
 mod errors;
 mod get_user;
 mod health;
+mod idempotency;
+mod list_users;
+mod update_user;

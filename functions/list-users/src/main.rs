@@ -1,0 +1,12 @@
+use lambda_http::{run, service_fn, Error};
+use shared::{
+    routes::list_users,
+    state::{Access, AppState},
+};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let state = AppState::init_or_exit(Access::Authenticated).await;
+    run(service_fn(|req| list_users::handler(&state, req))).await
+}

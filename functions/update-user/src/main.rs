@@ -1,0 +1,12 @@
+use lambda_http::{run, service_fn, Error};
+use shared::{
+    routes::update_user,
+    state::{Access, AppState},
+};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let state = AppState::init_or_exit(Access::Authenticated).await;
+    run(service_fn(|req| update_user::handler(&state, req))).await
+}

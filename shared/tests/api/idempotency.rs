@@ -1,0 +1,249 @@
+//! `POST /users` with an `Idempotency-Key`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+use test_support::{tokens, Reply, TestRequest};
+
+use crate::app::TestApp;
+
+impl TestApp {
+    async fn create_with_key(&self, key: &str, body: &str) -> Reply {
+        self.create_user(
+            TestRequest::post("/users")
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(body),
+        )
+        .await
+    }
+}
+
+async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+const ADA: &str = r#"{"email": "ada@example.com", "name": "Ada"}"#;
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_repeat_with_the_same_key_and_body_replays_the_first_response(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+
+    let first = app.create_with_key("key-1", ADA).await;
+    // The same JSON, laid out and ordered differently.
+    let again = app
+        .create_with_key(
+            "key-1",
+            "{ \"name\":\"Ada\",\n \"email\":\"ada@example.com\" }",
+        )
+        .await;
+
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(again.header("etag"), first.header("etag"));
+    assert_eq!(count(&pool, "users").await, 1);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_replay_returns_the_original_body_after_the_user_changed_or_went(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let first = app.create_with_key("key-1", ADA).await;
+    let path = format!("/users/{}", first.body["id"]);
+
+    app.patch(&path, &json!({"name": "Ada Lovelace"})).await;
+    let after_change = app.create_with_key("key-1", ADA).await;
+    app.delete_user(TestRequest::delete(&path)).await;
+    let after_delete = app.create_with_key("key-1", ADA).await;
+
+    assert_eq!(after_change.body, first.body);
+    assert_eq!(after_change.header("etag"), Some("\"1\""));
+    assert_eq!(after_delete.body, first.body);
+    assert_eq!(after_delete.status, 201);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_same_key_with_another_body_is_a_422_and_creates_nothing(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    app.create_with_key("key-1", ADA).await;
+
+    let other = app
+        .create_with_key(
+            "key-1",
+            r#"{"email": "grace@example.com", "name": "Grace"}"#,
+        )
+        .await;
+    let recased = app
+        .create_with_key("key-1", r#"{"email": "ADA@example.com", "name": "Ada"}"#)
+        .await;
+
+    other.assert_problem_of_type(422, "idempotency-key-reused");
+    recased.assert_problem_of_type(422, "idempotency-key-reused");
+    assert_eq!(count(&pool, "users").await, 1);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn keys_belong_to_the_caller(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let as_subject = |sub: &str, body: &str| {
+        let claims = tokens::claims(tokens::FULL_SCOPE, json!({"sub": sub}));
+        let token = tokens::sign(
+            jsonwebtoken::Algorithm::HS256,
+            None,
+            &jsonwebtoken::EncodingKey::from_secret(tokens::TEST_KEY.as_bytes()),
+            &claims,
+        );
+        TestRequest::post("/users")
+            .authorization(Some(&format!("Bearer {token}")))
+            .header("idempotency-key", "shared-key")
+            .json(&serde_json::from_str::<Value>(body).unwrap())
+    };
+
+    let alice = app.create_user(as_subject("alice", ADA)).await;
+    let bob = app
+        .create_user(as_subject(
+            "bob",
+            r#"{"email": "b@example.com", "name": "B"}"#,
+        ))
+        .await;
+
+    assert_eq!(alice.status, 201, "{}", alice.body);
+    assert_eq!(bob.status, 201, "{}", bob.body);
+    assert_eq!(bob.header("idempotent-replayed"), None);
+    assert_ne!(alice.body["id"], bob.body["id"]);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_key_is_1_to_255_visible_ascii_characters(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let longest = "k".repeat(255);
+    let too_long = "k".repeat(256);
+
+    for key in ["", " ", "a b", "clé", too_long.as_str()] {
+        let response = app.create_with_key(key, ADA).await;
+        assert_eq!(response.status, 400, "{key:?}: {}", response.body);
+        response.assert_problem_of_type(400, "bad-request");
+    }
+    let longest = app.create_with_key(&longest, ADA).await;
+
+    assert_eq!(longest.status, 201, "{}", longest.body);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_create_refused_for_a_taken_email_records_no_key(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    app.given_a_user("ada@example.com", "First Ada").await;
+
+    let taken = app.create_with_key("key-1", ADA).await;
+
+    taken.assert_problem_of_type(409, "conflict");
+    assert_eq!(count(&pool, "idempotency_keys").await, 0);
+    assert_eq!(count(&pool, "idempotent_responses").await, 0);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_key_still_being_used_by_another_request_is_a_409_to_retry(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    // Another request's claim of the key, not yet committed.
+    let options = pool.connect_options();
+    let mut other = PgConnection::connect_with(&options).await.unwrap();
+    let mut transaction = other.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (subject, key, request_hash, expires_at) \
+         VALUES ('test', 'key-1', sha256('x'), now() + interval '1 day')",
+    )
+    .execute(&mut *transaction)
+    .await
+    .unwrap();
+    let commit_soon = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        transaction.commit().await.unwrap();
+    };
+
+    let (response, ()) = tokio::join!(app.create_with_key("key-1", ADA), commit_soon);
+
+    response.assert_problem_of_type(409, "request-in-progress");
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert_eq!(count(&pool, "users").await, 0);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn an_expired_key_is_a_new_key(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let first = app.create_with_key("key-1", ADA).await;
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let grace = app
+        .create_with_key(
+            "key-1",
+            r#"{"email": "grace@example.com", "name": "Grace"}"#,
+        )
+        .await;
+    let grace_again = app
+        .create_with_key(
+            "key-1",
+            r#"{"email": "grace@example.com", "name": "Grace"}"#,
+        )
+        .await;
+
+    assert_eq!(grace.status, 201, "{}", grace.body);
+    assert_eq!(grace.header("idempotent-replayed"), None);
+    assert_ne!(grace.body["id"], first.body["id"]);
+    assert_eq!(grace_again.body, grace.body);
+    assert_eq!(grace_again.header("idempotent-replayed"), Some("true"));
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn keys_are_kept_24_hours_and_each_keyed_create_purges_expired_ones(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    // Ten keys that expired, with their responses.
+    sqlx::query(
+        "WITH keys AS ( \
+             INSERT INTO idempotency_keys (subject, key, request_hash, expires_at) \
+             SELECT 'old', 'old-' || n, sha256(n::text::bytea), now() - interval '1 hour' \
+             FROM generate_series(1, 10) AS n RETURNING subject, key) \
+         INSERT INTO idempotent_responses \
+             (subject, key, status, user_id, email, name, created_at, updated_at, version) \
+         SELECT subject, key, 201, 1, 'x@example.com', 'X', now(), now(), 1 FROM keys",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    app.create_with_key("new-1", ADA).await;
+    let after_one = count(&pool, "idempotency_keys").await;
+    app.create_with_key("new-2", r#"{"email": "b@example.com", "name": "B"}"#)
+        .await;
+    app.create_with_key("new-3", r#"{"email": "c@example.com", "name": "C"}"#)
+        .await;
+    let lifetime: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM idempotency_keys \
+         WHERE key = 'new-1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+
+    assert_eq!(after_one, 10 - 4 + 1, "four expired keys purged, one added");
+    assert_eq!(
+        count(&pool, "idempotency_keys").await,
+        3,
+        "only the live keys are left"
+    );
+    assert_eq!(
+        count(&pool, "idempotent_responses").await,
+        3,
+        "and their responses"
+    );
+    assert_eq!(lifetime, 24.0 * 3600.0);
+}
