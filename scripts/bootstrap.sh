@@ -2,7 +2,8 @@
 # Installs the project's tools, idempotently, inside the project:
 #   .venv/   Python virtualenv with cargo-lambda (PyPI; it brings zig for cross-compiling),
 #            moto (a local Secrets Manager, for the tests and `make dev-secrets`), the SAM CLI
-#            and cfn-lint (template checks, `sam build`), and pytest (the template tests)
+#            and cfn-lint (template checks, `sam build`), pytest (the template tests),
+#            openapi-spec-validator and Schemathesis (openapi.yaml, and the contract test)
 #   .tools/  with --sqlx-cli: sqlx-cli, built by cargo (minutes, once), for the dev database
 #            and `make prepare`; `make test` does not need it
 # Print nothing when everything is already in place.
@@ -14,6 +15,8 @@ MOTO_VERSION=5.2.5
 SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 PYTEST_VERSION=9.2.0
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+SCHEMATHESIS_VERSION=4.32.5
 SQLX_CLI_VERSION=0.8.6
 
 if [ ! -x .venv/bin/cargo-lambda ] ||
@@ -24,7 +27,8 @@ if [ ! -x .venv/bin/cargo-lambda ] ||
 fi
 
 # One pip call for the Python tools, run only when a pinned version is missing.
-python_tools=("moto[server]==$MOTO_VERSION" "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" "pytest==$PYTEST_VERSION")
+python_tools=("moto[server]==$MOTO_VERSION" "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" "pytest==$PYTEST_VERSION"
+  "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION" "schemathesis==$SCHEMATHESIS_VERSION")
 if ! .venv/bin/python - "${python_tools[@]}" 2>/dev/null <<'PY'
 import sys
 from importlib.metadata import version

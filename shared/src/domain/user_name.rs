@@ -3,10 +3,10 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 const MAX_LEN: usize = 100;
 
-/// A user's display name: trimmed, in Unicode normalization form C (so "é" is stored one way
-/// however it was typed), 1 to 100 characters, with no control characters and no invisible
-/// formatting characters (bidirectional overrides such as U+202E, zero-width spaces and joiners),
-/// which can make a name display as something it is not.
+/// A user's display name: at most 100 characters as sent; trimmed, in Unicode normalization
+/// form C (so "é" is stored one way however it was typed), 1 to 100 characters, with no
+/// control characters and no invisible formatting characters (bidirectional overrides such as
+/// U+202E, zero-width spaces and joiners), which can make a name display as something it is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
 
@@ -28,8 +28,9 @@ impl UserName {
         if name.is_empty() {
             return Err(UserNameError::Empty);
         }
-        // Characters, not bytes: "Zoë" is three characters long.
-        if name.chars().count() > MAX_LEN {
+        // Characters, not bytes: "Zoë" is three characters long. As sent (openapi.yaml's
+        // maxLength, which a client can check) and as stored (the database's limit).
+        if raw.chars().count() > MAX_LEN || name.chars().count() > MAX_LEN {
             return Err(UserNameError::TooLong);
         }
         if name.chars().any(char::is_control) {
@@ -121,6 +122,59 @@ mod tests {
         assert_eq!(
             UserName::parse(&"a".repeat(101)),
             Err(UserNameError::TooLong)
+        );
+    }
+}
+
+/// The contract's side of [`UserName::parse`]: the `pattern` openapi.yaml gives a name, built
+/// here from the same Unicode tables, so the document and the code cannot drift apart.
+#[cfg(test)]
+mod contract {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+    /// Code point ranges, as a YAML double-quoted string writes them in a regular expression's
+    /// character class: `\\uXXXX` (the expression's escape) in the Basic Multilingual Plane, a
+    /// YAML escape (the character itself) above it, which every engine reads as one character.
+    fn class(test: impl Fn(char) -> bool) -> String {
+        let escape = |c: char| match u32::from(c) {
+            bmp @ ..=0xFFFF => format!("\\\\u{bmp:04X}"),
+            astral => format!("\\U{astral:08X}"),
+        };
+        let mut class = String::new();
+        let mut chars = (0..=0x10FFFF).filter_map(char::from_u32).peekable();
+        while let Some(first) = chars.next() {
+            if !test(first) {
+                continue;
+            }
+            let mut last = first;
+            while let Some(&next) = chars.peek() {
+                if !test(next) || u32::from(next) != u32::from(last) + 1 {
+                    break;
+                }
+                last = next;
+                chars.next();
+            }
+            class.push_str(&escape(first));
+            if last != first {
+                class.push('-');
+                class.push_str(&escape(last));
+            }
+        }
+        class
+    }
+
+    #[test]
+    fn openapi_yaml_gives_a_name_the_pattern_of_what_parse_accepts() {
+        let refused = class(|c| c.is_control() || c.general_category() == GeneralCategory::Format);
+        let blank = class(|c| c.is_whitespace() && !c.is_control());
+        let line = format!("pattern: \"^[^{refused}]*[^{refused}{blank}][^{refused}]*$\"");
+
+        let document = include_str!("../../../openapi.yaml");
+
+        assert!(
+            document.contains(&line),
+            "openapi.yaml's UserName pattern is out of date with the Unicode tables; make \
+             it\n{line}"
         );
     }
 }

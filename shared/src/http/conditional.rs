@@ -89,26 +89,40 @@ impl EntityTags {
         Self::parse(&joined).ok_or_else(malformed).map(Some)
     }
 
+    /// RFC 9110's `If-Match = "*" / #entity-tag`: a list whose empty elements are ignored,
+    /// of tags whose opaque part may hold commas (`"a,b"` is one tag).
     fn parse(value: &str) -> Option<Self> {
-        if value.trim() == "*" {
+        const OWS: &[char] = &[' ', '\t'];
+        let value = value.trim_matches(OWS);
+        if value == "*" {
             return Some(Self::Any);
         }
         let mut tags = Vec::new();
-        // Empty list elements are allowed and ignored (RFC 9110, section 5.6.1).
-        for element in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (weak, quoted) = match element.strip_prefix("W/") {
-                Some(rest) => (true, rest),
-                None => (false, element),
+        let mut rest = value;
+        loop {
+            rest = rest.trim_start_matches(|c| c == ',' || OWS.contains(&c));
+            if rest.is_empty() {
+                break;
+            }
+            let (weak, quoted) = match rest.strip_prefix("W/") {
+                Some(after) => (true, after),
+                None => (false, rest),
             };
-            let opaque = quoted.strip_prefix('"')?.strip_suffix('"')?;
-            // etagc: visible ASCII but the quote; and a comma here would have split the list.
-            if !opaque.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+            let (opaque, after) = quoted.strip_prefix('"')?.split_once('"')?;
+            // etagc: visible ASCII but the quote (obs-text is not accepted here).
+            if !opaque.bytes().all(|b| b.is_ascii_graphic()) {
                 return None;
             }
             tags.push(EntityTag {
                 weak,
                 opaque: opaque.to_owned(),
             });
+            // Between two tags, a comma; after the last, nothing.
+            let after = after.trim_start_matches(OWS);
+            if !(after.is_empty() || after.starts_with(',')) {
+                return None;
+            }
+            rest = after;
         }
         (!tags.is_empty()).then_some(Self::List(tags))
     }
@@ -132,6 +146,8 @@ mod tests {
             (" \"3\" , \"5\",", Some(vec![3, 5])),
             ("W/\"3\"", Some(vec![])),
             ("\"03\", \"x\", \"3\"", Some(vec![3])),
+            ("\"a,b\", \"4\",, ", Some(vec![4])),
+            ("\"\"", Some(vec![])),
         ] {
             assert_eq!(
                 if_match(&with("if-match", value)).ok(),
@@ -160,7 +176,17 @@ mod tests {
 
     #[test]
     fn a_malformed_condition_is_a_bad_request() {
-        for value in ["3", "\"3", "W/3", "\"a b\"", ",", "\"3\" \"4\"", "**"] {
+        for value in [
+            "3",
+            "\"3",
+            "W/3",
+            "\"a b\"",
+            ",",
+            "\"3\" \"4\"",
+            "**",
+            "*, \"3\"",
+            "w/\"3\"",
+        ] {
             let err = if_match(&with("if-match", value)).err();
             assert!(
                 matches!(err, Some(ApiError::BadRequest(_))),

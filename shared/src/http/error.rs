@@ -1,5 +1,5 @@
 use lambda_http::{
-    http::{header, HeaderValue, Method, StatusCode},
+    http::{header, HeaderValue, StatusCode},
     Body, Response,
 };
 use serde::Serialize;
@@ -38,8 +38,9 @@ pub enum ApiError {
     /// A valid token without the scope the route needs.
     #[error("The token does not grant the {0} scope.")]
     Forbidden(Scope),
-    #[error("This resource only supports {allowed}.")]
-    MethodNotAllowed { allowed: Method },
+    /// `allow`: the resource's methods, as the `Allow` header lists them.
+    #[error("This resource supports only {allow}.")]
+    MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Well-formed, but fields are missing, unknown or invalid.
@@ -183,9 +184,9 @@ impl ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(IN_PROGRESS_RETRY_AFTER_SECONDS),
             )),
-            Self::MethodNotAllowed { allowed } => HeaderValue::from_str(allowed.as_str())
-                .ok()
-                .map(|value| (header::ALLOW, value)),
+            Self::MethodNotAllowed { allow } => {
+                Some((header::ALLOW, HeaderValue::from_static(allow)))
+            }
             // RFC 6750 section 3: no error code when no credentials were sent.
             Self::Unauthorized(AuthError::Missing | AuthError::WrongScheme) => {
                 Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
@@ -308,9 +309,7 @@ mod tests {
             ApiError::BadRequest("b".into()),
             ApiError::Unauthorized(AuthError::Missing),
             ApiError::Forbidden(Scope::UsersRead),
-            ApiError::MethodNotAllowed {
-                allowed: Method::GET,
-            },
+            ApiError::MethodNotAllowed { allow: "GET" },
             ApiError::UnsupportedMediaType("u".into()),
             ApiError::Validation(Vec::new()),
             ApiError::NotFound("n".into()),
@@ -343,6 +342,21 @@ mod tests {
                 "{kind:?}"
             );
         }
+    }
+
+    #[test]
+    fn openapi_yaml_lists_every_kind_of_problem_and_no_other() {
+        let document = include_str!("../../../openapi.yaml");
+        let documented = document
+            .lines()
+            .filter(|line| line.trim_start().starts_with("- \"tag:users-api"))
+            .count();
+
+        for kind in one_of_each().iter().map(ApiError::kind) {
+            let entry = format!("- \"{PROBLEM_TYPE_PREFIX}{}\"", kind.slug);
+            assert!(document.contains(&entry), "openapi.yaml lacks {entry}");
+        }
+        assert_eq!(documented, one_of_each().len());
     }
 
     #[test]

@@ -5,13 +5,19 @@ use lambda_http::{http::Method, Request, RequestExt};
 use super::ApiError;
 use crate::domain::UserId;
 
-/// Rejects any other method with 405. API Gateway routes by method already; a Function URL
-/// sends every method to the function.
-pub fn require_method(req: &Request, allowed: Method) -> Result<(), ApiError> {
-    if *req.method() == allowed {
+/// Rejects any method but `expected` with 405 and the resource's methods (`allow`, as the
+/// `Allow` header lists them). API Gateway sends each route's method to its function, and
+/// every other method of a path to one of that path's functions (template.yaml, `ANY`); a
+/// Function URL sends every method to the function.
+pub fn require_method(
+    req: &Request,
+    expected: Method,
+    allow: &'static str,
+) -> Result<(), ApiError> {
+    if *req.method() == expected {
         Ok(())
     } else {
-        Err(ApiError::MethodNotAllowed { allowed })
+        Err(ApiError::MethodNotAllowed { allow })
     }
 }
 

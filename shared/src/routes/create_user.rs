@@ -22,7 +22,7 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 
 #[tracing::instrument(name = "Create a user", skip_all)]
 async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::POST)?;
+    http::require_method(req, Method::POST, super::USERS)?;
     let principal = state.auth.authorize(req, Scope::UsersWrite).await?;
     let key = http::idempotency_key(req)?;
     let body = JsonObject::from_request(req)?;

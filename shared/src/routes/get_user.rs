@@ -18,7 +18,7 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 
 #[tracing::instrument(name = "Get a user", skip_all)]
 async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::GET)?;
+    http::require_method(req, Method::GET, super::USER)?;
     state.auth.authorize(req, Scope::UsersRead).await?;
     let id = http::user_id_from_path(req)?;
     let user = state

@@ -19,7 +19,7 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 
 #[tracing::instrument(name = "Health check", skip_all)]
 async fn health(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::GET)?;
+    http::require_method(req, Method::GET, super::HEALTH)?;
     // Shorter than the connect timeout: a health check must answer quickly, whatever the
     // database is doing.
     let check = state.db.read(|connection| Box::pin(db::ping(connection)));

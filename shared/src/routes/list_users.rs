@@ -31,7 +31,7 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 
 #[tracing::instrument(name = "List users", skip_all)]
 async fn list_users(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::GET)?;
+    http::require_method(req, Method::GET, super::USERS)?;
     state.auth.authorize(req, Scope::UsersRead).await?;
     let query = Query::from_request(req, &["limit", "cursor", "email"])?;
     let limit = query.parse("limit", parse_limit)?.unwrap_or(DEFAULT_LIMIT);

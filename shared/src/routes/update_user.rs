@@ -21,7 +21,7 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 
 #[tracing::instrument(name = "Update a user", skip_all)]
 async fn update_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::PATCH)?;
+    http::require_method(req, Method::PATCH, super::USER)?;
     state.auth.authorize(req, Scope::UsersWrite).await?;
     let id = http::user_id_from_path(req)?;
     let expected = http::if_match(req)?;

@@ -338,11 +338,11 @@ async fn invalid_fields_return_422_naming_each_field(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
-async fn another_method_on_the_create_route_returns_405(pool: PgPool) {
+async fn another_method_on_the_create_route_returns_405_with_the_resources_methods(pool: PgPool) {
     let app = TestApp::new(&pool).await;
-    for method in ["GET", "PUT", "DELETE"] {
+    for method in ["PUT", "DELETE", "TRACE"] {
         let response = app.create_user(TestRequest::new(method, "/users")).await;
         response.assert_problem(405);
-        assert_eq!(response.header("allow"), Some("POST"));
+        assert_eq!(response.header("allow"), Some("GET, POST"));
     }
 }

@@ -74,9 +74,11 @@ async fn an_id_with_leading_zeros_returns_400_even_when_the_user_exists(pool: Pg
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
-async fn another_method_on_the_get_route_returns_405(pool: PgPool) {
+async fn another_method_on_the_get_route_returns_405_with_the_resources_methods(pool: PgPool) {
     let app = TestApp::new(&pool).await;
-    let response = app.get_user(TestRequest::new("POST", "/users/1")).await;
-    response.assert_problem(405);
-    assert_eq!(response.header("allow"), Some("GET"));
+    for method in ["POST", "PUT", "TRACE"] {
+        let response = app.get_user(TestRequest::new(method, "/users/1")).await;
+        response.assert_problem(405);
+        assert_eq!(response.header("allow"), Some("GET, PATCH, DELETE"));
+    }
 }
