@@ -2,6 +2,7 @@
 //! Each test starts its own stack over its own fresh database.
 
 use e2e::{free_port, Stack};
+use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
@@ -27,6 +28,67 @@ async fn a_user_can_be_created_then_fetched_and_health_is_ok() {
     assert_eq!(fetched.status, 200);
     assert_eq!(fetched.header("content-type"), Some("application/json"));
     assert_eq!(fetched.body, created.body);
+}
+
+/// The README's walk through the resource, as `make dev` serves it.
+#[tokio::test]
+async fn a_user_can_be_listed_changed_on_its_etag_and_deleted() {
+    let stack = Stack::start("resource").await;
+    let ada = json!({"email": "ada@example.com", "name": "Ada"});
+    let key = [("idempotency-key", "3f1c9a6e-create-ada")];
+    let created = stack
+        .request(Method::POST, "/users", &key, Some(&ada))
+        .await;
+    let replayed = stack
+        .request(Method::POST, "/users", &key, Some(&ada))
+        .await;
+    let path = created.header("location").expect("a location").to_owned();
+    let etag = created.header("etag").expect("an etag").to_owned();
+
+    let listed = stack.get("/users?limit=10").await;
+    let found = stack.get("/users?email=ADA%40example.com").await;
+    let patched = stack
+        .request(
+            Method::PATCH,
+            &path,
+            &[
+                ("if-match", &etag),
+                ("content-type", "application/merge-patch+json"),
+            ],
+            Some(&json!({"name": "Ada Lovelace"})),
+        )
+        .await;
+    let stale = stack
+        .request(Method::DELETE, &path, &[("if-match", &etag)], None)
+        .await;
+    let new_etag = patched.header("etag").expect("an etag").to_owned();
+    let unchanged = stack
+        .request(Method::GET, &path, &[("if-none-match", &new_etag)], None)
+        .await;
+    let deleted = stack
+        .request(Method::DELETE, &path, &[("if-match", &new_etag)], None)
+        .await;
+    let gone = stack.get(&path).await;
+    let other_method = stack.request(Method::PUT, &path, &[], None).await;
+
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(replayed.status, 201);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replayed.body, created.body);
+    assert_eq!(
+        listed.body,
+        json!({"items": [created.body], "next_cursor": null})
+    );
+    assert_eq!(found.body, listed.body);
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["name"], "Ada Lovelace");
+    assert_ne!(new_etag, etag);
+    stale.assert_problem(412);
+    assert_eq!(unchanged.status, 304);
+    assert_eq!(deleted.status, 204);
+    gone.assert_problem(404);
+    other_method.assert_problem(405);
+    assert_eq!(other_method.header("allow"), Some("GET, PATCH, DELETE"));
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! What a warm request costs the database, counted where it cannot be mistaken: the messages
 //! the function sends through a proxy in front of Postgres. One round trip per request in a
-//! burst (no liveness ping before, nothing on release); one more after a quiet spell, when the
-//! held connection is checked first.
+//! burst, on every route (no liveness ping before, nothing on release, and a precondition or
+//! an idempotency record checked in the statement that makes the change); one more after a
+//! quiet spell, when the held connection is checked first.
 
 use std::time::Duration;
 
@@ -9,50 +10,119 @@ use e2e::{proxy::Proxy, runtime::Function, TestDatabase};
 use serde_json::json;
 use test_support::{tokens, TestRequest};
 
+const BURST: usize = 10;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_request_costs_one_round_trip_on_each_route_and_after_a_quiet_spell_two() {
     let database = TestDatabase::create("round-trips").await;
-    sqlx::query("INSERT INTO users (email, name) VALUES ('counted@example.com', 'Counted')")
-        .execute(&mut database.connect().await)
-        .await
-        .expect("a user");
+    // Users 1 to 21: one to read and change, twenty to delete.
+    sqlx::query(
+        "INSERT INTO users (email, name) \
+         SELECT 'counted' || n || '@example.com', 'Counted' FROM generate_series(1, 21) AS n",
+    )
+    .execute(&mut database.connect().await)
+    .await
+    .expect("users");
     let proxy = Proxy::start(database.address).await;
     let url = proxy.url_for(&database.url);
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("JWT_KEY", tokens::TEST_KEY),
         ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-        // However slow this machine is, the bursts below stay within the quiet spell.
+        // However slow this machine is, each burst below stays within the quiet spell.
         ("DB_IDLE_CHECK_AFTER_MS", "2000"),
     ];
-    let get_user = Function::start("get-user", &env).await;
-    let create_user = Function::start("create-user", &env).await;
-    let get = TestRequest::get("/users/1");
+    let function = async |name| Function::start(name, &env).await;
+    let (get_user, list_users, create_user, update_user, delete_user) = (
+        function("get-user").await,
+        function("list-users").await,
+        function("create-user").await,
+        function("update-user").await,
+        function("delete-user").await,
+    );
     let create = |n: usize| {
         TestRequest::post("/users")
             .json(&json!({"email": format!("n{n}@example.com"), "name": "N"}))
     };
-    // The first request of each prepares its statement (SQLx caches it per connection).
-    assert_eq!(get_user.request(&get).await.status, 200);
-    assert_eq!(create_user.request(&create(0)).await.status, 201);
-
-    let before = proxy.sent();
-    for _ in 0..10 {
-        assert_eq!(get_user.request(&get).await.status, 200);
+    let create_keyed = |n: usize| {
+        TestRequest::post("/users")
+            .header("idempotency-key", &format!("key-{n}"))
+            .json(&json!({"email": format!("k{n}@example.com"), "name": "K"}))
+    };
+    let patch =
+        |n: usize| TestRequest::patch("/users/1").json(&json!({"name": format!("Renamed {n}")}));
+    let delete = |n: usize| TestRequest::delete(format!("/users/{}", n + 2));
+    let by_email = TestRequest::get("/users?email=counted1%40example.com");
+    let page = TestRequest::get("/users?limit=5");
+    let get = TestRequest::get("/users/1");
+    let mut costs = Vec::new();
+    for (route, function, warm_up, requests, status) in [
+        (
+            "GET /users/{id}",
+            &get_user,
+            get.clone(),
+            vec![get.clone(); BURST],
+            200,
+        ),
+        (
+            "GET /users",
+            &list_users,
+            page.clone(),
+            vec![page; BURST],
+            200,
+        ),
+        (
+            "GET /users?email=",
+            &list_users,
+            by_email.clone(),
+            vec![by_email; BURST],
+            200,
+        ),
+        (
+            "POST /users",
+            &create_user,
+            create(0),
+            (1..=BURST).map(create).collect(),
+            201,
+        ),
+        (
+            "POST /users, keyed",
+            &create_user,
+            create_keyed(0),
+            (1..=BURST).map(create_keyed).collect(),
+            201,
+        ),
+        (
+            "PATCH /users/{id}",
+            &update_user,
+            patch(0),
+            (1..=BURST).map(patch).collect(),
+            200,
+        ),
+        (
+            "DELETE /users/{id}",
+            &delete_user,
+            delete(0),
+            (1..=BURST).map(delete).collect(),
+            204,
+        ),
+    ] {
+        // Right before its burst, so that the burst stays within the quiet spell: the first
+        // request of each statement prepares it (SQLx caches it per connection).
+        assert_eq!(function.request(&warm_up).await.status, status, "{route}");
+        let before = proxy.sent();
+        for request in &requests {
+            assert_eq!(function.request(request).await.status, status, "{route}");
+        }
+        costs.push((route, proxy.sent() - before));
     }
-    let reads = proxy.sent() - before;
-    let before = proxy.sent();
-    for n in 1..=10 {
-        assert_eq!(create_user.request(&create(n)).await.status, 201);
-    }
-    let writes = proxy.sent() - before;
-
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let before = proxy.sent();
     assert_eq!(get_user.request(&get).await.status, 200);
     let after_quiet = proxy.sent() - before;
 
-    assert_eq!(reads, 10, "one round trip per warm GET /users/{{id}}");
-    assert_eq!(writes, 10, "one round trip per warm POST /users");
+    for (route, cost) in costs {
+        assert_eq!(cost, BURST as u64, "one round trip per warm {route}");
+    }
     assert_eq!(after_quiet, 2, "a liveness ping, then the query");
 }

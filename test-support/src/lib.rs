@@ -11,4 +11,4 @@ pub mod reply;
 pub mod tokens;
 
 pub use events::{Source, TestRequest, SOURCES};
-pub use reply::Reply;
+pub use reply::{Reply, PROBLEM_TYPE_PREFIX};
