@@ -137,6 +137,20 @@ impl Function {
         lock(&self.api.first_next).map(|at| at - self.started)
     }
 
+    /// Waits until the init is over: the function asked for its first event (at most a minute;
+    /// panics if the process exits first).
+    pub async fn initialized(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.init_duration().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the function did not finish its init; see {}",
+                self.log_path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Sends `event` with `timeout` as the function's time limit (the deadline the function
     /// sees) and waits for the outcome, up to `timeout` plus a second. Panics when none comes.
     pub async fn invoke(&self, event: &Value, timeout: Duration) -> Outcome {
