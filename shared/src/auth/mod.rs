@@ -16,6 +16,24 @@ use serde::Deserialize;
 
 pub use keys::Keys;
 
+tokio::task_local! {
+    /// The verified caller's subject, for the request being handled: [`with_caller`] opens
+    /// the slot around a request, [`Authenticator::authorize`] fills it.
+    static CALLER: std::cell::RefCell<Option<String>>;
+}
+
+/// Runs `request` with a slot for its caller, and returns its output with the subject of the
+/// token it authorized, if any (the access log's `caller`).
+pub async fn with_caller<T>(request: impl std::future::Future<Output = T>) -> (T, Option<String>) {
+    CALLER
+        .scope(std::cell::RefCell::new(None), async {
+            let output = request.await;
+            let caller = CALLER.with(|slot| slot.borrow_mut().take());
+            (output, caller)
+        })
+        .await
+}
+
 use crate::{
     config::{AuthSettings, KeySource},
     secrets::SecretsClient,
@@ -155,6 +173,8 @@ impl Authenticator {
     /// The caller of `req`, verified, holding `scope`: else 401 (no or bad token) or 403.
     pub async fn authorize(&self, req: &Request, scope: Scope) -> Result<Principal, Denied> {
         let principal = self.authenticate(req).await?;
+        // Outside `with_caller` (a test calling this directly) there is no slot to fill.
+        let _ = CALLER.try_with(|slot| slot.borrow_mut().clone_from(&principal.subject));
         if principal.has_scope(scope) {
             Ok(principal)
         } else {

@@ -142,6 +142,11 @@ impl ApiError {
         self.kind().status
     }
 
+    /// The kind's name, the end of the problem's `type` (the access log's `problem`).
+    pub fn slug(&self) -> &'static str {
+        self.kind().slug
+    }
+
     /// Logs the error (5xx with its whole cause chain) and renders it as problem+json.
     pub fn into_problem_response(self, request_id: Option<&str>, path: &str) -> Response<Body> {
         let kind = self.kind();
@@ -206,7 +211,8 @@ impl ApiError {
     }
 
     /// 5xx with the whole cause chain (`{:#}`: "context: cause: root cause"), at WARN when the
-    /// client is told to retry; 4xx at INFO with the detail only (never a token).
+    /// client is told to retry. A 4xx has no cause to log: the access log gives its kind and
+    /// detail (`http::handle`).
     fn log(&self, status: StatusCode, request_id: Option<&str>) {
         let retry = status == StatusCode::SERVICE_UNAVAILABLE;
         let status = status.as_u16();
@@ -215,7 +221,7 @@ impl ApiError {
                 tracing::warn!(status, request_id, error, "database unavailable")
             }
             Some(error) => tracing::error!(status, request_id, error, "request failed"),
-            None => tracing::info!(status, request_id, problem = %self, "request rejected"),
+            None => {}
         }
     }
 

@@ -16,7 +16,12 @@ pub use json::JsonObject;
 pub use query::Query;
 pub use request::{idempotency_key, require_method, time_left, user_id_from_path};
 
-use std::{future::Future, panic::AssertUnwindSafe, time::Duration};
+use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
 
 use futures_util::FutureExt;
 use lambda_http::{
@@ -25,7 +30,7 @@ use lambda_http::{
 };
 use serde::Serialize;
 
-use crate::telemetry;
+use crate::{auth, telemetry};
 
 pub const APPLICATION_JSON: &str = "application/json";
 pub const APPLICATION_PROBLEM_JSON: &str = "application/problem+json";
@@ -35,24 +40,30 @@ pub const APPLICATION_MERGE_PATCH_JSON: &str = "application/merge-patch+json";
 /// deadline is abandoned and answered 503.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 
-/// Runs `route` for `req` and answers with its response, its error as a problem, or, should it
-/// panic, a generic 500 problem: the environment then goes on serving, warm (the release
-/// profile unwinds). The panic's message and location are logged by the hook
-/// `telemetry::init` installs, within the invocation's span.
+/// Runs `route` (the API's route, such as `GET /users/{id}`, whose handler `future` is) for
+/// `req` and answers with its response, its error as a problem, or, should it panic, a generic
+/// 500 problem: the environment then goes on serving, warm (the release profile unwinds). The
+/// panic's message and location are logged by the hook `telemetry::init` installs, within the
+/// invocation's span.
 ///
 /// Whatever the route waits for (a slow Secrets Manager during a rotation, a database that
 /// stopped answering), it answers before the invocation's deadline: a route still running
 /// [`ANSWER_MARGIN`] before it is dropped and the caller gets a 503 problem with
 /// `Retry-After`, rather than Lambda's timeout and API Gateway's bare 5xx.
+///
+/// Every request ends with one access-log line at INFO (see [`access_log`]).
 pub async fn handle(
     req: &Request,
-    route: impl Future<Output = Result<Response<Body>, ApiError>>,
+    route: &'static str,
+    future: impl Future<Output = Result<Response<Body>, ApiError>>,
 ) -> Response<Body> {
+    let started = Instant::now();
     let budget = time_left(req).saturating_sub(ANSWER_MARGIN);
     // A route only borrows the state built at init; what it may leave half-changed when it
     // panics is behind locks that recover from poisoning (auth's key cache).
-    let guarded = AssertUnwindSafe(route).catch_unwind();
-    let result = match tokio::time::timeout(budget, guarded).await {
+    let guarded = AssertUnwindSafe(future).catch_unwind();
+    let (outcome, caller) = auth::with_caller(tokio::time::timeout(budget, guarded)).await;
+    let result = match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => {
             let message = telemetry::panic_message(panic.as_ref());
@@ -64,7 +75,64 @@ pub async fn handle(
             "the request did not finish within the {budget:?} left before the deadline"
         ))),
     };
-    respond(req, result)
+    let problem = result
+        .as_ref()
+        .err()
+        .map(|err| (err.slug(), err.to_string()));
+    let response = respond(req, result);
+    access_log(&AccessLog {
+        req,
+        route,
+        status: response.status(),
+        latency: started.elapsed(),
+        caller: caller.as_deref(),
+        problem: problem
+            .as_ref()
+            .map(|(slug, detail)| (*slug, detail.as_str())),
+    });
+    response
+}
+
+/// What the access log records of one request.
+struct AccessLog<'a> {
+    req: &'a Request,
+    route: &'static str,
+    status: StatusCode,
+    latency: Duration,
+    /// The verified token's subject: who called (never the token itself).
+    caller: Option<&'a str>,
+    /// The problem's kind and detail, for an error (the detail is written for the client:
+    /// never a secret or a cause).
+    problem: Option<(&'static str, &'a str)>,
+}
+
+/// The first request an execution environment serves is its cold start.
+static COLD_START: AtomicBool = AtomicBool::new(true);
+
+/// One line per request, at INFO: route, method, status, latency, the Lambda request id and
+/// X-Ray trace id, whether this was the environment's first request, the function's name,
+/// version and memory, the caller's subject, and for an error its problem kind and detail.
+/// No header, token, body or query string.
+fn access_log(entry: &AccessLog<'_>) {
+    let context = entry.req.lambda_context_ref();
+    let config = context.map(|context| &*context.env_config);
+    let (problem, detail) = entry.problem.unzip();
+    tracing::info!(
+        route = entry.route,
+        method = %entry.req.method(),
+        status = entry.status.as_u16(),
+        latency_ms = entry.latency.as_secs_f64() * 1000.0,
+        request_id = context.map(|context| context.request_id.as_str()),
+        xray_trace_id = context.and_then(|context| context.xray_trace_id.as_deref()),
+        cold_start = COLD_START.swap(false, Ordering::Relaxed),
+        function_name = config.map(|config| config.function_name.as_str()),
+        function_version = config.map(|config| config.version.as_str()),
+        memory_mb = config.map(|config| config.memory),
+        caller = entry.caller,
+        problem,
+        detail,
+        "request"
+    );
 }
 
 /// The response for a route's result: its own on success, a problem otherwise.

@@ -17,7 +17,7 @@ use crate::{
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, create_user(state, &req)).await)
+    Ok(http::handle(&req, "POST /users", create_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Create a user", skip_all)]
@@ -37,7 +37,7 @@ async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
                 Box::pin(async move { users::insert(connection, &new_user).await })
             })
             .await??;
-        tracing::info!(user_id = %user.id, "user created");
+        tracing::debug!(user_id = %user.id, "user created");
         return created(StatusCode::CREATED, &user);
     };
     let subject = principal.subject.unwrap_or_default();
@@ -53,11 +53,11 @@ async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
         .await??;
     match outcome {
         Created::New(user) => {
-            tracing::info!(user_id = %user.id, "user created");
+            tracing::debug!(user_id = %user.id, "user created");
             created(StatusCode::CREATED, &user)
         }
         Created::Replayed { status, user } => {
-            tracing::info!(user_id = %user.id, "idempotent create replayed");
+            tracing::debug!(user_id = %user.id, "idempotent create replayed");
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
             let mut response = created(status, &user)?;
             response

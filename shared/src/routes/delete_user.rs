@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, delete_user(state, &req)).await)
+    Ok(http::handle(&req, "DELETE /users/{id}", delete_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Delete a user", skip_all)]
@@ -27,6 +27,6 @@ async fn delete_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
             Box::pin(async move { users::delete(connection, id, expected.as_deref()).await })
         })
         .await??;
-    tracing::info!(user_id = %id, "user deleted");
+    tracing::debug!(user_id = %id, "user deleted");
     Ok(http::no_content())
 }

@@ -13,7 +13,7 @@ use crate::{
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, get_user(state, &req)).await)
+    Ok(http::handle(&req, "GET /users/{id}", get_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Get a user", skip_all)]

@@ -14,7 +14,7 @@ use crate::{
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, health(state, &req)).await)
+    Ok(http::handle(&req, "GET /health", health(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Health check", skip_all)]

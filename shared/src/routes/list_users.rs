@@ -26,7 +26,7 @@ struct Page {
 }
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, list_users(state, &req)).await)
+    Ok(http::handle(&req, "GET /users", list_users(state, &req)).await)
 }
 
 #[tracing::instrument(name = "List users", skip_all)]

@@ -16,7 +16,7 @@ use crate::{
 };
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, update_user(state, &req)).await)
+    Ok(http::handle(&req, "PATCH /users/{id}", update_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Update a user", skip_all)]
@@ -35,7 +35,7 @@ async fn update_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
             )
         })
         .await??;
-    tracing::info!(user_id = %user.id, version = user.version, "user updated");
+    tracing::debug!(user_id = %user.id, version = user.version, "user updated");
     Ok(http::with_etag(
         http::json(StatusCode::OK, &user)?,
         user.version,

@@ -10,7 +10,7 @@ use shared::http::{self, ApiError};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     run(service_fn(|req: Request| async move {
-        Ok::<_, Error>(http::handle(&req, route(&req)).await)
+        Ok::<_, Error>(http::handle(&req, "ANY /{proxy+}", route(&req)).await)
     }))
     .await
 }

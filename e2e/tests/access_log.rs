@@ -1,0 +1,98 @@
+//! The access log: one JSON line per request at INFO from the real binary, in Lambda's JSON
+//! log format, with what an operator needs to find and judge a request, and nothing a caller
+//! sent that could be a secret.
+
+use e2e::{runtime::Function, TestDatabase};
+use serde_json::Value;
+use test_support::{tokens, TestRequest};
+
+/// What the Runtime API emulator (e2e/src/runtime.rs) sends as the X-Ray trace header.
+const TRACE_ID: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+
+fn json_lines(logs: &str) -> Vec<Value> {
+    logs.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_is_one_info_line_with_its_route_outcome_and_caller() {
+    let database = TestDatabase::create("access-log").await;
+    sqlx::query("INSERT INTO users (email, name) VALUES ('ada@example.com', 'Ada')")
+        .execute(&mut database.connect().await)
+        .await
+        .expect("a user");
+    let function = Function::start(
+        "get-user",
+        &[
+            ("DATABASE_URL", database.url.as_str()),
+            ("JWT_KEY", tokens::TEST_KEY),
+            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ],
+    )
+    .await;
+    function.initialized().await;
+    let at_init = json_lines(&function.logs()).len();
+    let token = tokens::hs256(tokens::TEST_KEY, tokens::FULL_SCOPE);
+    let forged = format!("{token}x");
+
+    let found = function.request(&TestRequest::get("/users/1")).await;
+    let missing = function.request(&TestRequest::get("/users/2")).await;
+    let refused = function
+        .request(&TestRequest::get("/users/1").authorization(Some(&format!("Bearer {forged}"))))
+        .await;
+
+    assert_eq!(
+        (found.status, missing.status, refused.status),
+        (200, 404, 401)
+    );
+    let logs = function.logs();
+    let lines = json_lines(&logs);
+    let during: Vec<&Value> = lines[at_init..].iter().collect();
+    assert_eq!(
+        during.len(),
+        3,
+        "one line per request, nothing else:\n{logs}"
+    );
+    for (line, status, cold_start) in [(during[0], 200, true), (during[1], 404, false)] {
+        assert_eq!(line["level"], "INFO");
+        let fields = &line["fields"];
+        assert_eq!(fields["message"], "request");
+        assert_eq!(fields["route"], "GET /users/{id}");
+        assert_eq!(fields["method"], "GET");
+        assert_eq!(fields["status"], status);
+        assert!(
+            fields["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{fields}"
+        );
+        assert!(fields["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()));
+        assert_eq!(fields["xray_trace_id"], TRACE_ID);
+        assert_eq!(fields["cold_start"], cold_start);
+        assert_eq!(fields["function_name"], "get-user");
+        assert_eq!(fields["function_version"], "$LATEST");
+        assert_eq!(fields["memory_mb"], 256);
+        assert_eq!(fields["caller"], "test", "the token's subject");
+    }
+    assert_eq!(during[0]["fields"].get("problem"), None);
+    assert_eq!(during[1]["fields"]["problem"], "not-found");
+    assert_eq!(
+        during[1]["fields"]["request_id"],
+        missing.body["request_id"]
+    );
+    let refused_line = &during[2]["fields"];
+    assert_eq!(refused_line["status"], 401);
+    assert_eq!(refused_line["problem"], "unauthorized");
+    assert_eq!(
+        refused_line["detail"],
+        "The access token was rejected: bad signature."
+    );
+    assert_eq!(refused_line.get("caller"), None, "no verified caller");
+    assert!(!logs.contains(&token[20..]), "a token reached the log");
+    assert!(
+        !logs.contains("ada@example.com"),
+        "a response body reached the log"
+    );
+}
