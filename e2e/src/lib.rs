@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod cloudformation;
 pub mod database;
+pub mod emf;
 pub mod init;
 pub mod jwks;
 pub mod moto;

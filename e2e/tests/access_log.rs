@@ -9,9 +9,11 @@ use test_support::{tokens, TestRequest};
 /// What the Runtime API emulator (e2e/src/runtime.rs) sends as the X-Ray trace header.
 const TRACE_ID: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
 
+/// The log's lines, as JSON, without the metrics documents (e2e/tests/metrics.rs).
 fn json_lines(logs: &str) -> Vec<Value> {
     logs.lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .filter(|line: &Value| line.get("_aws").is_none())
         .collect()
 }
 

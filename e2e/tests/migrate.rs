@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{
     cloudformation::{properties, CustomResource},
-    free_port,
+    emf, free_port,
     moto::Moto,
     runtime::Function,
     Stack, TestDatabase,
@@ -38,6 +38,12 @@ async fn create_migrates_an_empty_database_update_is_idempotent_and_delete_chang
 
     let created = resource.create(&function, properties("1")).await;
     assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let applied = emf::only_value(&function.logs(), "MigrationsApplied");
+    assert_eq!(
+        applied,
+        Some(all.len().into()),
+        "the metric counts what was applied"
+    );
     assert_eq!(
         created["Data"]["SchemaVersion"],
         all.last().unwrap().to_string()
@@ -51,6 +57,8 @@ async fn create_migrates_an_empty_database_update_is_idempotent_and_delete_chang
 
     let updated = resource.update(&function, properties("2")).await;
     assert_eq!(updated["Status"], "SUCCESS", "{updated}");
+    let applied = emf::only_value(&function.logs(), "MigrationsApplied");
+    assert_eq!(applied, Some(all.len().into()), "nothing more applied");
     assert_eq!(applied_migrations(&mut connection).await, all);
 
     let deleted = resource.delete(&function).await;
@@ -79,6 +87,8 @@ async fn a_failing_migration_answers_failed_with_the_reason() {
         .await;
 
     assert_eq!(answer["Status"], "FAILED", "{answer}");
+    let failures = emf::only_value(&function.logs(), "MigrationFailures");
+    assert_eq!(failures, Some(1.into()));
     let reason = answer["Reason"].as_str().unwrap();
     assert!(
         reason.contains("Failed to apply the migrations"),

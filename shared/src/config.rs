@@ -61,6 +61,33 @@ impl LogSettings {
     }
 }
 
+/// Where the CloudWatch metrics go: `METRICS_NAMESPACE` (default `UsersApi`) and the
+/// `service` dimension, `METRICS_SERVICE` (default `users-api`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub namespace: String,
+    pub service: String,
+}
+
+impl MetricsSettings {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let named = |name, default: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        Self {
+            namespace: named("METRICS_NAMESPACE", "UsersApi"),
+            service: named("METRICS_SERVICE", "users-api"),
+        }
+    }
+}
+
 /// The AWS SDK's settings, from the variables Lambda sets. Nothing else: a Lambda function's
 /// credentials are in its environment, so the SDK's other sources (profile files, SSO, web
 /// identity, instance metadata) would only add code to every binary and time to every init.

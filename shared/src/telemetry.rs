@@ -7,14 +7,110 @@
 //!
 //! A panic is logged as one ERROR line with its message and location, in the span of the
 //! invocation it happened in (the default hook would print it to stderr, outside any span).
+//!
+//! Metrics: CloudWatch's Embedded Metric Format, through the `metrics` facade and
+//! `metrics_cloudwatch_embedded`'s recorder. Each invocation ends with one EMF document on
+//! stdout ([`flush_metrics`], before its response is sent: the environment may be frozen right
+//! after), in
+//! `METRICS_NAMESPACE`, with the dimensions `service` and `route` (the function's route: one
+//! per function, so never high-cardinality), holding what the invocation counted ([`metric`]).
 
-use std::any::Any;
+use std::{any::Any, sync::OnceLock};
 
+use metrics::Unit;
+use metrics_cloudwatch_embedded::Collector;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
-use crate::config::LogSettings;
+use crate::config::{LogSettings, MetricsSettings};
 
-pub fn init() {
+/// The metrics' names, and what each counts.
+pub mod metric {
+    /// Requests answered (count), per route.
+    pub const REQUESTS: &str = "Requests";
+    /// Time from receiving a request to its response (milliseconds).
+    pub const LATENCY: &str = "Latency";
+    /// Requests answered 4xx (count).
+    pub const CLIENT_ERRORS: &str = "4xx";
+    /// Requests answered 5xx (count).
+    pub const SERVER_ERRORS: &str = "5xx";
+    /// 1 on the first invocation of an execution environment.
+    pub const COLD_START: &str = "ColdStart";
+    /// Time to open a database connection, TLS and authentication included (milliseconds).
+    pub const DATABASE_CONNECT_TIME: &str = "DatabaseConnectTime";
+    /// Requests that could get no database connection (count): the database-unavailable alarm.
+    pub const DATABASE_ACQUIRE_FAILURES: &str = "DatabaseAcquireFailures";
+    /// Database secret re-reads after the database refused its credentials (count).
+    pub const SECRET_REREADS: &str = "SecretRereads";
+    /// JWKS fetches after init, for an unknown key id (count).
+    pub const JWKS_REFRESHES: &str = "JwksRefreshes";
+    /// Migrations the `migrate` function applied (count).
+    pub const MIGRATIONS_APPLIED: &str = "MigrationsApplied";
+    /// Failed runs of the `migrate` function (count).
+    pub const MIGRATION_FAILURES: &str = "MigrationFailures";
+}
+
+/// The EMF recorder, once [`init`] has installed it.
+static METRICS: OnceLock<&'static Collector> = OnceLock::new();
+
+/// Logging and metrics for a function serving `route` (`GET /users/{id}`; `migrate`). Call
+/// first in `main`, before the init's work, whose metrics (the first connection) then go out
+/// with the first invocation's.
+pub fn init(route: &'static str) {
+    init_logs();
+    let settings = MetricsSettings::from_env();
+    let recorder = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(settings.namespace)
+        .with_dimension("service", settings.service)
+        .with_dimension("route", route)
+        .init();
+    match recorder {
+        Ok(collector) => {
+            let _ = METRICS.set(collector);
+            describe();
+        }
+        Err(err) => tracing::warn!(error = %err, "no metrics: the recorder could not be set"),
+    }
+}
+
+fn describe() {
+    use metric::*;
+    for counter in [
+        REQUESTS,
+        CLIENT_ERRORS,
+        SERVER_ERRORS,
+        COLD_START,
+        DATABASE_ACQUIRE_FAILURES,
+        SECRET_REREADS,
+        JWKS_REFRESHES,
+        MIGRATIONS_APPLIED,
+        MIGRATION_FAILURES,
+    ] {
+        metrics::describe_counter!(counter, Unit::Count, "");
+    }
+    for histogram in [LATENCY, DATABASE_CONNECT_TIME] {
+        metrics::describe_histogram!(histogram, Unit::Milliseconds, "");
+    }
+}
+
+/// Writes what this invocation counted as one EMF document on stdout, tagged with its request
+/// and trace ids, and starts counting afresh. Called before the response is sent: once it is,
+/// Lambda may freeze the environment, and output written then may never be read.
+pub fn flush_metrics(request_id: Option<&str>, xray_trace_id: Option<&str>) {
+    let Some(collector) = METRICS.get() else {
+        return;
+    };
+    for (name, value) in [("request_id", request_id), ("xray_trace_id", xray_trace_id)] {
+        match value {
+            Some(value) => collector.set_property(name, value.to_owned()),
+            None => collector.remove_property(name),
+        };
+    }
+    if let Err(err) = collector.flush(std::io::stdout().lock()) {
+        tracing::warn!(error = %err, "the metrics could not be written");
+    }
+}
+
+fn init_logs() {
     let settings = LogSettings::from_env();
     let format = tracing_subscriber::fmt::layer()
         .with_target(false)

@@ -191,6 +191,7 @@ impl JwksKeys {
             return;
         }
         *last = Some(Instant::now());
+        metrics::counter!(crate::telemetry::metric::JWKS_REFRESHES).increment(1);
         match fetch_jwks(&self.http, &self.url).await {
             // A usable key set is never replaced by an unusable one: the issuer's mistake
             // must not lock every caller out.

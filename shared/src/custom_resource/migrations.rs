@@ -123,6 +123,11 @@ async fn migrate(
         .await
         .context("Failed to take the migrations' advisory lock")?;
     set(session, "lock_timeout", LOCK_TIMEOUT).await?;
+    // The server's clock: what the migration table records as each migration's install time.
+    let started: time::OffsetDateTime = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *session)
+        .await
+        .context("Failed to read the server's clock")?;
     let unlocked = Migrator {
         migrations: Cow::Borrowed(&migrator.migrations),
         locking: false,
@@ -149,6 +154,15 @@ async fn migrate(
             }
         }
     }
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE installed_on >= $1")
+            .bind(started)
+            .fetch_one(&mut *session)
+            .await
+            .context("Failed to count the migrations applied")?;
+    metrics::counter!(crate::telemetry::metric::MIGRATIONS_APPLIED)
+        .increment(u64::try_from(applied).unwrap_or_default());
+    tracing::info!(applied, "migrations applied");
     session
         .unlock()
         .await

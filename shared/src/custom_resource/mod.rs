@@ -161,6 +161,11 @@ where
         logical_resource_id: &head.logical_resource_id,
         data,
     };
+    // Before answering: CloudFormation's answer is what ends this deploy step.
+    telemetry::flush_metrics(
+        Some(&event.context.request_id),
+        event.context.xray_trace_id.as_deref(),
+    );
     send_response(http, &head.response_url, &response).await?;
     tracing::info!(status, "answered CloudFormation");
     Ok(())
@@ -203,6 +208,7 @@ where
             Err(err) => {
                 let reason = format!("{err:#}");
                 tracing::error!(error = reason, "migrations failed");
+                metrics::counter!(telemetry::metric::MIGRATION_FAILURES).increment(1);
                 // A failed Update leaves the resource as it was; a failed Create gets an id,
                 // which CloudFormation then deletes (changing nothing).
                 let id = match request_type {

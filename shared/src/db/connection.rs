@@ -33,6 +33,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::MutexGuard;
 
 use super::Database;
+use crate::telemetry::metric;
 
 /// The held connection and when a request last finished with it.
 #[derive(Debug)]
@@ -124,7 +125,9 @@ impl Database {
             }
         }
         if slot.is_none() {
-            let connection = self.open().await?;
+            let connection = self.open().await.inspect_err(|_| {
+                metrics::counter!(metric::DATABASE_ACQUIRE_FAILURES).increment(1);
+            })?;
             *slot = Some(Held {
                 connection,
                 idle_since: Instant::now(),

@@ -29,6 +29,7 @@ use iam_auth::{IamAuth, TokenScope};
 use options::connect_options;
 use rotation::Rotation;
 
+use crate::telemetry::metric;
 use crate::{
     config::{DatabaseSettings, DatabaseSource},
     secrets::{SecretError, SecretsClient, Stage},
@@ -161,14 +162,20 @@ impl Database {
     /// what it holds now.
     pub async fn open(&self) -> Result<PgConnection, sqlx::Error> {
         let timeout = self.settings.acquire_timeout;
-        tokio::time::timeout(timeout, self.open_unbounded())
+        let started = std::time::Instant::now();
+        let opened = tokio::time::timeout(timeout, self.open_unbounded())
             .await
             .unwrap_or_else(|_| {
                 Err(sqlx::Error::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("connecting took longer than {timeout:?}"),
                 )))
-            })
+            });
+        if opened.is_ok() {
+            metrics::histogram!(metric::DATABASE_CONNECT_TIME)
+                .record(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        opened
     }
 
     async fn open_unbounded(&self) -> Result<PgConnection, sqlx::Error> {

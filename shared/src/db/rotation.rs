@@ -130,6 +130,7 @@ impl Rotation {
             return false;
         }
         state.last_read = Some(Instant::now());
+        metrics::counter!(crate::telemetry::metric::SECRET_REREADS).increment(1);
         let known = state.version_id.as_deref();
         let (credentials, version_id) = match self.newer_credentials(known, settings).await {
             Ok(Some(newer)) => newer,

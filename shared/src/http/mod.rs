@@ -30,7 +30,7 @@ use lambda_http::{
 };
 use serde::Serialize;
 
-use crate::{auth, telemetry};
+use crate::{auth, telemetry, telemetry::metric};
 
 pub const APPLICATION_JSON: &str = "application/json";
 pub const APPLICATION_PROBLEM_JSON: &str = "application/problem+json";
@@ -112,8 +112,21 @@ static COLD_START: AtomicBool = AtomicBool::new(true);
 /// One line per request, at INFO: route, method, status, latency, the Lambda request id and
 /// X-Ray trace id, whether this was the environment's first request, the function's name,
 /// version and memory, the caller's subject, and for an error its problem kind and detail.
+/// Then the invocation's metrics, flushed (see `telemetry`).
 /// No header, token, body or query string.
 fn access_log(entry: &AccessLog<'_>) {
+    // The route is each function's own `route` dimension (telemetry::init).
+    metrics::counter!(metric::REQUESTS).increment(1);
+    metrics::histogram!(metric::LATENCY).record(entry.latency.as_secs_f64() * 1000.0);
+    if entry.status.is_client_error() {
+        metrics::counter!(metric::CLIENT_ERRORS).increment(1);
+    } else if entry.status.is_server_error() {
+        metrics::counter!(metric::SERVER_ERRORS).increment(1);
+    }
+    let cold_start = COLD_START.swap(false, Ordering::Relaxed);
+    if cold_start {
+        metrics::counter!(metric::COLD_START).increment(1);
+    }
     let context = entry.req.lambda_context_ref();
     let config = context.map(|context| &*context.env_config);
     let (problem, detail) = entry.problem.unzip();
@@ -124,7 +137,7 @@ fn access_log(entry: &AccessLog<'_>) {
         latency_ms = entry.latency.as_secs_f64() * 1000.0,
         request_id = context.map(|context| context.request_id.as_str()),
         xray_trace_id = context.and_then(|context| context.xray_trace_id.as_deref()),
-        cold_start = COLD_START.swap(false, Ordering::Relaxed),
+        cold_start,
         function_name = config.map(|config| config.function_name.as_str()),
         function_version = config.map(|config| config.version.as_str()),
         memory_mb = config.map(|config| config.memory),
@@ -132,6 +145,10 @@ fn access_log(entry: &AccessLog<'_>) {
         problem,
         detail,
         "request"
+    );
+    telemetry::flush_metrics(
+        context.map(|context| context.request_id.as_str()),
+        context.and_then(|context| context.xray_trace_id.as_deref()),
     );
 }
 

@@ -16,8 +16,11 @@ use crate::{
 
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// The route this module serves: the access log's `route` and the metrics' dimension.
+pub const ROUTE: &str = "POST /users";
+
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, "POST /users", create_user(state, &req)).await)
+    Ok(http::handle(&req, ROUTE, create_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Create a user", skip_all)]

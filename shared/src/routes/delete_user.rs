@@ -10,8 +10,11 @@ use crate::{
     users,
 };
 
+/// The route this module serves: the access log's `route` and the metrics' dimension.
+pub const ROUTE: &str = "DELETE /users/{id}";
+
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, "DELETE /users/{id}", delete_user(state, &req)).await)
+    Ok(http::handle(&req, ROUTE, delete_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Delete a user", skip_all)]

@@ -12,8 +12,11 @@ use crate::{
     users::{self, Refused},
 };
 
+/// The route this module serves: the access log's `route` and the metrics' dimension.
+pub const ROUTE: &str = "GET /users/{id}";
+
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, "GET /users/{id}", get_user(state, &req)).await)
+    Ok(http::handle(&req, ROUTE, get_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Get a user", skip_all)]

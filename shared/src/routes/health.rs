@@ -13,8 +13,11 @@ use crate::{
     state::AppState,
 };
 
+/// The route this module serves: the access log's `route` and the metrics' dimension.
+pub const ROUTE: &str = "GET /health";
+
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, "GET /health", health(state, &req)).await)
+    Ok(http::handle(&req, ROUTE, health(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Health check", skip_all)]

@@ -25,8 +25,11 @@ struct Page {
     next_cursor: Option<String>,
 }
 
+/// The route this module serves: the access log's `route` and the metrics' dimension.
+pub const ROUTE: &str = "GET /users";
+
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, "GET /users", list_users(state, &req)).await)
+    Ok(http::handle(&req, ROUTE, list_users(state, &req)).await)
 }
 
 #[tracing::instrument(name = "List users", skip_all)]

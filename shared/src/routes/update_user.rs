@@ -15,8 +15,11 @@ use crate::{
     users,
 };
 
+/// The route this module serves: the access log's `route` and the metrics' dimension.
+pub const ROUTE: &str = "PATCH /users/{id}";
+
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, "PATCH /users/{id}", update_user(state, &req)).await)
+    Ok(http::handle(&req, ROUTE, update_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Update a user", skip_all)]
