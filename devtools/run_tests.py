@@ -6,10 +6,11 @@
 time waiting (on `cargo lambda watch`, on processes starting, on Postgres), not computing. So
 this builds them with `cargo test --no-run` and runs them itself:
 
-1. first, one at a time: the unit and integration tests, and the end-to-end tests whose
-   assertions involve time (a deadline, a quiet spell, "promptly"), so that nothing else
-   competes with them for the two cores;
-2. then every other end-to-end test binary, two at a time (a new one lands here by default).
+1. first, one at a time: the end-to-end tests whose assertions involve time (a deadline, a
+   quiet spell, "promptly") or that load the machine themselves (twenty processes at once), so
+   that nothing else competes with them for the two cores;
+2. then every other test binary, two at a time (a new one lands here by default), the slowest
+   first so that the two queues end together.
 
 Each binary runs from its package's folder, as `cargo test` runs it, with its output printed
 whole when it ends. The exit status is 1 if any binary failed.
@@ -22,17 +23,17 @@ import subprocess
 import sys
 import time
 
-# End-to-end test binaries whose assertions involve time: run alone.
+# End-to-end test binaries whose assertions involve time, or that load the machine: run alone.
 TIMED = {
     "bench_smoke",
     "concurrency",
     "deploys",
     "freeze",
-    "iam_auth",
-    "panics",
     "round_trips",
     "slow_dependencies",
 }
+# The slowest of the others (about 20 to 45 s each here), started first.
+SLOWEST = ["secrets", "api", "auth", "rds_proxy", "contract", "tls"]
 PARALLEL = 2
 
 
@@ -78,8 +79,14 @@ def main():
     names = {pathlib.Path(name).name for name, _, _, end_to_end in binaries if end_to_end}
     if not TIMED <= names:
         sys.exit(f"run_tests: no end-to-end test binary named {sorted(TIMED - names)}")
-    alone = [b for b in binaries if not b[3] or pathlib.Path(b[0]).name in TIMED]
-    together = [b for b in binaries if b not in alone]
+    alone = [b for b in binaries if b[3] and pathlib.Path(b[0]).name in TIMED]
+
+    def slowest_first(binary):
+        name = pathlib.Path(binary[0]).name
+        end_to_end = binary[3]
+        return SLOWEST.index(name) if end_to_end and name in SLOWEST else len(SLOWEST)
+
+    together = sorted((b for b in binaries if b not in alone), key=slowest_first)
     failed = []
     for binary in alone:
         report(run(binary), failed)
