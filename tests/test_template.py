@@ -68,21 +68,28 @@ def template_routes(template):
         assert properties["ApiId"] == {"Ref": "Api"}, name
         method, path = properties["RouteKey"].split(" ", 1)
         integration = re.fullmatch(r"integrations/\$\{(\w+)\}", properties["Target"]["Fn::Sub"]).group(1)
-        function = resources[integration]["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]
+        function = aliased_function(resources[integration]["Properties"]["IntegrationUri"])
         routes.add((method, path, code_folder(resources[function])))
     return routes
+
+
+def aliased_function(reference):
+    """The function whose `live` alias `reference` is (`!Ref <Function>.Alias`)."""
+    function, alias = reference["Ref"].split(".")
+    assert alias == "Alias", reference
+    return function
 
 
 def test_every_routed_function_may_be_invoked_by_this_api_only(template):
     resources = template["Resources"]
     permitted = {
-        resource["Properties"]["FunctionName"]["Ref"]: resource["Properties"]
+        aliased_function(resource["Properties"]["FunctionName"]): resource["Properties"]
         for resource in resources.values()
         if resource["Type"] == "AWS::Lambda::Permission"
     }
     for name, resource in resources.items():
         if resource["Type"] == "AWS::ApiGatewayV2::Integration":
-            function = resource["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]
+            function = aliased_function(resource["Properties"]["IntegrationUri"])
             assert permitted[function]["Principal"] == "apigateway.amazonaws.com", name
             assert "${Api}/*/*" in permitted[function]["SourceArn"]["Fn::Sub"], name
 
@@ -324,3 +331,113 @@ def test_iam_authentication_lets_each_api_function_connect_only_as_users_api(tem
     assert variables["DB_IAM_USER"] == {"Fn::If": ["UseIamAuth", "users_api", {"Ref": "AWS::NoValue"}]}
     migrate = template["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"]
     assert migrate["DB_IAM_USER"] == "", "migrate logs in as the owner"
+
+
+# ---------------------------------------------------------------- safe deploys and alarms
+
+OPERATIONAL_ALARMS = {
+    "ApiServerErrorRateAlarm", "ApiLatencyAlarm", "FunctionErrorsAlarm", "FunctionThrottlesAlarm",
+    "DatabaseUnavailableAlarm", "MigrationFailuresAlarm",
+}
+TELEMETRY = (ROOT / "shared/src/telemetry.rs").read_text()
+
+
+def references(node):
+    """Every `Ref` and `Fn::GetAtt` target in a template fragment, `${…}` in `Fn::Sub` too."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref":
+                yield value
+            elif key == "Fn::GetAtt":
+                yield value[0] if isinstance(value, list) else value.split(".")[0]
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else value
+                local = set(variables)
+                for name in re.findall(r"\$\{([\w:.]+)\}", text):
+                    if name not in local:
+                        yield name.split(".")[0] if not name.startswith("AWS::") else name
+                yield from references(variables)
+            else:
+                yield from references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from references(item)
+
+
+def assert_refers_to_what_exists(template, name):
+    known = set(template["Resources"]) | set(template["Parameters"])
+    for target in references(template["Resources"][name]):
+        base = target.split(".")[0]
+        assert base in known or target.startswith("AWS::"), f"{name} refers to {target}"
+
+
+def route_of(template, function):
+    return next(f"{m} {p}" for m, p, folder in template_routes(template)
+                if m != "ANY" and folder == code_folder(template["Resources"][function]))
+
+
+def metric_names(alarm):
+    properties = alarm["Properties"]
+    if "MetricName" in properties:
+        return {properties["MetricName"]}
+    return {m["MetricStat"]["Metric"]["MetricName"] for m in properties["Metrics"] if "MetricStat" in m}
+
+
+def test_every_api_function_shifts_its_alias_gradually_and_rolls_back_on_its_new_versions_alarms(template):
+    assert template["Globals"]["Function"]["AutoPublishAlias"] == "live"
+    assert template["Parameters"]["DeploymentPreferenceType"]["Default"].startswith("Canary")
+    resources = template["Resources"]
+    routed = {aliased_function(r["Properties"]["IntegrationUri"]) for r in resources.values()
+              if r["Type"] == "AWS::ApiGatewayV2::Integration"}
+    assert len(routed) == 6
+    for function in routed:
+        preference = resources[function]["Properties"]["DeploymentPreference"]
+        assert preference["Type"] == {"Ref": "DeploymentPreferenceType"}, function
+        alarms = [alarm["Ref"] for alarm in preference["Alarms"]]
+        watched = set()
+        for alarm in alarms:
+            assert resources[alarm]["Type"] == "AWS::CloudWatch::Alarm", alarm
+            assert_refers_to_what_exists(template, alarm)
+            fragment = json.dumps(resources[alarm])
+            # The new version only: its number, as CodeDeploy publishes it.
+            assert json.dumps({"Fn::GetAtt": [function, "Version.Version"]}) in fragment, alarm
+            watched |= metric_names(resources[alarm])
+            if "MetricName" not in resources[alarm]["Properties"]:
+                assert f'"{route_of(template, function)}"' in fragment, alarm
+        assert watched == {"Errors", "Duration", "5xx", "Requests"}, function
+    for metric in ("5xx", "Requests"):
+        assert f'= "{metric}";' in TELEMETRY, f"the functions emit {metric}"
+
+
+def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(template):
+    resources = template["Resources"]
+    for name in OPERATIONAL_ALARMS:
+        alarm = resources[name]["Properties"]
+        assert_refers_to_what_exists(template, name)
+        notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+        assert alarm["AlarmActions"] == notify and alarm["OKActions"] == notify, name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+    functions = set(functions_of(template))
+    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        summed = {ref for m in resources[name]["Properties"]["Metrics"] if "MetricStat" in m
+                  for ref in references(m)}
+        assert summed == functions, f"{name} covers every function"
+    for name, metric in (("DatabaseUnavailableAlarm", "DatabaseAcquireFailures"),
+                         ("MigrationFailuresAlarm", "MigrationFailures")):
+        query = resources[name]["Properties"]["Metrics"][0]["Expression"]["Fn::Sub"]
+        assert f"SUM({metric})" in query and "route, service, version" in query, name
+        assert f'= "{metric}";' in TELEMETRY, f"the functions emit {metric}"
+
+
+def test_the_dashboard_shows_the_alarms_and_every_log_group_expires(template):
+    resources = template["Resources"]
+    assert_refers_to_what_exists(template, "Dashboard")
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    shown = {ref["Fn::GetAtt"][0] for ref in body[1].values()}
+    assert shown == OPERATIONAL_ALARMS
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Logs::LogGroup":
+            assert resource["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}, name
+    for name, resource in functions_of(template).items():
+        group = resource["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup", name

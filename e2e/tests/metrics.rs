@@ -63,6 +63,7 @@ async fn each_invocation_writes_valid_emf_that_counts_what_happened() {
         assert_eq!(directive["Namespace"], "UsersApiTest");
         assert_eq!(document["service"], "users-api-e2e");
         assert_eq!(document["route"], "GET /users/{id}");
+        assert_eq!(document["version"], "$LATEST");
     }
     let [first, second, third] = [0, 1, 2].map(|n| invocations[n].as_str());
     assert_eq!(value(&documents, first, "ColdStart"), Some(1.into()));

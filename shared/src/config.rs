@@ -61,12 +61,15 @@ impl LogSettings {
     }
 }
 
-/// Where the CloudWatch metrics go: `METRICS_NAMESPACE` (default `UsersApi`) and the
-/// `service` dimension, `METRICS_SERVICE` (default `users-api`).
+/// Where the CloudWatch metrics go: `METRICS_NAMESPACE` (default `UsersApi`), the `service`
+/// dimension, `METRICS_SERVICE` (default `users-api`; the template gives the stack's name), and
+/// the `version` dimension, the function's version (`AWS_LAMBDA_FUNCTION_VERSION`), so that a
+/// canary's alarms can watch the new version alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
     pub namespace: String,
     pub service: String,
+    pub version: String,
 }
 
 impl MetricsSettings {
@@ -84,6 +87,7 @@ impl MetricsSettings {
         Self {
             namespace: named("METRICS_NAMESPACE", "UsersApi"),
             service: named("METRICS_SERVICE", "users-api"),
+            version: named("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         }
     }
 }

@@ -12,8 +12,9 @@
 //! `metrics_cloudwatch_embedded`'s recorder. Each invocation ends with one EMF document on
 //! stdout ([`flush_metrics`], before its response is sent: the environment may be frozen right
 //! after), in
-//! `METRICS_NAMESPACE`, with the dimensions `service` and `route` (the function's route: one
-//! per function, so never high-cardinality), holding what the invocation counted ([`metric`]).
+//! `METRICS_NAMESPACE`, with the dimensions `service`, `route` (the function's route: one per
+//! function) and `version` (the function's: one per deploy), holding what the invocation
+//! counted ([`metric`]).
 
 use std::{any::Any, sync::OnceLock};
 
@@ -62,6 +63,7 @@ pub fn init(route: &'static str) {
         .cloudwatch_namespace(settings.namespace)
         .with_dimension("service", settings.service)
         .with_dimension("route", route)
+        .with_dimension("version", settings.version)
         .init();
     match recorder {
         Ok(collector) => {
