@@ -51,7 +51,7 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// [`ANSWER_MARGIN`] before it is dropped and the caller gets a 503 problem with
 /// `Retry-After`, rather than Lambda's timeout and API Gateway's bare 5xx.
 ///
-/// Every request ends with one access-log line at INFO (see [`access_log`]).
+/// Every request ends with one access-log line at INFO and its metrics (see [`record`]).
 pub async fn handle(
     req: &Request,
     route: &'static str,
@@ -80,7 +80,7 @@ pub async fn handle(
         .err()
         .map(|err| (err.slug(), err.to_string()));
     let response = respond(req, result);
-    access_log(&AccessLog {
+    record(&AccessLog {
         req,
         route,
         status: response.status(),
@@ -109,12 +109,12 @@ struct AccessLog<'a> {
 /// The first request an execution environment serves is its cold start.
 static COLD_START: AtomicBool = AtomicBool::new(true);
 
-/// One line per request, at INFO: route, method, status, latency, the Lambda request id and
-/// X-Ray trace id, whether this was the environment's first request, the function's name,
-/// version and memory, the caller's subject, and for an error its problem kind and detail.
-/// Then the invocation's metrics, flushed (see `telemetry`).
-/// No header, token, body or query string.
-fn access_log(entry: &AccessLog<'_>) {
+/// What the request leaves behind: its metrics, then one line at INFO (route, method, status,
+/// latency, the Lambda request id and X-Ray trace id, whether this was the environment's first
+/// request, the function's name, version and memory, the caller's subject, and for an error
+/// its problem kind and detail; no header, token, body or query string), then the
+/// invocation's metrics flushed, before the response goes (see `telemetry`).
+fn record(entry: &AccessLog<'_>) {
     // The route is each function's own `route` dimension (telemetry::init).
     metrics::counter!(metric::REQUESTS).increment(1);
     metrics::histogram!(metric::LATENCY).record(entry.latency.as_secs_f64() * 1000.0);
