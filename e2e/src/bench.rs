@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use test_support::{tokens, TestRequest};
 
-use crate::{jwks::JwksServer, moto::Moto, proxy::Proxy, runtime::Function, TestDatabase};
+use crate::{
+    jwks::JwksServer, moto::Moto, otlp::Collector, proxy::Proxy, runtime::Function, TestDatabase,
+};
 
 /// What to run, and how much.
 pub struct Config {
@@ -44,6 +46,7 @@ pub async fn run(config: &Config) -> String {
     let mut report = String::new();
     cold_starts(&bench, config, &mut report).await;
     warm(&bench, config, &mut report).await;
+    traces(&bench, config, &mut report).await;
     round_trips(&bench, &mut report).await;
     report
 }
@@ -106,6 +109,16 @@ impl Setup {
     /// A function as the template configures it: the secret from Secrets Manager, the keys
     /// from the issuer's JWKS, each at `endpoints` (the direct ones, or proxies).
     async fn function(&self, name: &str, endpoints: &Endpoints) -> Function {
+        self.function_with(name, endpoints, &[]).await
+    }
+
+    /// [`Setup::function`] with `extra` variables.
+    async fn function_with(
+        &self,
+        name: &str,
+        endpoints: &Endpoints,
+        extra: &[(&str, &str)],
+    ) -> Function {
         let mut env = self.moto.function_env();
         for (key, value) in &mut env {
             if key == "AWS_ENDPOINT_URL" {
@@ -125,6 +138,11 @@ impl Setup {
         if let Some(port) = endpoints.postgres_port {
             env.push(("DB_PORT".into(), port.to_string()));
         }
+        env.extend(
+            extra
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
         Function::start_at(&self.bin_dir.join(name), &env).await
     }
 
@@ -363,6 +381,53 @@ async fn warm(bench: &Setup, config: &Config, report: &mut String) {
         config.rss_checkpoint,
         rss_at_end,
         config.warm_gets,
+    );
+}
+
+/// The cost of traces: get-user without an OTLP endpoint (no OpenTelemetry layer at all) and
+/// with one (a collector on loopback, each request's spans sent before its response), measured
+/// in alternation so that the machine's drift hits both alike.
+async fn traces(bench: &Setup, config: &Config, report: &mut String) {
+    let collector = Collector::start().await;
+    let endpoint = [("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str())];
+    let off = bench.function("get-user", &bench.direct()).await;
+    let on = bench
+        .function_with("get-user", &bench.direct(), &endpoint)
+        .await;
+    let event = bench.get.event();
+    let limit = Duration::from_secs(10);
+    on.invoke(&event, limit).await.response();
+    off.invoke(&event, limit).await.response();
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..config.warm_gets / 2 {
+        for (function, samples) in [(&off, &mut without), (&on, &mut with)] {
+            let started = Instant::now();
+            function.invoke(&event, limit).await.response();
+            samples.push(started.elapsed());
+        }
+    }
+    let _ = writeln!(
+        report,
+        "## Traces
+
+get-user, warm, the two alternating request by request: without an OTLP \
+         endpoint, and sending each request's spans to a collector on loopback before \
+         answering.\n\n| traces | n | p50 | p99 |\n|---|---|---|---|"
+    );
+    for (label, samples) in [("off (no endpoint)", &mut without), ("on", &mut with)] {
+        let _ = writeln!(
+            report,
+            "| {label} | {} | {} | {} |",
+            samples.len(),
+            micros(percentile(samples, 0.5)),
+            micros(percentile(samples, 0.99)),
+        );
+    }
+    let _ = writeln!(
+        report,
+        "\nOn over off at p50: {:.2}x; {} spans received.\n",
+        percentile(&mut with, 0.5).as_secs_f64() / percentile(&mut without, 0.5).as_secs_f64(),
+        collector.spans().len(),
     );
 }
 

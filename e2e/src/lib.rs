@@ -8,6 +8,7 @@
 //! - [`init`]: a function's init phase alone, for init failures.
 //! - [`tls`]: a test certificate authority and a cluster of its own serving TLS with it.
 //! - [`moto`]: a local Secrets Manager; [`jwks`]: a token issuer's key set;
+//!   [`otlp`]: an OpenTelemetry collector's OTLP/HTTP traces endpoint;
 //!   [`cloudformation`]: a custom resource's response URL and CloudFormation's sequence of
 //!   requests; [`proxy`]: a database connection that can be cut; [`pgbouncer`]: a connection
 //!   pooler standing in for RDS Proxy.
@@ -21,6 +22,7 @@ pub mod emf;
 pub mod init;
 pub mod jwks;
 pub mod moto;
+pub mod otlp;
 pub mod pgbouncer;
 pub mod proxy;
 pub mod runtime;

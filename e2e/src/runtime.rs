@@ -319,7 +319,8 @@ async fn route(
                 ),
                 (
                     "lambda-runtime-trace-id",
-                    "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".to_owned(),
+                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+                        .to_owned(),
                 ),
             ];
             let body = serde_json::to_vec(&invocation.event).expect("JSON");

@@ -7,7 +7,7 @@ use serde_json::Value;
 use test_support::{tokens, TestRequest};
 
 /// What the Runtime API emulator (e2e/src/runtime.rs) sends as the X-Ray trace header.
-const TRACE_ID: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+const TRACE_ID: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
 
 /// The log's lines, as JSON, without the metrics documents (e2e/tests/metrics.rs).
 fn json_lines(logs: &str) -> Vec<Value> {

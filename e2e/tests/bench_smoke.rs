@@ -31,6 +31,9 @@ async fn the_benchmark_runs_and_reports_every_section() {
         "## Warm",
         "hello-world",
         "## Memory",
+        "## Traces",
+        "| off (no endpoint) | 10 |",
+        "| on | 10 |",
         "## Database round trips per warm request",
     ] {
         assert!(
@@ -38,4 +41,11 @@ async fn the_benchmark_runs_and_reports_every_section() {
             "{section} missing from:\n{report}"
         );
     }
+    // Each traced request sent its spans, the request's and the route's at least.
+    let received = report
+        .split(" spans received")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|count| count.parse::<usize>().ok());
+    assert!(received.is_some_and(|count| count >= 20), "{report}");
 }

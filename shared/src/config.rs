@@ -92,6 +92,33 @@ impl MetricsSettings {
     }
 }
 
+/// Where traces go: an OTLP/HTTP endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` plus `/v1/traces`), none by default; and the traces'
+/// `service.name` (`OTEL_SERVICE_NAME`, else the function's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracesSettings {
+    pub endpoint: Option<String>,
+    pub service: String,
+}
+
+impl TracesSettings {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let set = |name| lookup(name).filter(|value: &String| !value.trim().is_empty());
+        let endpoint = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| {
+            set("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+        });
+        let service = set("OTEL_SERVICE_NAME")
+            .or_else(|| set("AWS_LAMBDA_FUNCTION_NAME"))
+            .unwrap_or_else(|| "users-api".to_owned());
+        Self { endpoint, service }
+    }
+}
+
 /// The AWS SDK's settings, from the variables Lambda sets. Nothing else: a Lambda function's
 /// credentials are in its environment, so the SDK's other sources (profile files, SSO, web
 /// identity, instance metadata) would only add code to every binary and time to every init.

@@ -53,7 +53,7 @@ pub const IDEMPOTENCY_KEY_HOURS: i32 = 24;
 /// the table shrinks back whenever keyed traffic falls.
 const PURGED_PER_CREATE: i64 = 4;
 
-#[tracing::instrument(name = "Insert a user", skip_all)]
+#[tracing::instrument(name = "Insert a user", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn insert(connection: &mut PgConnection, new_user: &NewUser) -> Outcome<User> {
     let inserted = sqlx::query_as!(
         User,
@@ -75,7 +75,7 @@ pub async fn insert(connection: &mut PgConnection, new_user: &NewUser) -> Outcom
 /// [`IDEMPOTENCY_KEY_HOURS`], refuses a key used with another request or still in flight, and
 /// otherwise inserts the user, the key and the response together. Also purges a few expired
 /// keys.
-#[tracing::instrument(name = "Insert a user idempotently", skip_all)]
+#[tracing::instrument(name = "Insert a user idempotently", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn insert_idempotently(
     connection: &mut PgConnection,
     subject: &str,
@@ -178,7 +178,7 @@ pub async fn insert_idempotently(
     )
 }
 
-#[tracing::instrument(name = "Find a user by id", skip(connection))]
+#[tracing::instrument(name = "Find a user by id", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn find(connection: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as!(
         User,
@@ -195,7 +195,7 @@ pub async fn find(connection: &mut PgConnection, id: UserId) -> Result<Option<Us
 
 /// Up to `limit` users with ids above `after`, by id ascending (the primary key's order: a
 /// keyset page, however deep, reads only its own rows).
-#[tracing::instrument(name = "List users", skip(connection))]
+#[tracing::instrument(name = "List users", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn list(
     connection: &mut PgConnection,
     after: Option<UserId>,
@@ -219,7 +219,7 @@ pub async fn list(
 
 /// The user with this email address, compared case-insensitively through the unique index,
 /// if its id is above `after`.
-#[tracing::instrument(name = "Find a user by email", skip_all)]
+#[tracing::instrument(name = "Find a user by email", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn find_by_email(
     connection: &mut PgConnection,
     email: &Email,
@@ -241,7 +241,7 @@ pub async fn find_by_email(
 
 /// Applies `patch` to the user, if it is in one of the `expected` versions. A patch that
 /// changes nothing leaves the user, its version and `updated_at` as they were.
-#[tracing::instrument(name = "Update a user", skip(connection, patch))]
+#[tracing::instrument(name = "Update a user", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn update(
     connection: &mut PgConnection,
     id: UserId,
@@ -293,7 +293,7 @@ pub async fn update(
 }
 
 /// Deletes the user, if it is in one of the `expected` versions.
-#[tracing::instrument(name = "Delete a user", skip(connection))]
+#[tracing::instrument(name = "Delete a user", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn delete(
     connection: &mut PgConnection,
     id: UserId,

@@ -221,6 +221,7 @@ enum JwksError {
     Invalid(anyhow::Error),
 }
 
+#[tracing::instrument(name = "Fetch the JWKS", skip_all)]
 async fn fetch_jwks(
     http: &OutboundHttp,
     url: &str,

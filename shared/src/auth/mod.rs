@@ -171,6 +171,7 @@ impl Authenticator {
     }
 
     /// The caller of `req`, verified, holding `scope`: else 401 (no or bad token) or 403.
+    #[tracing::instrument(name = "Verify the token", skip_all)]
     pub async fn authorize(&self, req: &Request, scope: Scope) -> Result<Principal, Denied> {
         let principal = self.authenticate(req).await?;
         // Outside `with_caller` (a test calling this directly) there is no slot to fill.

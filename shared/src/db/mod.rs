@@ -160,6 +160,7 @@ impl Database {
     /// within `DB_ACQUIRE_TIMEOUT_MS`. When the database rejects a secret's credentials (a
     /// rotated password or user), re-reads the secret once, rate-limited, and tries again with
     /// what it holds now.
+    #[tracing::instrument(name = "Connect to the database", skip_all)]
     pub async fn open(&self) -> Result<PgConnection, sqlx::Error> {
         let timeout = self.settings.acquire_timeout;
         let started = std::time::Instant::now();

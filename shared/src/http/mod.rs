@@ -29,6 +29,8 @@ use lambda_http::{
     Body, Request, RequestExt, Response,
 };
 use serde::Serialize;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{auth, telemetry, telemetry::metric};
 
@@ -61,7 +63,10 @@ pub async fn handle(
     let budget = time_left(req).saturating_sub(ANSWER_MARGIN);
     // A route only borrows the state built at init; what it may leave half-changed when it
     // panics is behind locks that recover from poisoning (auth's key cache).
-    let guarded = AssertUnwindSafe(future).catch_unwind();
+    let span = request_span(req, route);
+    let guarded = AssertUnwindSafe(future)
+        .catch_unwind()
+        .instrument(span.clone());
     let (outcome, caller) = auth::with_caller(tokio::time::timeout(budget, guarded)).await;
     let result = match outcome {
         Ok(Ok(result)) => result,
@@ -80,6 +85,9 @@ pub async fn handle(
         .err()
         .map(|err| (err.slug(), err.to_string()));
     let response = respond(req, result);
+    span.record("http.response.status_code", response.status().as_u16());
+    // Ended, so that it goes out with this request's spans.
+    drop(span);
     record(&AccessLog {
         req,
         route,
@@ -90,7 +98,32 @@ pub async fn handle(
             .as_ref()
             .map(|(slug, detail)| (*slug, detail.as_str())),
     });
+    telemetry::traces::flush().await;
     response
+}
+
+/// The request's span, continuing Lambda's trace, when traces are exported (none otherwise:
+/// nothing to pay for). Its attributes name the route, never the path or its parameters.
+fn request_span(req: &Request, route: &'static str) -> tracing::Span {
+    if !telemetry::traces::enabled() {
+        return tracing::Span::none();
+    }
+    let context = req.lambda_context_ref();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = route,
+        otel.kind = "server",
+        http.route = route,
+        http.request.method = %req.method(),
+        http.response.status_code = tracing::field::Empty,
+        faas.invocation_id = context.map(|context| context.request_id.as_str()),
+    );
+    let parent = context
+        .and_then(|context| telemetry::traces::parent_context(context.xray_trace_id.as_deref()));
+    if let Some(parent) = parent {
+        let _ = span.set_parent(parent);
+    }
+    span
 }
 
 /// What the access log records of one request.

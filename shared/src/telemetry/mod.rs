@@ -22,7 +22,9 @@ use metrics::Unit;
 use metrics_cloudwatch_embedded::Collector;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
-use crate::config::{LogSettings, MetricsSettings};
+use crate::config::{LogSettings, MetricsSettings, TracesSettings};
+
+pub mod traces;
 
 /// The metrics' names, and what each counts.
 pub mod metric {
@@ -118,7 +120,13 @@ fn init_logs() {
         .with_target(false)
         .without_time()
         .with_ansi(false);
-    let registry = tracing_subscriber::registry();
+    // Spans at INFO, whatever the log level, but not the runtime's own invocation span: each
+    // request's span continues Lambda's trace instead (`http::handle`).
+    let spans = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::level_filters::LevelFilter::INFO)
+        .with_target("lambda_runtime", tracing::level_filters::LevelFilter::OFF);
+    let traces = traces::layer(TracesSettings::from_env()).map(|layer| layer.with_filter(spans));
+    let registry = tracing_subscriber::registry().with(traces);
     if settings.json {
         registry
             .with(format.json().with_filter(settings.filter))
