@@ -257,6 +257,22 @@ def test_every_users_function_binds_tokens_to_this_api(template):
             assert {"JWT_AUDIENCE", "JWT_CLIENT_IDS"} <= variables.keys(), name
 
 
+def evaluate(node, conditions):
+    """A fragment with its `Fn::If`s decided by `conditions`."""
+    if isinstance(node, dict) and "Fn::If" in node:
+        condition, then, otherwise = node["Fn::If"]
+        return evaluate(then if conditions[condition] else otherwise, conditions)
+    return node
+
+
+def test_traces_go_to_the_collector_layer_when_there_is_one(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    endpoint = variables["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert evaluate(endpoint, {"HasOtelCollector": True}) == "http://localhost:4318"
+    assert evaluate(endpoint, {"HasOtelCollector": False}) == {"Ref": "AWS::NoValue"}
+    assert template["Parameters"]["OtelCollectorLayerArn"]["Default"] == ""
+
+
 def test_the_database_connection_verifies_the_server_by_default(template):
     assert template["Parameters"]["DatabaseSslMode"]["Default"] == "verify-full"
     globals_ = template["Globals"]["Function"]
@@ -264,9 +280,14 @@ def test_the_database_connection_verifies_the_server_by_default(template):
     assert variables["DB_SSLMODE"] == {"Ref": "DatabaseSslMode"}
     bundle = "/opt/rds-ca/global-bundle.pem"
     assert variables["DB_SSLROOTCERT"] == {"Fn::If": ["HasCaBundleLayer", bundle, {"Ref": "AWS::NoValue"}]}
-    assert globals_["Layers"] == {
-        "Fn::If": ["HasCaBundleLayer", [{"Ref": "DatabaseCaBundleLayerArn"}], {"Ref": "AWS::NoValue"}]
-    }
+    ca, collector = {"Ref": "DatabaseCaBundleLayerArn"}, {"Ref": "OtelCollectorLayerArn"}
+    for has_ca in (False, True):
+        for has_collector in (False, True):
+            conditions = {"HasCaBundleLayer": has_ca, "HasOtelCollector": has_collector,
+                          "HasCaBundleAndOtelCollector": has_ca and has_collector}
+            expected = [layer for layer, wanted in ((ca, has_ca), (collector, has_collector))
+                        if wanted] or {"Ref": "AWS::NoValue"}
+            assert evaluate(globals_["Layers"], conditions) == expected, conditions
     assert template["Rules"]["VerifiedTlsNeedsTheCaBundle"]["Assertions"]
     for name, resource in functions_of(template).items():
         overrides = resource["Properties"].get("Environment", {}).get("Variables", {})
@@ -339,7 +360,7 @@ OPERATIONAL_ALARMS = {
     "ApiServerErrorRateAlarm", "ApiLatencyAlarm", "FunctionErrorsAlarm", "FunctionThrottlesAlarm",
     "DatabaseUnavailableAlarm", "MigrationFailuresAlarm",
 }
-TELEMETRY = (ROOT / "shared/src/telemetry.rs").read_text()
+TELEMETRY = (ROOT / "shared/src/telemetry/mod.rs").read_text()
 
 
 def references(node):

@@ -68,6 +68,8 @@ struct Api {
     init_error: Mutex<Option<Value>>,
     /// When the function first asked for an event: its init was over.
     first_next: Mutex<Option<std::time::Instant>>,
+    /// The extensions the process registered (Extensions API), by name.
+    extensions: Mutex<Vec<String>>,
 }
 
 /// One execution environment: the function's binary, started with a bare environment plus the
@@ -213,6 +215,17 @@ impl Function {
             .expect("VmHWM in the status")
     }
 
+    /// Lambda shutting the environment down: SIGTERM (sent only when an extension is
+    /// registered, as Lambda does).
+    pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// The extensions the process registered, by name.
+    pub fn extensions(&self) -> Vec<String> {
+        lock(&self.api.extensions).clone()
+    }
+
     /// Whether the process has exited (as after a failed init or a crash).
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().expect("poll the process").is_some()
@@ -270,8 +283,8 @@ async fn serve(listener: TcpListener, api: Arc<Api>) {
 async fn connection(stream: TcpStream, api: Arc<Api>) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    while let Some((method, path, body)) = read_request(&mut read).await {
-        let (status, headers, body) = route(&api, &method, &path, body).await;
+    while let Some((method, path, name, body)) = read_request(&mut read).await {
+        let (status, headers, body) = route(&api, &method, &path, name, body).await;
         let mut head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len());
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -288,8 +301,26 @@ async fn route(
     api: &Api,
     method: &str,
     path: &str,
+    name: Option<String>,
     body: Vec<u8>,
 ) -> (&'static str, Vec<(&'static str, String)>, Vec<u8>) {
+    // The Extensions API, as much of it as an extension that subscribes to no event uses:
+    // registering, then waiting for an event that never comes.
+    match (method, path) {
+        ("POST", "/2020-01-01/extension/register") => {
+            let name = name.unwrap_or_default();
+            lock(&api.extensions).push(name.clone());
+            let body = serde_json::json!({
+                "functionName": "test", "functionVersion": "$LATEST", "handler": "bootstrap",
+            });
+            let id = ("lambda-extension-identifier", format!("extension-{name}"));
+            return ("200 OK", vec![id], body.to_string().into_bytes());
+        }
+        ("GET", "/2020-01-01/extension/event/next") => {
+            std::future::pending::<()>().await;
+        }
+        _ => {}
+    }
     const PREFIX: &str = "/2018-06-01/runtime/";
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return ("404 Not Found", vec![], vec![]);
@@ -351,18 +382,18 @@ async fn route(
     }
 }
 
-/// The next request on the connection: method, path and the body (de-chunked); `None` when
-/// the client closed it.
+/// The next request on the connection: method, path, the `Lambda-Extension-Name` header if
+/// any, and the body (de-chunked); `None` when the client closed it.
 async fn read_request<R: AsyncBufReadExt + Unpin>(
     read: &mut R,
-) -> Option<(String, String, Vec<u8>)> {
+) -> Option<(String, String, Option<String>, Vec<u8>)> {
     let mut request_line = String::new();
     if read.read_line(&mut request_line).await.ok()? == 0 {
         return None;
     }
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
-    let (mut length, mut chunked) = (0, false);
+    let (mut length, mut chunked, mut extension_name) = (0, false, None);
     loop {
         let mut line = String::new();
         if read.read_line(&mut line).await.ok()? == 0 {
@@ -376,6 +407,7 @@ async fn read_request<R: AsyncBufReadExt + Unpin>(
         match name.trim().to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().ok()?,
             "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            "lambda-extension-name" => extension_name = Some(value.trim().to_owned()),
             _ => {}
         }
     }
@@ -396,5 +428,5 @@ async fn read_request<R: AsyncBufReadExt + Unpin>(
         body.resize(length, 0);
         read.read_exact(&mut body).await.ok()?;
     }
-    Some((method, path, body))
+    Some((method, path, extension_name, body))
 }

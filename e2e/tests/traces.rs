@@ -105,3 +105,68 @@ async fn a_request_continues_lambdas_trace_as_a_tree_without_parameter_values() 
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_what_is_pending_is_sent_before_the_process_exits() {
+    let database = TestDatabase::create("traces-shutdown").await;
+    let collector = Collector::start().await;
+    let mut function = Function::start(
+        "get-user",
+        &[
+            ("DATABASE_URL", database.url.as_str()),
+            ("JWT_KEY", tokens::TEST_KEY),
+            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
+        ],
+    )
+    .await;
+    function.initialized().await;
+    // No request came: the init's spans (its first connection) are still pending.
+    assert!(collector.spans().is_empty());
+    assert_eq!(
+        function.extensions(),
+        ["_lambda-rust-runtime-no-op-graceful-shutdown-helper"],
+        "an extension, so that Lambda sends SIGTERM at shutdown"
+    );
+
+    function.terminate();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !function.has_exited() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let names: Vec<String> = collector
+        .spans()
+        .into_iter()
+        .map(|span| span.name)
+        .collect();
+    assert!(
+        names.iter().any(|name| name == "Connect to the database"),
+        "the init's spans went out: {names:?}"
+    );
+    let metrics = e2e::emf::only_value(&function.logs(), "DatabaseConnectTime");
+    assert!(metrics.is_some(), "and its metrics:\n{}", function.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_endpoint_no_extension_is_registered() {
+    let database = TestDatabase::create("traces-off").await;
+    let function = Function::start(
+        "get-user",
+        &[
+            ("DATABASE_URL", database.url.as_str()),
+            ("JWT_KEY", tokens::TEST_KEY),
+            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+        ],
+    )
+    .await;
+
+    let reply = function.request(&TestRequest::get("/users/1")).await;
+
+    reply.assert_problem(404);
+    assert!(function.extensions().is_empty());
+}

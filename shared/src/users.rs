@@ -75,7 +75,11 @@ pub async fn insert(connection: &mut PgConnection, new_user: &NewUser) -> Outcom
 /// [`IDEMPOTENCY_KEY_HOURS`], refuses a key used with another request or still in flight, and
 /// otherwise inserts the user, the key and the response together. Also purges a few expired
 /// keys.
-#[tracing::instrument(name = "Insert a user idempotently", skip_all, fields(db.system.name = "postgresql"))]
+#[tracing::instrument(
+    name = "Insert a user idempotently",
+    skip_all,
+    fields(db.system.name = "postgresql")
+)]
 pub async fn insert_idempotently(
     connection: &mut PgConnection,
     subject: &str,
@@ -219,7 +223,11 @@ pub async fn list(
 
 /// The user with this email address, compared case-insensitively through the unique index,
 /// if its id is above `after`.
-#[tracing::instrument(name = "Find a user by email", skip_all, fields(db.system.name = "postgresql"))]
+#[tracing::instrument(
+    name = "Find a user by email",
+    skip_all,
+    fields(db.system.name = "postgresql")
+)]
 pub async fn find_by_email(
     connection: &mut PgConnection,
     email: &Email,

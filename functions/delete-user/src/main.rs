@@ -6,7 +6,7 @@ use shared::{
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(delete_user::ROUTE);
+    shared::telemetry::init(delete_user::ROUTE).await;
     let state = AppState::init_or_exit(Access::Authenticated).await;
     run(service_fn(|req| delete_user::handler(&state, req))).await
 }

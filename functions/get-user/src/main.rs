@@ -6,7 +6,7 @@ use shared::{
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(get_user::ROUTE);
+    shared::telemetry::init(get_user::ROUTE).await;
     let state = AppState::init_or_exit(Access::Authenticated).await;
     run(service_fn(|req| get_user::handler(&state, req))).await
 }

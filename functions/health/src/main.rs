@@ -6,7 +6,7 @@ use shared::{
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(health::ROUTE);
+    shared::telemetry::init(health::ROUTE).await;
     let state = AppState::init_or_exit(Access::Public).await;
     run(service_fn(|req| health::handler(&state, req))).await
 }

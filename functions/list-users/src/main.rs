@@ -6,7 +6,7 @@ use shared::{
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(list_users::ROUTE);
+    shared::telemetry::init(list_users::ROUTE).await;
     let state = AppState::init_or_exit(Access::Authenticated).await;
     run(service_fn(|req| list_users::handler(&state, req))).await
 }

@@ -55,10 +55,10 @@ pub mod metric {
 /// The EMF recorder, once [`init`] has installed it.
 static METRICS: OnceLock<&'static Collector> = OnceLock::new();
 
-/// Logging and metrics for a function serving `route` (`GET /users/{id}`; `migrate`). Call
-/// first in `main`, before the init's work, whose metrics (the first connection) then go out
-/// with the first invocation's.
-pub fn init(route: &'static str) {
+/// Logging, metrics and traces for a function serving `route` (`GET /users/{id}`; `migrate`).
+/// Call first in `main`, before the init's work, whose metrics and spans (the first
+/// connection) then go out with the first invocation's, or at shutdown.
+pub async fn init(route: &'static str) {
     init_logs();
     let settings = MetricsSettings::from_env();
     let recorder = metrics_cloudwatch_embedded::Builder::new()
@@ -73,6 +73,17 @@ pub fn init(route: &'static str) {
             describe();
         }
         Err(err) => tracing::warn!(error = %err, "no metrics: the recorder could not be set"),
+    }
+    // With traces exported, a collector runs beside the function (the ADOT layer, an external
+    // extension), so Lambda sends SIGTERM before it shuts the environment down: then what is
+    // still pending goes out (the init's spans and metrics, if no request came to take them).
+    // The runtime's handler registers a no-op internal extension for it.
+    if traces::enabled() {
+        lambda_runtime::spawn_graceful_shutdown_handler(|| async {
+            flush_metrics(None, None);
+            traces::flush().await;
+        })
+        .await;
     }
 }
 

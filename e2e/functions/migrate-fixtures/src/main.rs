@@ -19,7 +19,7 @@ static V2_HANGS: Migrator = sqlx::migrate!("migrations/v2-hangs");
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init("migrate");
+    shared::telemetry::init("migrate").await;
     let http = outbound_http::client();
     let fixture = std::env::var("FIXTURE_MIGRATIONS").unwrap_or_default();
     let migrator = match fixture.as_str() {

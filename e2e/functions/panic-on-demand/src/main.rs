@@ -8,7 +8,7 @@ use shared::http::{self, ApiError};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init("ANY /{proxy+}");
+    shared::telemetry::init("ANY /{proxy+}").await;
     run(service_fn(|req: Request| async move {
         Ok::<_, Error>(http::handle(&req, "ANY /{proxy+}", route(&req)).await)
     }))
