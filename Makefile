@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev dev-secrets token test bench check prepare migrate build sizes deploy delete logs dev-reset
+.PHONY: dev dev-secrets token traces test bench check prepare migrate build sizes deploy delete logs dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
@@ -18,6 +18,11 @@ dev-secrets:
 ## Print a one-hour token for the local stack: TOKEN=$$(make -s token)
 token:
 	@python3 -m devtools.dev_token
+
+## Print the traces sent to http://127.0.0.1:4318 (run `make dev` with
+## OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 beside it).
+traces:
+	cargo run --quiet -p e2e --bin otlp-receiver
 
 ## Run every check and test (what CI runs).
 test:
