@@ -1,4 +1,4 @@
-//! Logging. Lambda's log controls apply: `AWS_LAMBDA_LOG_FORMAT=JSON` gives structured lines
+//! Logging, metrics and traces. Lambda's log controls apply: `AWS_LAMBDA_LOG_FORMAT=JSON` gives structured lines
 //! and `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`) the level. The runtime opens a span per
 //! invocation carrying the Lambda request id, so every line of a request can be found from the
 //! `request_id` in a problem response. The output is what `lambda_runtime`'s default subscriber
@@ -11,10 +11,12 @@
 //! Metrics: CloudWatch's Embedded Metric Format, through the `metrics` facade and
 //! `metrics_cloudwatch_embedded`'s recorder. Each invocation ends with one EMF document on
 //! stdout ([`flush_metrics`], before its response is sent: the environment may be frozen right
-//! after), in
-//! `METRICS_NAMESPACE`, with the dimensions `service`, `route` (the function's route: one per
-//! function) and `version` (the function's: one per deploy), holding what the invocation
-//! counted ([`metric`]).
+//! after), in `METRICS_NAMESPACE`, with the dimensions `service`, `route` (the function's
+//! route: one per function) and `version` (the function's: one per deploy), holding what the
+//! invocation counted ([`metric`]).
+//!
+//! Traces: OpenTelemetry, when an OTLP endpoint is configured ([`traces`]); and then, on
+//! SIGTERM, whatever is still pending is sent before the process exits ([`init`]).
 
 use std::{any::Any, sync::OnceLock};
 
