@@ -1,9 +1,9 @@
-//! Logging, metrics and traces. Lambda's log controls apply: `AWS_LAMBDA_LOG_FORMAT=JSON` gives structured lines
-//! and `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`) the level. The runtime opens a span per
-//! invocation carrying the Lambda request id, so every line of a request can be found from the
-//! `request_id` in a problem response. The output is what `lambda_runtime`'s default subscriber
-//! writes (no target, no timestamp: Lambda adds one), filtered by level and target with
-//! `Targets`, which needs no regex engine (the runtime's `EnvFilter` does).
+//! Logging, metrics and traces. Lambda's log controls apply: `AWS_LAMBDA_LOG_FORMAT=JSON` gives
+//! structured lines and `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`) the level. The runtime opens a
+//! span per invocation carrying the Lambda request id, so every line of a request can be found
+//! from the `request_id` in a problem response. The output is what `lambda_runtime`'s default
+//! subscriber writes (no target, no timestamp: Lambda adds one), filtered by level and target
+//! with `Targets`, which needs no regex engine (the runtime's `EnvFilter` does).
 //!
 //! A panic is logged as one ERROR line with its message and location, in the span of the
 //! invocation it happened in (the default hook would print it to stderr, outside any span).
