@@ -19,6 +19,7 @@ pub mod bench;
 pub mod cloudformation;
 pub mod database;
 pub mod emf;
+mod http1;
 pub mod init;
 pub mod jwks;
 pub mod moto;

@@ -8,10 +8,12 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::BufReader,
     net::{TcpListener, TcpStream},
     task::JoinHandle,
 };
+
+use crate::http1;
 
 pub struct Collector {
     /// `http://127.0.0.1:<port>`: the value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -64,50 +66,24 @@ impl Drop for Collector {
     }
 }
 
-/// One connection: requests with a `content-length`, kept alive, each answered 200.
+/// One keep-alive connection: each request kept and answered 200.
 async fn serve(stream: TcpStream, spans: Arc<Mutex<Vec<Span>>>, paths: Arc<Mutex<Vec<String>>>) {
-    let mut stream = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if stream.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let path = request_line
-            .split(' ')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        paths.lock().expect("not poisoned").push(path);
-        if let Ok(request) = ExportTraceServiceRequest::decode(body.as_slice()) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    while let Some(request) = http1::read_request(&mut read).await {
+        paths.lock().expect("not poisoned").push(request.path);
+        if let Ok(export) = ExportTraceServiceRequest::decode(request.body.as_slice()) {
             let mut kept = spans.lock().expect("not poisoned");
-            for resource in request.resource_spans {
+            for resource in export.resource_spans {
                 for scope in resource.scope_spans {
                     kept.extend(scope.spans);
                 }
             }
         }
-        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        if stream.get_mut().write_all(answer).await.is_err() {
+        if http1::write_response(&mut write, "200 OK", &[], &[])
+            .await
+            .is_err()
+        {
             return;
         }
     }

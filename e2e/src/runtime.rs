@@ -24,16 +24,16 @@ use std::{
 };
 
 use serde_json::Value;
-use test_support::{Reply, TestRequest};
+use test_support::{tokens, Reply, TestRequest};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::BufReader,
     net::{TcpListener, TcpStream},
     process::{Child, Command},
     sync::{oneshot, Notify},
     task::JoinHandle,
 };
 
-use crate::workspace;
+use crate::{http1, workspace};
 
 /// How an invocation ended, as the Runtime API heard it.
 #[derive(Debug)]
@@ -87,6 +87,18 @@ impl Function {
     /// Starts `target/<profile>/<binary>` (the build the test binary belongs to).
     pub async fn start<K: AsRef<OsStr>, V: AsRef<OsStr>>(binary: &str, env: &[(K, V)]) -> Self {
         Self::start_at(&binary_path(binary), env).await
+    }
+
+    /// An API function (`get-user`, `create-user`, …) over `database_url`, verifying tokens
+    /// signed with [`tokens::TEST_KEY`] for [`tokens::TEST_AUDIENCE`], plus `extra` variables.
+    pub async fn start_api(binary: &str, database_url: &str, extra: &[(&str, &str)]) -> Self {
+        let mut env = vec![
+            ("DATABASE_URL", database_url),
+            ("JWT_KEY", tokens::TEST_KEY),
+            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+        ];
+        env.extend_from_slice(extra);
+        Self::start(binary, &env).await
     }
 
     /// Starts the binary at `path` (`make bench`: a release build).
@@ -283,14 +295,11 @@ async fn serve(listener: TcpListener, api: Arc<Api>) {
 async fn connection(stream: TcpStream, api: Arc<Api>) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    while let Some((method, path, name, body)) = read_request(&mut read).await {
-        let (status, headers, body) = route(&api, &method, &path, name, body).await;
-        let mut head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len());
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        if write.write_all(head.as_bytes()).await.is_err() || write.write_all(&body).await.is_err()
+    while let Some(request) = http1::read_request(&mut read).await {
+        let (status, headers, body) = route(&api, request).await;
+        if http1::write_response(&mut write, status, &headers, &body)
+            .await
+            .is_err()
         {
             return;
         }
@@ -299,16 +308,21 @@ async fn connection(stream: TcpStream, api: Arc<Api>) {
 
 async fn route(
     api: &Api,
-    method: &str,
-    path: &str,
-    name: Option<String>,
-    body: Vec<u8>,
+    request: http1::Request,
 ) -> (&'static str, Vec<(&'static str, String)>, Vec<u8>) {
+    let (method, path, body) = (
+        request.method.as_str(),
+        request.path.as_str(),
+        &request.body,
+    );
     // The Extensions API, as much of it as an extension that subscribes to no event uses:
     // registering, then waiting for an event that never comes.
     match (method, path) {
         ("POST", "/2020-01-01/extension/register") => {
-            let name = name.unwrap_or_default();
+            let name = request
+                .header("lambda-extension-name")
+                .unwrap_or_default()
+                .to_owned();
             lock(&api.extensions).push(name.clone());
             let body = serde_json::json!({
                 "functionName": "test", "functionVersion": "$LATEST", "handler": "bootstrap",
@@ -325,7 +339,7 @@ async fn route(
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return ("404 Not Found", vec![], vec![]);
     };
-    let parsed = || serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let parsed = || serde_json::from_slice(body).unwrap_or(Value::Null);
     match (method, rest) {
         ("GET", "invocation/next") => {
             lock(&api.first_next).get_or_insert_with(std::time::Instant::now);
@@ -380,53 +394,4 @@ async fn route(
         }
         _ => ("404 Not Found", vec![], vec![]),
     }
-}
-
-/// The next request on the connection: method, path, the `Lambda-Extension-Name` header if
-/// any, and the body (de-chunked); `None` when the client closed it.
-async fn read_request<R: AsyncBufReadExt + Unpin>(
-    read: &mut R,
-) -> Option<(String, String, Option<String>, Vec<u8>)> {
-    let mut request_line = String::new();
-    if read.read_line(&mut request_line).await.ok()? == 0 {
-        return None;
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
-    let (mut length, mut chunked, mut extension_name) = (0, false, None);
-    loop {
-        let mut line = String::new();
-        if read.read_line(&mut line).await.ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().ok()?,
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-            "lambda-extension-name" => extension_name = Some(value.trim().to_owned()),
-            _ => {}
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            read.read_line(&mut size).await.ok()?;
-            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            read.read_exact(&mut chunk).await.ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        body.resize(length, 0);
-        read.read_exact(&mut body).await.ok()?;
-    }
-    Some((method, path, extension_name, body))
 }
