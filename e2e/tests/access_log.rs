@@ -24,14 +24,10 @@ async fn each_request_is_one_info_line_with_its_route_outcome_and_caller() {
         .execute(&mut database.connect().await)
         .await
         .expect("a user");
-    let function = Function::start(
+    let function = Function::start_api(
         "get-user",
-        &[
-            ("DATABASE_URL", database.url.as_str()),
-            ("JWT_KEY", tokens::TEST_KEY),
-            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ],
+        &database.url,
+        &[("AWS_LAMBDA_LOG_FORMAT", "JSON")],
     )
     .await;
     function.initialized().await;

@@ -13,18 +13,13 @@ use e2e::{runtime::Function, TestDatabase};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
-use test_support::{tokens, Reply, TestRequest, PROBLEM_TYPE_PREFIX};
+use test_support::{Reply, TestRequest, PROBLEM_TYPE_PREFIX};
 
 const ENVIRONMENTS: usize = 20;
 
 /// `ENVIRONMENTS` warm environments of `binary` over `database`.
 async fn environments(binary: &str, database: &TestDatabase) -> Vec<Function> {
-    let env = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("JWT_KEY", tokens::TEST_KEY),
-        ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-    ];
-    join_all((0..ENVIRONMENTS).map(|_| Function::start(binary, &env))).await
+    join_all((0..ENVIRONMENTS).map(|_| Function::start_api(binary, &database.url, &[]))).await
 }
 
 /// Each request to its own environment, all in flight together: `hold` (SQL run in an open

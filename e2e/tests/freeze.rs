@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{proxy::Proxy, runtime::Function, TestDatabase};
 use serde_json::json;
-use test_support::{tokens, TestRequest};
+use test_support::TestRequest;
 
 /// Longer than the quiet spell after which the connection is checked before use
 /// (`DB_IDLE_CHECK_AFTER_MS`, 1 s by default).
@@ -29,14 +29,8 @@ struct WarmPair {
 
 impl WarmPair {
     async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let mut all = vec![
-            ("DATABASE_URL", database_url),
-            ("JWT_KEY", tokens::TEST_KEY),
-            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-        ];
-        all.extend_from_slice(env);
-        let get_user = Function::start("get-user", &all).await;
-        let create_user = Function::start("create-user", &all).await;
+        let get_user = Function::start_api("get-user", database_url, env).await;
+        let create_user = Function::start_api("create-user", database_url, env).await;
         let read = get_user.request(&TestRequest::get("/users/1")).await;
         assert_eq!(read.status, 200, "{}", read.body);
         let write = create_user.request(&create("before@example.com")).await;

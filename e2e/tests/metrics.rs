@@ -4,7 +4,7 @@
 
 use e2e::{emf, runtime::Function, TestDatabase};
 use serde_json::Value;
-use test_support::{tokens, TestRequest};
+use test_support::TestRequest;
 
 /// The value of `metric` in the documents of the invocation `request_id`.
 fn value(documents: &[Value], request_id: &str, metric: &str) -> Option<Value> {
@@ -21,12 +21,10 @@ async fn each_invocation_writes_valid_emf_that_counts_what_happened() {
         .execute(&mut database.connect().await)
         .await
         .expect("a user");
-    let function = Function::start(
+    let function = Function::start_api(
         "get-user",
+        &database.url,
         &[
-            ("DATABASE_URL", database.url.as_str()),
-            ("JWT_KEY", tokens::TEST_KEY),
-            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
             ("METRICS_NAMESPACE", "UsersApiTest"),
             ("METRICS_SERVICE", "users-api-e2e"),
         ],

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use e2e::{proxy::Proxy, runtime::Function, TestDatabase};
 use serde_json::json;
-use test_support::{tokens, TestRequest};
+use test_support::TestRequest;
 
 const BURST: usize = 10;
 
@@ -25,17 +25,12 @@ async fn a_warm_request_costs_one_round_trip_on_each_route_and_after_a_quiet_spe
     .expect("users");
     let proxy = Proxy::start(database.address).await;
     let url = proxy.url_for(&database.url);
-    let env = [
-        ("DATABASE_URL", url.as_str()),
-        ("JWT_KEY", tokens::TEST_KEY),
-        ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-        // However slow this machine is, each burst below stays within the quiet spell.
-        ("DB_IDLE_CHECK_AFTER_MS", "2000"),
-    ];
+    // However slow this machine is, each burst below stays within the quiet spell.
+    let env = [("DB_IDLE_CHECK_AFTER_MS", "2000")];
     // Started, and done with their init (a connection each: its handshake goes through the
     // proxy too), before anything is counted.
     let function = async |name| {
-        let function = Function::start(name, &env).await;
+        let function = Function::start_api(name, &url, &env).await;
         function.initialized().await;
         function
     };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use e2e::{otlp::Collector, runtime::Function, TestDatabase};
 use opentelemetry_proto::tonic::{common::v1::any_value::Value as Any, trace::v1::Span};
-use test_support::{tokens, TestRequest};
+use test_support::TestRequest;
 
 /// The trace and parent span of the X-Ray header the emulator sends (e2e/src/runtime.rs).
 const TRACE_ID: &str = "5759e988bd862e3fe1be46a994272793";
@@ -44,14 +44,10 @@ async fn a_request_continues_lambdas_trace_as_a_tree_without_parameter_values() 
     .await
     .expect("a user");
     let collector = Collector::start().await;
-    let function = Function::start(
+    let function = Function::start_api(
         "get-user",
-        &[
-            ("DATABASE_URL", database.url.as_str()),
-            ("JWT_KEY", tokens::TEST_KEY),
-            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
-        ],
+        &database.url,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str())],
     )
     .await;
 
@@ -110,14 +106,10 @@ async fn a_request_continues_lambdas_trace_as_a_tree_without_parameter_values() 
 async fn at_shutdown_what_is_pending_is_sent_before_the_process_exits() {
     let database = TestDatabase::create("traces-shutdown").await;
     let collector = Collector::start().await;
-    let mut function = Function::start(
+    let mut function = Function::start_api(
         "get-user",
-        &[
-            ("DATABASE_URL", database.url.as_str()),
-            ("JWT_KEY", tokens::TEST_KEY),
-            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
-        ],
+        &database.url,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str())],
     )
     .await;
     function.initialized().await;
@@ -155,15 +147,7 @@ async fn at_shutdown_what_is_pending_is_sent_before_the_process_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_endpoint_no_extension_is_registered() {
     let database = TestDatabase::create("traces-off").await;
-    let function = Function::start(
-        "get-user",
-        &[
-            ("DATABASE_URL", database.url.as_str()),
-            ("JWT_KEY", tokens::TEST_KEY),
-            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-        ],
-    )
-    .await;
+    let function = Function::start_api("get-user", &database.url, &[]).await;
 
     let reply = function.request(&TestRequest::get("/users/1")).await;
 
