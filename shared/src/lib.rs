@@ -14,7 +14,7 @@
 //! - [`secrets`]: reading AWS Secrets Manager (SDK or the Lambda extension).
 //! - [`outbound_http`]: the one client for outbound HTTP calls that are not SDK calls.
 //! - [`domain`]: types that validate on construction.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging, the EMF metrics, the OpenTelemetry traces.
 //! - [`config`]: typed settings, the only reader of the environment.
 
 pub mod auth;
