@@ -1,9 +1,16 @@
 //! Connection policy: what every connection gets on top of its credentials. The endpoint
-//! overrides (`DB_HOST`, `DB_PORT`, `DB_NAME`), the TLS default and the application name.
+//! overrides (`DB_HOST`, `DB_PORT`, `DB_NAME`), the TLS default, the application name, and no
+//! named statements.
 //!
-//! Nothing else goes into the startup packet or follows it: RDS Proxy refuses a startup packet
-//! with `options`, and pins a session that runs `SET`. Per-session limits are the database's
-//! defaults instead (`migrations/0005_session_defaults.sql`).
+//! A session carries no state a proxy would have to keep for it, so that RDS Proxy or PgBouncer
+//! in transaction mode can hand each statement to whichever server connection is free:
+//!
+//! - Nothing else goes into the startup packet or follows it: RDS Proxy refuses a startup
+//!   packet with `options`, and pins a session that runs `SET`. Per-session limits are the
+//!   database's defaults instead (`migrations/0005_session_defaults.sql`).
+//! - No named prepared statements (SQLx's statement cache is off): each statement is parsed
+//!   unnamed, in the same flight as its execution (vendor/README.md), so a warm request is one
+//!   round trip whether or not a proxy sits in between.
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
@@ -31,7 +38,8 @@ pub(super) fn connect_options(
         .unwrap_or(default_ssl_mode);
     let mut options = with_endpoint(credentials.options, &settings.endpoint)
         .ssl_mode(ssl_mode)
-        .application_name(&settings.application_name);
+        .application_name(&settings.application_name)
+        .statement_cache_capacity(0);
     if let Some(path) = &settings.ssl_root_cert {
         options = options.ssl_root_cert(path);
     }

@@ -12,4 +12,5 @@ mod get_user;
 mod health;
 mod idempotency;
 mod list_users;
+mod sessions;
 mod update_user;

@@ -1,5 +1,9 @@
 //! **PostgreSQL** database driver.
 
+// Vendored (vendor/README.md): a path dependency's warnings are printed with the workspace's,
+// and these two, from a newer compiler than 0.8.6 was released with, are not ours to fix here.
+#![allow(deprecated, dead_code)]
+
 #[macro_use]
 extern crate sqlx_core;
 

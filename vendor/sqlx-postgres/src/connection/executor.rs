@@ -223,19 +223,59 @@ impl PgConnection {
                 )
             })?;
 
-            // prepare the statement if this our first time executing it
-            // always return the statement ID here
-            let (statement, metadata_) = self
-                .get_or_prepare(query, &arguments.types, persistent, metadata_opt)
-                .await?;
+            // With the statement cache disabled (`statement_cache_capacity(0)`), a statement is
+            // never named: a named statement that is not cached would never be closed, and
+            // behind a transaction-pooling proxy another client would meet it.
+            let persistent = persistent && self.inner.cache_statement.is_enabled();
 
-            metadata = metadata_;
+            let (statement, in_this_flight) = if !persistent
+                && metadata_opt.is_none()
+                && !arguments.buffer.needs_parameter_types()
+                && !self.inner.cache_statement.contains_key(query)
+            {
+                // An unnamed statement goes in the same flight as its execution: Parse, Bind,
+                // Describe (the portal, for the columns), Execute, Sync. One round trip instead
+                // of two, and nothing waits on a `Sync` in between, so a transaction-pooling
+                // proxy (PgBouncer, RDS Proxy) cannot hand the Bind to another server
+                // connection than the Parse. The columns arrive as a `RowDescription` before
+                // the rows, as for a simple query.
+                let mut param_types = Vec::with_capacity(arguments.types.len());
+                for ty in &arguments.types {
+                    param_types.push(self.resolve_type_id(&ty.0).await?);
+                }
 
-            // patch holes created during encoding
-            arguments.apply_patches(self, &metadata.parameters).await?;
+                // fill the holes left for type OIDs during encoding (no patch needs the
+                // described parameter types: checked above)
+                arguments.apply_patches(self, &[]).await?;
 
-            // consume messages till `ReadyForQuery` before bind and execute
-            self.wait_until_ready().await?;
+                self.wait_until_ready().await?;
+
+                self.inner.stream.write_msg(Parse {
+                    param_types: &param_types,
+                    query,
+                    statement: StatementId::UNNAMED,
+                })?;
+
+                metadata = Arc::new(PgStatementMetadata::default());
+
+                (StatementId::UNNAMED, true)
+            } else {
+                // prepare the statement if this our first time executing it
+                // always return the statement ID here
+                let (statement, metadata_) = self
+                    .get_or_prepare(query, &arguments.types, persistent, metadata_opt)
+                    .await?;
+
+                metadata = metadata_;
+
+                // patch holes created during encoding
+                arguments.apply_patches(self, &metadata.parameters).await?;
+
+                // consume messages till `ReadyForQuery` before bind and execute
+                self.wait_until_ready().await?;
+
+                (statement, false)
+            };
 
             // bind to attach the arguments to the statement and create a portal
             self.inner.stream.write_msg(Bind {
@@ -246,6 +286,13 @@ impl PgConnection {
                 params: &arguments.buffer,
                 result_formats: &[PgValueFormat::Binary],
             })?;
+
+            if in_this_flight {
+                // the columns of the statement parsed in this flight
+                self.inner
+                    .stream
+                    .write_msg(message::Describe::Portal(PortalId::UNNAMED))?;
+            }
 
             // executes the portal up to the passed limit
             // the protocol-level limit acts nearly identically to the `LIMIT` in SQL
