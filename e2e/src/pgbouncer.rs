@@ -2,12 +2,18 @@
 //! stopped per test like the cluster itself (Debian's `pgbouncer`, from `E2E_PGBOUNCER`, which
 //! `make test` sets through `scripts/pgbouncer.sh`).
 //!
-//! Configured as strictly as RDS Proxy behaves where it matters here: session pooling, and no
-//! startup parameter it does not know except `extra_float_digits` (`ignore_startup_parameters`,
-//! standard for PgBouncer, and tolerated by RDS Proxy), so a client that sends `options` is
-//! refused as RDS Proxy refuses it. Clients authenticate with SCRAM against the passwords the
-//! cluster has now (`auth_query`), as RDS Proxy checks them against the secret: a rotated
-//! password is refused until the client uses the new one.
+//! Configured as strictly as RDS Proxy behaves where it matters here: no startup parameter it
+//! does not know except `extra_float_digits` (`ignore_startup_parameters`, standard for
+//! PgBouncer, and tolerated by RDS Proxy), so a client that sends `options` is refused as RDS
+//! Proxy refuses it. Clients authenticate with SCRAM against the passwords the cluster has now
+//! (`auth_query`), as RDS Proxy checks them against the secret: a rotated password is refused
+//! until the client uses the new one.
+//!
+//! Two pooling modes ([`Pooling`]): transaction pooling, what RDS Proxy does for a session that
+//! does not pin (each transaction on whichever server connection is free, a few shared by many
+//! clients; Debian's PgBouncer 1.18 keeps no prepared statement for a client, so a client that
+//! relies on one fails here where RDS Proxy would pin it), and session pooling, what RDS Proxy
+//! does for a pinned session.
 
 use std::{
     net::SocketAddr,
@@ -24,6 +30,15 @@ use crate::{free_port, workspace};
 /// The cluster's admin, whom PgBouncer asks for the passwords and lets use its console.
 const ADMIN: (&str, &str) = ("users_api", "users_api");
 
+/// How PgBouncer lends its server connections to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// A server connection per client session, for the session's life.
+    Session,
+    /// A server connection per transaction, from a pool of at most `size` per database.
+    Transaction { size: u16 },
+}
+
 pub struct PgBouncer {
     /// Where PgBouncer listens, on 127.0.0.1.
     pub port: u16,
@@ -33,9 +48,22 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer for every database of the cluster at `upstream`, and waits until it
-    /// accepts connections.
+    /// Starts PgBouncer in session pooling for every database of the cluster at `upstream`, and
+    /// waits until it accepts connections.
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_pooling(upstream, Pooling::Session).await
+    }
+
+    /// The same with the given pooling.
+    pub async fn start_pooling(upstream: SocketAddr, pooling: Pooling) -> Self {
+        let pool = match pooling {
+            Pooling::Session => "pool_mode = session\ndefault_pool_size = 20\n".to_owned(),
+            // At most `size` server connections per database, whatever the number of clients
+            // and users (the auth query's own connection included).
+            Pooling::Transaction { size } => format!(
+                "pool_mode = transaction\ndefault_pool_size = {size}\nmax_db_connections = {size}\n"
+            ),
+        };
         let binary = std::env::var("E2E_PGBOUNCER")
             .expect("E2E_PGBOUNCER: run the end-to-end tests through `make test`");
         let port = free_port();
@@ -54,14 +82,13 @@ impl PgBouncer {
                  listen_addr = 127.0.0.1\n\
                  listen_port = {port}\n\
                  unix_socket_dir =\n\
-                 pool_mode = session\n\
+                 {pool}\
                  ignore_startup_parameters = extra_float_digits\n\
                  auth_type = scram-sha-256\n\
                  auth_file = {auth_file}\n\
                  auth_user = {admin}\n\
                  admin_users = {admin}\n\
                  max_client_conn = 200\n\
-                 default_pool_size = 20\n\
                  server_login_retry = 1\n",
                 host = upstream.ip(),
                 upstream_port = upstream.port(),

@@ -1,20 +1,56 @@
 //! What a warm request costs the database, counted where it cannot be mistaken: the messages
-//! the function sends through a proxy in front of Postgres. One round trip per request in a
-//! burst, on every route (no liveness ping before, nothing on release, and a precondition or
-//! an idempotency record checked in the statement that makes the change); one more after a
-//! quiet spell, when the held connection is checked first.
+//! the function sends through a proxy in front of Postgres, or in front of a transaction-pooling
+//! PgBouncer (RDS Proxy's stand-in). One round trip per request in a burst, on every route and
+//! in both topologies (no liveness ping before, nothing on release, a precondition or an
+//! idempotency record checked in the statement that makes the change, and each statement
+//! parsed in the flight that executes it); one more after a quiet spell, when the held
+//! connection is checked first.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
-use e2e::{proxy::Proxy, runtime::Function, TestDatabase};
+use e2e::{
+    pgbouncer::{PgBouncer, Pooling},
+    proxy::Proxy,
+    runtime::Function,
+    TestDatabase,
+};
 use serde_json::json;
 use test_support::TestRequest;
 
 const BURST: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warm_request_costs_one_round_trip_on_each_route_and_after_a_quiet_spell_two() {
-    let database = TestDatabase::create("round-trips").await;
+async fn a_warm_request_costs_one_round_trip_on_each_route_directly_and_through_the_pooler() {
+    let direct = TestDatabase::create("round-trips").await;
+    let pooled = TestDatabase::create("round-trips-pooled").await;
+    let bouncer = PgBouncer::start_pooling(pooled.address, Pooling::Transaction { size: 2 }).await;
+    let bouncer_address = SocketAddr::from(([127, 0, 0, 1], bouncer.port));
+
+    for (topology, database, upstream) in [
+        ("directly", &direct, direct.address),
+        ("through the pooler", &pooled, bouncer_address),
+    ] {
+        let (costs, after_quiet) = round_trips(database, upstream).await;
+
+        for (route, cost) in costs {
+            assert_eq!(
+                cost, BURST as u64,
+                "one round trip per warm {route}, {topology}"
+            );
+        }
+        assert_eq!(
+            after_quiet, 2,
+            "a liveness ping, then the query, {topology}"
+        );
+    }
+}
+
+/// Messages sent per route for [`BURST`] warm requests, and for one request after a quiet
+/// spell, by functions reaching `database` through a counting proxy in front of `upstream`.
+async fn round_trips(
+    database: &TestDatabase,
+    upstream: SocketAddr,
+) -> (Vec<(&'static str, u64)>, u64) {
     // Users 1 to 21: one to read and change, twenty to delete.
     sqlx::query(
         "INSERT INTO users (email, name) \
@@ -23,7 +59,7 @@ async fn a_warm_request_costs_one_round_trip_on_each_route_and_after_a_quiet_spe
     .execute(&mut database.connect().await)
     .await
     .expect("users");
-    let proxy = Proxy::start(database.address).await;
+    let proxy = Proxy::start(upstream).await;
     let url = proxy.url_for(&database.url);
     // However slow this machine is, each burst below stays within the quiet spell.
     let env = [("DB_IDLE_CHECK_AFTER_MS", "2000")];
@@ -120,10 +156,5 @@ async fn a_warm_request_costs_one_round_trip_on_each_route_and_after_a_quiet_spe
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let before = proxy.sent();
     assert_eq!(get_user.request(&get).await.status, 200);
-    let after_quiet = proxy.sent() - before;
-
-    for (route, cost) in costs {
-        assert_eq!(cost, BURST as u64, "one round trip per warm {route}");
-    }
-    assert_eq!(after_quiet, 2, "a liveness ping, then the query");
+    (costs, proxy.sent() - before)
 }
