@@ -207,8 +207,7 @@ async fn an_unreachable_database_gets_503_with_retry_after_and_recovers_nothing_
     ];
 
     for reply in replies {
-        reply.assert_problem(503);
-        assert_eq!(reply.header("retry-after"), Some("5"));
+        reply.assert_unavailable();
         assert!(!reply.body.to_string().contains("s3cr3t-pw"));
     }
     assert!(

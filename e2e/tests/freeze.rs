@@ -100,7 +100,7 @@ async fn a_session_ended_while_frozen_is_replaced_within_the_next_request() {
     pair.thaw();
 
     // A read and a write: the dead connection is found before either statement is sent.
-    pair.assert_served_promptly_after("the idle connection is gone")
+    pair.assert_served_promptly_after("an idle connection is gone")
         .await;
 }
 
@@ -115,7 +115,7 @@ async fn a_black_holed_connection_is_abandoned_after_a_short_check_and_replaced(
     tokio::time::sleep(FROZEN_FOR).await;
     pair.thaw();
 
-    pair.assert_served_promptly_after("the idle connection did not answer")
+    pair.assert_served_promptly_after("an idle connection did not answer")
         .await;
 }
 

@@ -163,8 +163,7 @@ async fn a_secret_naming_an_unreachable_host_gets_503_problems_not_a_hang() {
     let stack = Stack::spawn("wrong-host", &moto.database_env("db")).await;
 
     for reply in [stack.get("/health").await, stack.get("/users/1").await] {
-        reply.assert_problem(503);
-        assert_eq!(reply.header("retry-after"), Some("5"));
+        reply.assert_unavailable();
     }
     assert!(
         !stack.logs().contains("wrong-host-pw"),
@@ -311,10 +310,10 @@ async fn a_database_outage_gets_503s_without_refetching_and_recovers_by_itself()
     stack.create_and_fetch_a_user("up@example.com").await;
 
     proxy.down();
+    let mut retry_after = Duration::ZERO;
     for _ in 0..3 {
         for reply in [stack.get("/users/1").await, stack.get("/health").await] {
-            reply.assert_problem(503);
-            assert_eq!(reply.header("retry-after"), Some("5"));
+            retry_after = reply.assert_unavailable();
         }
     }
     assert_eq!(
@@ -325,6 +324,7 @@ async fn a_database_outage_gets_503s_without_refetching_and_recovers_by_itself()
     );
 
     proxy.up();
+    tokio::time::sleep(retry_after).await;
     let fetched = stack.get("/users/1").await;
     assert_eq!(fetched.status, 200, "{}", fetched.body);
     assert_eq!(stack.get("/health").await.status, 200);

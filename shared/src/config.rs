@@ -255,7 +255,18 @@ pub struct DatabaseSettings {
     pub ssl_root_cert: Option<PathBuf>,
     /// Longest wait for a new connection, connecting and logging in (`DB_ACQUIRE_TIMEOUT_MS`).
     pub acquire_timeout: Duration,
-    /// The environment's connection is pinged before use after sitting idle this long
+    /// The most connections the environment holds: one per invocation it may run at once,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` on Lambda Managed Instances, otherwise 1.
+    pub max_connections: usize,
+    /// A read with no answer for this long is abandoned, its connection dropped, and sent once
+    /// more on a new one (`DB_READ_TIMEOUT_MS`).
+    pub read_timeout: Duration,
+    /// After a failed connect, no new one is tried for an interval starting at this
+    /// (`DB_BACKOFF_MIN_MS`), growing with each failure up to `backoff_max`, jittered.
+    pub backoff_min: Duration,
+    /// The longest interval between two connect attempts (`DB_BACKOFF_MAX_MS`).
+    pub backoff_max: Duration,
+    /// A held connection is pinged before use after sitting idle this long
     /// (`DB_IDLE_CHECK_AFTER_MS`).
     pub idle_check_after: Duration,
     /// How long that ping may take before the connection is given up (`DB_LIVENESS_TIMEOUT_MS`).
@@ -320,7 +331,17 @@ impl Settings {
             },
             ssl_mode: parse_optional(&lookup, "DB_SSLMODE", SSL_MODES)?,
             ssl_root_cert: lookup("DB_SSLROOTCERT").map(PathBuf::from),
-            acquire_timeout: millis_or(&lookup, "DB_ACQUIRE_TIMEOUT_MS", 3_000)?,
+            acquire_timeout: millis_or(&lookup, "DB_ACQUIRE_TIMEOUT_MS", 1_000)?,
+            max_connections: parse_or(
+                &lookup,
+                "AWS_LAMBDA_MAX_CONCURRENCY",
+                1_usize,
+                "a whole number of invocations",
+            )?
+            .max(1),
+            read_timeout: millis_or(&lookup, "DB_READ_TIMEOUT_MS", 2_000)?,
+            backoff_min: millis_or(&lookup, "DB_BACKOFF_MIN_MS", 1_000)?,
+            backoff_max: millis_or(&lookup, "DB_BACKOFF_MAX_MS", 1_500)?,
             idle_check_after: millis_or(&lookup, "DB_IDLE_CHECK_AFTER_MS", 1_000)?,
             liveness_timeout: millis_or(&lookup, "DB_LIVENESS_TIMEOUT_MS", 250)?,
             secret_refresh_interval: millis_or(&lookup, "DB_SECRET_REFRESH_INTERVAL_MS", 10_000)?,
@@ -599,7 +620,11 @@ mod tests {
     #[test]
     fn defaults_suit_one_invocation_at_a_time() {
         let settings = settings(&[("DATABASE_URL", "postgres://u:p@localhost/db")]).unwrap();
-        assert_eq!(settings.database.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(settings.database.acquire_timeout, Duration::from_secs(1));
+        assert_eq!(settings.database.max_connections, 1);
+        assert_eq!(settings.database.read_timeout, Duration::from_secs(2));
+        assert_eq!(settings.database.backoff_min, Duration::from_secs(1));
+        assert_eq!(settings.database.backoff_max, Duration::from_millis(1500));
         assert_eq!(settings.database.idle_check_after, Duration::from_secs(1));
         assert_eq!(
             settings.database.liveness_timeout,
@@ -607,6 +632,22 @@ mod tests {
         );
         assert_eq!(settings.health_timeout, Duration::from_secs(1));
         assert_eq!(settings.database.application_name, "users-api");
+    }
+
+    #[test]
+    fn an_environment_taking_several_invocations_at_once_may_hold_a_connection_for_each() {
+        let url = ("DATABASE_URL", "postgres://u:p@localhost/db");
+
+        let managed = settings(&[url, ("AWS_LAMBDA_MAX_CONCURRENCY", "8")]).unwrap();
+        let zero = settings(&[url, ("AWS_LAMBDA_MAX_CONCURRENCY", "0")]).unwrap();
+        let bad = settings(&[url, ("AWS_LAMBDA_MAX_CONCURRENCY", "eight")]).unwrap_err();
+
+        assert_eq!(managed.database.max_connections, 8);
+        assert_eq!(zero.database.max_connections, 1);
+        assert!(
+            bad.to_string().contains("AWS_LAMBDA_MAX_CONCURRENCY"),
+            "{bad}"
+        );
     }
 
     #[test]

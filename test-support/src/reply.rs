@@ -106,6 +106,19 @@ impl Reply {
         }
     }
 
+    /// Asserts a 503 problem whose `Retry-After` is a whole number of seconds, at most 5 (the
+    /// database's backoff, or the default), and returns it: how long to wait before retrying.
+    #[track_caller]
+    pub fn assert_unavailable(&self) -> std::time::Duration {
+        self.assert_problem(503);
+        let seconds: u64 = self
+            .header("retry-after")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("Retry-After in seconds: {:?}", self.headers));
+        assert!((1..=5).contains(&seconds), "Retry-After: {seconds}");
+        std::time::Duration::from_secs(seconds)
+    }
+
     /// Asserts a problem with this status and this kind (the end of its `type`).
     #[track_caller]
     pub fn assert_problem_of_type(&self, status: u16, kind: &str) {

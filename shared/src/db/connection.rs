@@ -1,50 +1,91 @@
-//! The environment's one connection: when it is checked, and when a statement is retried.
+//! The environment's connections: how many, when one is checked, and when a statement is
+//! retried.
 //!
-//! Between invocations Lambda freezes the environment, and meanwhile the connection may die:
-//! the server or a proxy closes it (a failover, a rotation's clean-up, an idle timeout: the
-//! next write meets a reset), or a middlebox forgets it (a NAT's idle timeout, a failover that
-//! moves the address: packets vanish, nothing answers, for minutes). So:
+//! **How many.** One per invocation the environment may run at once: one on Lambda's classic
+//! model, `AWS_LAMBDA_MAX_CONCURRENCY` on Lambda Managed Instances, each opened when a request
+//! first needs it and held across invocations. A request borrows the one used last, so under a
+//! light load the others sit idle and the server's `idle_session_timeout` takes them back. A
+//! warm request costs its statement's round trip and nothing else: no check before, nothing
+//! sent after.
 //!
-//! - **After a quiet spell** (`DB_IDLE_CHECK_AFTER_MS`, 1 s), the connection is pinged before
+//! **Checks.** Between invocations Lambda freezes the environment, and meanwhile a connection
+//! may die: the server or a proxy closes it (a failover, a rotation's clean-up, an idle
+//! timeout: the next write meets a reset), or a middlebox forgets it (a NAT's idle timeout, a
+//! failover that moves the address: packets vanish, nothing answers, for minutes). So:
+//!
+//! - **After a quiet spell** (`DB_IDLE_CHECK_AFTER_MS`, 1 s), a connection is pinged before
 //!   use, waiting at most `DB_LIVENESS_TIMEOUT_MS` (250 ms, hundreds of in-region round trips);
-//!   a connection that fails or misses it is dropped and a new one opened, within the request.
-//!   Requests in a burst (closer together than that) pay no ping: a warm request costs only its
-//!   statement's round trip.
-//! - **A read** that meets a lost connection anyway is retried once, on a new connection.
+//!   one that fails or misses it is dropped and another used or opened, within the request.
+//!   Requests in a burst (closer together than that) pay no ping.
+//! - **New connections** are opened under the [`backoff`](super::backoff): after a failed
+//!   connect, requests that need one are refused at once until the next attempt is due.
+//! - **A read** that meets a lost connection, or no answer within `DB_READ_TIMEOUT_MS` (a
+//!   connection gone silent), is sent once more, on a newly opened connection.
 //! - **A write** is retried only when the error proves nothing was committed: writing the
 //!   statement failed (`EPIPE`: the peer had closed, the server read no complete message), or
 //!   the server said it is ending the session (`57P01`-`57P03`, read in order) before any row.
 //!   A write is one statement returning every row it changes (`RETURNING`), fetched with
 //!   `fetch_one` or `fetch_optional`: had it committed, its row would have been sent, and
 //!   read, before the server's goodbye. A connection lost any other way mid-statement (a reset,
-//!   a timeout) could have committed it: the client gets a 503 instead.
-//!
-//! Nothing is sent when a request is done with the connection.
+//!   a timeout) could have committed it: the client gets a 503 instead. Only the deadline
+//!   bounds a write's wait.
 
 use std::{
     future::Future,
     io,
     ops::{Deref, DerefMut},
     pin::Pin,
-    time::Instant,
+    sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use sqlx::{Connection as _, PgConnection};
-use tokio::sync::MutexGuard;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::Database;
-use crate::telemetry::metric;
+use super::{backoff::Backoff, no_credentials_yet, Database, Error};
+use crate::{config::DatabaseSettings, telemetry::metric};
 
-/// The held connection and when a request last finished with it.
+/// The connections the environment holds, and the leave to open more.
 #[derive(Debug)]
-pub(super) struct Held {
+pub(super) struct Pool {
+    /// Connections not lent to a request, the one used last at the end.
+    idle: Mutex<Vec<Held>>,
+    /// One per connection lent or being opened: at most `max_connections` exist at once.
+    permits: Semaphore,
+    backoff: Backoff,
+}
+
+impl Pool {
+    pub(super) fn new(settings: &DatabaseSettings) -> Self {
+        Self {
+            idle: Mutex::default(),
+            permits: Semaphore::new(settings.max_connections),
+            backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
+        // Pushes and pops only: a panic cannot leave the list half-changed.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A connection and when a request last finished with it.
+#[derive(Debug)]
+struct Held {
     connection: PgConnection,
     idle_since: Instant,
 }
 
-/// The environment's connection, lent to one request. Derefs to the `PgConnection`.
+/// A connection lent to one request. Derefs to the `PgConnection`; goes back to the
+/// environment's idle connections when dropped.
 pub struct Connection<'a> {
-    slot: MutexGuard<'a, Option<Held>>,
+    /// Always `Some` while lent: emptied only by `discard` and `drop`, which end the loan.
+    held: Option<Held>,
+    pool: &'a Pool,
+    _permit: SemaphorePermit<'a>,
     /// A statement was sent and its outcome not yet read: dropped in this state (the request
     /// was abandoned at its deadline), the connection's protocol state is unknown, so it goes.
     in_flight: bool,
@@ -54,9 +95,8 @@ impl Deref for Connection<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        match &*self.slot {
+        match &self.held {
             Some(held) => &held.connection,
-            // Lent only when the slot is filled; emptied only by `discard`, which consumes.
             None => unreachable!("a lent connection is always held"),
         }
     }
@@ -64,7 +104,7 @@ impl Deref for Connection<'_> {
 
 impl DerefMut for Connection<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        match &mut *self.slot {
+        match &mut self.held {
             Some(held) => &mut held.connection,
             None => unreachable!("a lent connection is always held"),
         }
@@ -72,20 +112,47 @@ impl DerefMut for Connection<'_> {
 }
 
 impl Connection<'_> {
-    /// Drops the connection (it is broken): the next request opens a new one.
+    /// Drops the connection (it is broken) instead of giving it back.
     pub fn discard(mut self) {
-        self.slot.take();
+        self.held.take();
+    }
+
+    /// Runs `statement` on this connection, bounded by `timeout` when given; `in_flight` until
+    /// it has answered.
+    async fn run<T, F>(
+        &mut self,
+        statement: &mut F,
+        timeout: Option<Duration>,
+    ) -> Result<T, sqlx::Error>
+    where
+        F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
+    {
+        self.in_flight = true;
+        let answer = statement(self);
+        let result = match timeout {
+            Some(timeout) => tokio::time::timeout(timeout, answer)
+                .await
+                .unwrap_or_else(|_| Err(no_answer(timeout))),
+            None => answer.await,
+        };
+        // Abandoned at its timeout, the statement may still be answered: the connection's
+        // protocol state is unknown, so it stays in flight, and goes when dropped.
+        self.in_flight = result.as_ref().is_err_and(is_timeout);
+        result
     }
 }
 
 impl Drop for Connection<'_> {
     fn drop(&mut self) {
+        let Some(mut held) = self.held.take() else {
+            return;
+        };
         if self.in_flight {
             tracing::warn!("a statement was abandoned in flight; dropping its connection");
-            self.slot.take();
-        } else if let Some(held) = &mut *self.slot {
-            held.idle_since = Instant::now();
+            return;
         }
+        held.idle_since = Instant::now();
+        self.pool.idle().push(held);
     }
 }
 
@@ -95,80 +162,140 @@ pub type Statement<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> 
 /// Whether a failed statement may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
-    /// Reads: once, on a new connection, whenever the connection was lost.
+    /// Reads: once, on a new connection, whenever the connection was lost or went silent.
     Read,
     /// Writes: once, only when nothing was provably committed.
     Write,
 }
 
 impl Database {
-    /// The environment's connection: the held one (pinged first if it sat idle for
-    /// `DB_IDLE_CHECK_AFTER_MS` or more; replaced if it does not answer in
-    /// `DB_LIVENESS_TIMEOUT_MS`), or a new one.
-    pub async fn acquire(&self) -> Result<Connection<'_>, sqlx::Error> {
-        let mut slot = self.held.lock().await;
-        if let Some(held) = &mut *slot {
-            let idle = held.idle_since.elapsed();
-            if idle >= self.settings.idle_check_after {
-                let timeout = self.settings.liveness_timeout;
-                match tokio::time::timeout(timeout, held.connection.ping()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        tracing::info!(error = %err, ?idle, "the idle connection is gone");
-                        slot.take();
-                    }
-                    Err(_) => {
-                        tracing::warn!(?idle, ?timeout, "the idle connection did not answer");
-                        slot.take();
-                    }
-                }
+    /// A connection for one request: the idle one used last (pinged first if it sat idle for
+    /// `DB_IDLE_CHECK_AFTER_MS` or more; dropped if it does not answer within
+    /// `DB_LIVENESS_TIMEOUT_MS`), or a new one, opened under the backoff.
+    pub async fn acquire(&self) -> Result<Connection<'_>, Error> {
+        let permit = self.permit().await?;
+        loop {
+            let next = self.pool.idle().pop();
+            let Some(mut held) = next else { break };
+            if self.answers(&mut held).await {
+                return Ok(self.lend(held, permit));
             }
         }
-        if slot.is_none() {
-            let connection = self.open().await.inspect_err(|_| {
-                metrics::counter!(metric::DATABASE_ACQUIRE_FAILURES).increment(1);
-            })?;
-            *slot = Some(Held {
-                connection,
-                idle_since: Instant::now(),
-            });
-        }
-        Ok(Connection {
-            slot,
-            in_flight: false,
-        })
+        self.open_for(permit).await
     }
 
-    /// Runs `read` on the environment's connection; when the connection turns out lost, once
-    /// more on a new one.
-    pub async fn read<T, F>(&self, read: F) -> Result<T, sqlx::Error>
+    /// A newly opened connection for one request (the retry of a read whose connection was
+    /// lost: the idle ones may be just as lost).
+    async fn acquire_new(&self) -> Result<Connection<'_>, Error> {
+        let permit = self.permit().await?;
+        self.open_for(permit).await
+    }
+
+    async fn permit(&self) -> Result<SemaphorePermit<'_>, Error> {
+        // The semaphore is never closed.
+        self.pool
+            .permits
+            .acquire()
+            .await
+            .map_err(|err| Error::Query(sqlx::Error::Io(io::Error::other(err))))
+    }
+
+    fn lend<'a>(&'a self, held: Held, permit: SemaphorePermit<'a>) -> Connection<'a> {
+        Connection {
+            held: Some(held),
+            pool: &self.pool,
+            _permit: permit,
+            in_flight: false,
+        }
+    }
+
+    /// Whether an idle connection is fit to lend: at once after a short spell, pinged after a
+    /// longer one.
+    async fn answers(&self, held: &mut Held) -> bool {
+        let idle = held.idle_since.elapsed();
+        if idle < self.settings.idle_check_after {
+            return true;
+        }
+        let timeout = self.settings.liveness_timeout;
+        match tokio::time::timeout(timeout, held.connection.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(err)) => {
+                tracing::info!(error = %err, ?idle, "an idle connection is gone");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(?idle, ?timeout, "an idle connection did not answer");
+                false
+            }
+        }
+    }
+
+    /// Opens a connection for the holder of `permit`, unless the backoff refuses.
+    async fn open_for<'a>(&'a self, permit: SemaphorePermit<'a>) -> Result<Connection<'a>, Error> {
+        let opened = self.open_under_backoff().await.inspect_err(|_| {
+            metrics::counter!(metric::DATABASE_ACQUIRE_FAILURES).increment(1);
+        })?;
+        let held = Held {
+            connection: opened,
+            idle_since: Instant::now(),
+        };
+        Ok(self.lend(held, permit))
+    }
+
+    async fn open_under_backoff(&self) -> Result<PgConnection, Error> {
+        let attempt = self
+            .pool
+            .backoff
+            .try_begin()
+            .map_err(|retry_after| Error::NoConnection {
+                retry_after: Some(retry_after),
+                cause: None,
+            })?;
+        match self.open().await {
+            Ok(connection) => {
+                attempt.succeeded();
+                Ok(connection)
+            }
+            // No attempt was made: the secret could not be read (its own interval applies).
+            Err(cause) if no_credentials_yet(&cause) => Err(Error::NoConnection {
+                retry_after: None,
+                cause: Some(cause),
+            }),
+            Err(cause) => Err(Error::NoConnection {
+                retry_after: Some(attempt.failed()),
+                cause: Some(cause),
+            }),
+        }
+    }
+
+    /// Runs `read` on a connection; when the connection turns out lost, or `read` gets no
+    /// answer within `DB_READ_TIMEOUT_MS`, once more on a new one.
+    pub async fn read<T, F>(&self, read: F) -> Result<T, Error>
     where
         F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
     {
         self.run(Retry::Read, read).await
     }
 
-    /// Runs `write` on the environment's connection; once more on a new one only when the first
-    /// attempt provably committed nothing. `write` must be one statement that returns every row
-    /// it changes (`RETURNING`), fetched with `fetch_one` or `fetch_optional`.
-    pub async fn write<T, F>(&self, write: F) -> Result<T, sqlx::Error>
+    /// Runs `write` on a connection; once more on a new one only when the first attempt
+    /// provably committed nothing. `write` must be one statement that returns every row it
+    /// changes (`RETURNING`), fetched with `fetch_one` or `fetch_optional`.
+    pub async fn write<T, F>(&self, write: F) -> Result<T, Error>
     where
         F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
     {
         self.run(Retry::Write, write).await
     }
 
-    async fn run<T, F>(&self, retry: Retry, mut statement: F) -> Result<T, sqlx::Error>
+    async fn run<T, F>(&self, retry: Retry, mut statement: F) -> Result<T, Error>
     where
         F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
     {
+        let timeout = (retry == Retry::Read).then_some(self.settings.read_timeout);
         let mut connection = self.acquire().await?;
-        connection.in_flight = true;
-        let first = statement(&mut connection).await;
-        connection.in_flight = false;
-        let err = match first {
+        let err = match connection.run(&mut statement, timeout).await {
             Err(err) if is_connection_lost(&err) => err,
-            result => return result,
+            result => return Ok(result?),
         };
         connection.discard();
         let retried = match retry {
@@ -177,18 +304,28 @@ impl Database {
         };
         if !retried {
             tracing::warn!(error = %err, "the connection was lost during a write; not retried");
-            return Err(err);
+            return Err(err.into());
         }
         tracing::warn!(error = %err, ?retry, "the connection was lost; retrying on a new one");
-        let mut connection = self.acquire().await?;
-        connection.in_flight = true;
-        let result = statement(&mut connection).await;
-        connection.in_flight = false;
+        let mut connection = self.acquire_new().await?;
+        let result = connection.run(&mut statement, timeout).await;
         if result.as_ref().is_err_and(is_connection_lost) {
             connection.discard();
         }
-        result
+        Ok(result?)
     }
+}
+
+/// A read that got no answer in time.
+fn no_answer(timeout: Duration) -> sqlx::Error {
+    sqlx::Error::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no answer within {timeout:?}"),
+    ))
+}
+
+fn is_timeout(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(io) if io.kind() == io::ErrorKind::TimedOut)
 }
 
 /// Whether the error means the connection is unusable (as opposed to the statement failing).
@@ -239,5 +376,13 @@ mod tests {
         }
         assert!(!committed_nothing(&sqlx::Error::RowNotFound));
         assert!(!is_connection_lost(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn a_read_that_got_no_answer_in_time_counts_as_a_lost_connection_and_never_as_uncommitted() {
+        let silent = no_answer(Duration::from_secs(2));
+
+        assert!(is_connection_lost(&silent));
+        assert!(!committed_nothing(&silent));
     }
 }

@@ -1,14 +1,16 @@
-//! The database: one connection per execution environment, held across invocations and
-//! checked after a quiet spell, credentials that follow Secrets Manager rotation, the embedded
-//! migrations, and which errors mean "unavailable".
+//! The database: the environment's connections (one per invocation it may run at once), held
+//! across invocations and checked after a quiet spell, new ones opened under a backoff while
+//! the database cannot be reached; credentials that follow Secrets Manager rotation; the
+//! embedded migrations; and which errors mean "unavailable".
 //!
-//! Lambda sends one invocation at a time to an environment, and each handler runs one
-//! statement, so one connection serves every request without waiting, and a pool would bring
-//! only its round trips: a liveness ping before each use and another on each release. Holding
-//! the connection directly, a warm request costs its statement's round trip and nothing else
-//! (see [`connection`] for when the connection is checked and when a statement is retried).
+//! Each handler runs one statement, so one connection per concurrent invocation serves every
+//! request without waiting, and a general-purpose pool would bring only its round trips: a
+//! liveness ping before each use and another on each release. A warm request costs its
+//! statement's round trip and nothing else (see [`connection`] for when a connection is checked
+//! and when a statement is retried, [`backoff`] for how often a new one is tried).
 
 pub mod app_role;
+mod backoff;
 mod connection;
 mod credentials;
 pub mod iam_auth;
@@ -16,14 +18,15 @@ mod options;
 mod rotation;
 
 use anyhow::Context;
+use std::time::Duration;
+
 use sqlx::{
     migrate::Migrator,
     postgres::{PgConnectOptions, PgConnection},
     ConnectOptions,
 };
-use tokio::sync::Mutex;
 
-pub use connection::Connection;
+pub use connection::{Connection, Statement};
 pub use credentials::{Credentials, CredentialsError};
 use iam_auth::{IamAuth, TokenScope};
 use options::connect_options;
@@ -41,12 +44,54 @@ const DEFAULT_PORT: u16 = 5432;
 /// The versioned SQL in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
-/// The environment's connection, and how to open a new one.
+/// The environment's connections, and how to open a new one.
 #[derive(Debug)]
 pub struct Database {
     credentials: Source,
     settings: DatabaseSettings,
-    held: Mutex<Option<connection::Held>>,
+    pool: connection::Pool,
+}
+
+/// Why a request got no answer from the database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection could be had: opening one failed just now, or the backoff refused to try
+    /// (`cause` is then the earlier failure's, already reported).
+    #[error("no database connection{}", due(.retry_after))]
+    NoConnection {
+        /// When the next connect attempt is due, if one is being backed off.
+        retry_after: Option<Duration>,
+        #[source]
+        cause: Option<sqlx::Error>,
+    },
+    /// The statement failed, on a connection that was open.
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+fn due(retry_after: &Option<Duration>) -> String {
+    retry_after.map_or_else(String::new, |after| {
+        format!(" (the next attempt is due in {after:?})")
+    })
+}
+
+impl Error {
+    /// Whether the client should retry later (the database cannot be reached or cannot serve
+    /// now), as opposed to a bug or a bad query.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::NoConnection { .. } => true,
+            Self::Query(err) => is_unavailable(err),
+        }
+    }
+
+    /// When a retry may succeed, if known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::NoConnection { retry_after, .. } => *retry_after,
+            Self::Query(_) => None,
+        }
+    }
 }
 
 /// Where new connections get their credentials.
@@ -151,8 +196,8 @@ impl Database {
     fn with(credentials: Source, settings: DatabaseSettings) -> Self {
         Self {
             credentials,
+            pool: connection::Pool::new(&settings),
             settings,
-            held: Mutex::new(None),
         }
     }
 
@@ -226,9 +271,16 @@ pub async fn ping(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
 
 /// No credentials yet: the secret could not be read (an outage, so: try again later).
 fn credentials_unavailable() -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::other(
-        "no database credentials yet: the secret could not be read",
-    ))
+    sqlx::Error::Io(std::io::Error::other(NoCredentialsYet))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no database credentials yet: the secret could not be read")]
+struct NoCredentialsYet;
+
+/// Whether `open` failed before trying to connect, for want of credentials.
+fn no_credentials_yet(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<NoCredentialsYet>()))
 }
 
 /// Whether the database, or a pooler in front of it, refused the credentials: `28P01` (invalid

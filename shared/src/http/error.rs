@@ -15,8 +15,9 @@ use crate::{
 /// kind of problem without promising a page at that address.
 pub const PROBLEM_TYPE_PREFIX: &str = "tag:users-api,2026:problem:";
 
-/// Seconds a client should wait before retrying when the database is unavailable.
-const RETRY_AFTER_SECONDS: u32 = 5;
+/// Seconds a client should wait before retrying when a dependency is unavailable, unless the
+/// database's backoff says when its next connect attempt is due.
+const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Seconds a client should wait before retrying a request whose idempotency key is in use: a
 /// create takes milliseconds, so by then the first request's response can be replayed.
@@ -68,8 +69,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     /// The database cannot be reached or cannot serve now; the client should retry.
     #[error(
-        "The service is temporarily unavailable. Retry after {} seconds.",
-        RETRY_AFTER_SECONDS
+        "The service is temporarily unavailable. Retry after {} s.",
+        retry_after_seconds(.0)
     )]
     Unavailable(#[source] anyhow::Error),
     /// A bug or an unexpected failure: logged in full, answered generically.
@@ -182,9 +183,10 @@ impl ApiError {
     /// The header a kind of problem adds, if any.
     fn extra_header(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
-            Self::Unavailable(_) => {
-                Some((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS)))
-            }
+            Self::Unavailable(cause) => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(cause)),
+            )),
             Self::RequestInProgress => Some((
                 header::RETRY_AFTER,
                 HeaderValue::from(IN_PROGRESS_RETRY_AFTER_SECONDS),
@@ -248,6 +250,21 @@ struct Problem<'a> {
     errors: Option<&'a [FieldError]>,
 }
 
+/// When to retry: when the database's next connect attempt is due, if that is what refused
+/// (rounded up to whole seconds), otherwise [`RETRY_AFTER_SECONDS`].
+fn retry_after_seconds(cause: &anyhow::Error) -> u64 {
+    cause
+        .chain()
+        .find_map(|err| err.downcast_ref::<db::Error>())
+        .and_then(db::Error::retry_after)
+        .map_or(RETRY_AFTER_SECONDS, |after| {
+            after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0))
+                .max(1)
+        })
+}
+
 fn unauthorized_detail(err: &AuthError) -> String {
     match err {
         AuthError::Missing | AuthError::WrongScheme => {
@@ -276,9 +293,9 @@ impl From<Denied> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
-        if db::is_unavailable(&err) {
+impl From<db::Error> for ApiError {
+    fn from(err: db::Error) -> Self {
+        if err.is_unavailable() {
             Self::Unavailable(err.into())
         } else {
             Self::Internal(anyhow::Error::new(err).context("Database query failed"))

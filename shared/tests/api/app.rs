@@ -1,7 +1,13 @@
 //! The application as a function builds it at init, over the test's own database, with its
 //! routes called in-process.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use lambda_http::{Body, Error, Request, Response};
 use serde_json::{json, Value};
@@ -37,23 +43,26 @@ impl TestApp {
         .await
     }
 
-    /// State whose database is a closed port on loopback: nothing answers there.
-    pub async fn with_unreachable_database() -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("addr").port()
-        };
-        let url = format!("postgres://nobody:secret@127.0.0.1:{port}/nowhere");
-        Self::with_env(&[
+    /// State whose database refuses every connection: a listener on loopback that closes
+    /// each one it accepts, counting them. The backoff after a failed connect lasts
+    /// `backoff_ms`.
+    pub async fn with_refusing_database(backoff_ms: &str) -> (Self, RefusingDatabase) {
+        let database = RefusingDatabase::start().await;
+        let url = format!(
+            "postgres://nobody:secret@127.0.0.1:{}/nowhere",
+            database.port
+        );
+        let app = Self::with_env(&[
             ("DATABASE_URL", &url),
-            ("DB_ACQUIRE_TIMEOUT_MS", "300"),
-            ("HEALTH_TIMEOUT_MS", "300"),
+            ("DB_BACKOFF_MIN_MS", backoff_ms),
+            ("DB_BACKOFF_MAX_MS", backoff_ms),
         ])
-        .await
+        .await;
+        (app, database)
     }
 
     /// The state built from exactly these variables, plus `JWT_KEY` and `JWT_AUDIENCE`.
-    async fn with_env(env: &[(&str, &str)]) -> Self {
+    pub async fn with_env(env: &[(&str, &str)]) -> Self {
         let settings = Settings::from_lookup(|name| match name {
             "JWT_KEY" => Some(tokens::TEST_KEY.to_owned()),
             "JWT_AUDIENCE" => Some(tokens::TEST_AUDIENCE.to_owned()),
@@ -118,5 +127,46 @@ impl TestApp {
             .await;
         assert_eq!(response.status, 201, "{}", response.body);
         response.body
+    }
+}
+
+/// A "database" that accepts connections and closes them at once, as a server that is going
+/// away does, counting the attempts.
+pub struct RefusingDatabase {
+    pub port: u16,
+    attempts: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RefusingDatabase {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&attempts);
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        Self {
+            port,
+            attempts,
+            task,
+        }
+    }
+
+    /// Connections attempted so far.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RefusingDatabase {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -16,8 +16,9 @@ async fn health_is_ok_when_the_database_answers(pool: PgPool) {
 }
 
 #[tokio::test]
-async fn every_route_returns_503_with_retry_after_when_the_database_is_unreachable() {
-    let app = TestApp::with_unreachable_database().await;
+async fn after_a_failed_connect_every_route_answers_503_at_once_without_trying_again() {
+    // The init's warm-up tries once and fails; the backoff then lasts a minute.
+    let (app, database) = TestApp::with_refusing_database("60000").await;
     let body = json!({"email": "a@example.com", "name": "A"});
 
     let responses = [
@@ -29,11 +30,32 @@ async fn every_route_returns_503_with_retry_after_when_the_database_is_unreachab
 
     for response in responses {
         response.assert_problem(503);
-        assert_eq!(response.header("retry-after"), Some("5"));
+        let retry_after: u64 = response
+            .header("retry-after")
+            .and_then(|value| value.parse().ok())
+            .expect("a Retry-After in seconds");
+        assert!((30..=60).contains(&retry_after), "{retry_after}");
         assert!(
             !response.body.to_string().contains("secret"),
             "{}",
             response.body
         );
     }
+    assert_eq!(database.attempts(), 1, "only the init's attempt");
+}
+
+#[tokio::test]
+async fn once_the_backoff_is_over_one_request_tries_again() {
+    let (app, database) = TestApp::with_refusing_database("1").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    let response = app.get_user(TestRequest::get("/users/1")).await;
+
+    response.assert_problem(503);
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert_eq!(
+        database.attempts(),
+        2,
+        "the init's attempt, then this request's"
+    );
 }

@@ -1,0 +1,251 @@
+//! How often an environment tries to connect while the database cannot be reached.
+//!
+//! Without a bound, every request that needs a new connection tries again, and each waits out
+//! the connect timeout when the address answers nothing (a failover's old address, a black-holed
+//! route): the client waits seconds for its 503, and a fleet of environments keeps hammering a
+//! database that is trying to come back. So after a failed connect the environment refuses at
+//! once (a 503 with `Retry-After`) until an interval has passed, then lets one request try:
+//!
+//! - The interval starts at `DB_BACKOFF_MIN_MS` (1 s) and doubles with each failure up to
+//!   `DB_BACKOFF_MAX_MS` (1.5 s): at most about one attempt per second per environment, and a
+//!   database that comes back is used again within 1.5 s.
+//! - It is jittered (half to all of it), so that environments that failed together do not try
+//!   again together.
+//! - It counts from the start of the failed attempt: an attempt that hung for the whole connect
+//!   timeout is followed by the next as soon as the interval allows.
+//! - While the database is reachable, connections open freely (several at once on Lambda
+//!   Managed Instances); once an attempt has failed, one at a time.
+//! - An attempt abandoned before it ended (its request ran out of time) proves nothing either
+//!   way: it changes nothing but lets the next one start.
+
+use std::{
+    hash::{BuildHasher, RandomState},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+#[derive(Debug)]
+pub(super) struct Backoff {
+    min: Duration,
+    max: Duration,
+    state: Mutex<State>,
+    /// Seeded from the OS at start-up: environments draw different jitter.
+    jitter: RandomState,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Failed attempts since the last success.
+    failures: u32,
+    /// When the next attempt may start (meaningful while `failures > 0`).
+    next_attempt: Option<Instant>,
+    /// An attempt after a failure is in flight: every other request is refused meanwhile.
+    probing: bool,
+    /// Attempts begun so far: what the jitter is drawn from.
+    attempts: u64,
+}
+
+/// Leave to try one connect; say how it went with [`Attempt::succeeded`] or [`Attempt::failed`].
+#[derive(Debug)]
+pub(super) struct Attempt<'a> {
+    backoff: &'a Backoff,
+    started: Instant,
+    /// This attempt follows a failure: the only one allowed until it ends.
+    probe: bool,
+    ended: bool,
+}
+
+impl Backoff {
+    pub(super) fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            state: Mutex::default(),
+            jitter: RandomState::new(),
+        }
+    }
+
+    /// Leave to connect now, or how long until the next attempt is due (zero while another is
+    /// in flight).
+    pub(super) fn try_begin(&self) -> Result<Attempt<'_>, Duration> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let probe = state.failures > 0;
+        if probe {
+            let due = state.next_attempt.unwrap_or(now);
+            if state.probing || now < due {
+                return Err(due.saturating_duration_since(now));
+            }
+            state.probing = true;
+        }
+        state.attempts += 1;
+        Ok(Attempt {
+            backoff: self,
+            started: now,
+            probe,
+            ended: false,
+        })
+    }
+
+    /// Whether the last attempt failed (the database is being backed off).
+    #[cfg(test)]
+    fn is_backing_off(&self) -> bool {
+        self.lock().failures > 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a few numbers, each write whole: a panic cannot leave it half-changed.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The interval after the `failures`-th failure in a row, before jitter.
+    fn interval(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        self.min.saturating_mul(1 << doublings).min(self.max)
+    }
+
+    /// Half to all of `interval`, drawn anew for each attempt.
+    fn jittered(&self, interval: Duration, draw: u64) -> Duration {
+        let fraction = (self.jitter.hash_one(draw) >> 11) as f64 / (1_u64 << 53) as f64;
+        interval.mul_f64(0.5 + fraction / 2.0)
+    }
+}
+
+impl Attempt<'_> {
+    /// The connection opened: connect freely again.
+    pub(super) fn succeeded(mut self) {
+        self.ended = true;
+        let mut state = self.backoff.lock();
+        if state.failures > 0 {
+            tracing::info!(
+                failures = state.failures,
+                "the database is reachable again; connecting freely"
+            );
+        }
+        *state = State {
+            attempts: state.attempts,
+            ..State::default()
+        };
+    }
+
+    /// The connect failed: returns how long until the next attempt is due.
+    pub(super) fn failed(mut self) -> Duration {
+        self.ended = true;
+        let backoff = self.backoff;
+        let mut state = backoff.lock();
+        state.failures = state.failures.saturating_add(1);
+        state.probing = false;
+        let interval = backoff.jittered(backoff.interval(state.failures), state.attempts);
+        let due = self.started + interval;
+        // Attempts begun together while the database was reachable may fail one after another:
+        // none of them brings the next attempt forward.
+        let due = state.next_attempt.map_or(due, |earlier| earlier.max(due));
+        state.next_attempt = Some(due);
+        if state.failures == 1 {
+            tracing::warn!(
+                ?interval,
+                "a database connect failed; refusing at once until the next attempt is due"
+            );
+        }
+        due.saturating_duration_since(Instant::now())
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.ended && self.probe {
+            self.backoff.lock().probing = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff() -> Backoff {
+        Backoff::new(Duration::from_millis(1000), Duration::from_millis(1500))
+    }
+
+    #[test]
+    fn while_the_database_is_reachable_connects_are_never_refused_nor_serialised() {
+        let backoff = backoff();
+
+        let first = backoff.try_begin().unwrap();
+        let second = backoff.try_begin().unwrap();
+        first.succeeded();
+        second.succeeded();
+
+        assert!(backoff.try_begin().is_ok());
+        assert!(!backoff.is_backing_off());
+    }
+
+    #[test]
+    fn after_a_failure_the_next_connect_waits_half_to_all_of_the_interval() {
+        let backoff = backoff();
+
+        let retry_after = backoff.try_begin().unwrap().failed();
+        let refused = backoff.try_begin().unwrap_err();
+
+        assert!(
+            retry_after <= Duration::from_millis(1000),
+            "{retry_after:?}"
+        );
+        assert!(retry_after >= Duration::from_millis(450), "{retry_after:?}");
+        assert!(refused <= retry_after, "{refused:?} after {retry_after:?}");
+        assert!(backoff.is_backing_off());
+    }
+
+    #[test]
+    fn the_interval_doubles_with_each_failure_up_to_the_maximum() {
+        let backoff = backoff();
+
+        let intervals: Vec<_> = (1..=4).map(|failures| backoff.interval(failures)).collect();
+
+        assert_eq!(
+            intervals,
+            [1000, 1500, 1500, 1500].map(Duration::from_millis)
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_the_attempts_of_environments_that_failed_together() {
+        let environments: Vec<Backoff> = (0..20).map(|_| backoff()).collect();
+
+        let due: Vec<_> = environments
+            .iter()
+            .map(|backoff| backoff.try_begin().unwrap().failed())
+            .collect();
+
+        let earliest = due.iter().min().unwrap();
+        let latest = due.iter().max().unwrap();
+        assert!(*latest - *earliest > Duration::from_millis(100), "{due:?}");
+    }
+
+    #[test]
+    fn once_due_exactly_one_connect_is_let_through_until_it_ends() {
+        let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
+        backoff.try_begin().unwrap().failed();
+
+        let probe = backoff.try_begin().unwrap();
+        let meanwhile = backoff.try_begin().unwrap_err();
+        probe.succeeded();
+
+        assert_eq!(meanwhile, Duration::ZERO);
+        assert!(!backoff.is_backing_off());
+        assert!(backoff.try_begin().is_ok());
+    }
+
+    #[test]
+    fn an_abandoned_attempt_changes_nothing_but_lets_the_next_one_start() {
+        let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
+        backoff.try_begin().unwrap().failed();
+
+        drop(backoff.try_begin().unwrap());
+
+        assert!(backoff.is_backing_off());
+        assert!(backoff.try_begin().is_ok());
+    }
+}
