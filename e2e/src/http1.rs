@@ -88,6 +88,9 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    write.write_all(head.as_bytes()).await?;
-    write.write_all(body).await
+    // One write: a response sent as two small segments waits for the first one's (delayed)
+    // acknowledgement before the second goes, tens of milliseconds on loopback.
+    let mut response = head.into_bytes();
+    response.extend_from_slice(body);
+    write.write_all(&response).await
 }

@@ -6,12 +6,14 @@
 //! - The process itself, to freeze (SIGSTOP) and thaw (SIGCONT) between invocations as Lambda
 //!   does, and to tell whether it is still the same process.
 //! - The invocation error, as the runtime reports it.
+//! - Several invocations at once to one process, as Lambda Managed Instances sends them (up to
+//!   `AWS_LAMBDA_MAX_CONCURRENCY`, each to one of the runtime's concurrent pollers).
 //!
 //! It speaks just enough HTTP/1.1 for the runtime client (`lambda_runtime`): keep-alive, a
 //! `content-length` or chunked body.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     ffi::OsStr,
     fs::File,
     path::{Path, PathBuf},
@@ -29,7 +31,7 @@ use tokio::{
     io::BufReader,
     net::{TcpListener, TcpStream},
     process::{Child, Command},
-    sync::{oneshot, Notify},
+    sync::{mpsc, oneshot},
     task::JoinHandle,
 };
 
@@ -60,16 +62,30 @@ struct Invocation {
     deadline: SystemTime,
 }
 
-#[derive(Default)]
 struct Api {
-    queue: Mutex<VecDeque<Invocation>>,
-    queued: Notify,
+    /// Invocations to hand out, each to the first poller that asks (`invocation/next`).
+    queue: mpsc::UnboundedSender<Invocation>,
+    queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<Value>>,
     /// When the function first asked for an event: its init was over.
     first_next: Mutex<Option<std::time::Instant>>,
     /// The extensions the process registered (Extensions API), by name.
     extensions: Mutex<Vec<String>>,
+}
+
+impl Api {
+    fn new() -> Self {
+        let (queue, queued) = mpsc::unbounded_channel();
+        Self {
+            queue,
+            queued: tokio::sync::Mutex::new(queued),
+            waiting: Mutex::default(),
+            init_error: Mutex::default(),
+            first_next: Mutex::default(),
+            extensions: Mutex::default(),
+        }
+    }
 }
 
 /// One execution environment: the function's binary, started with a bare environment plus the
@@ -110,7 +126,7 @@ impl Function {
             .to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("the address");
-        let api = Arc::new(Api::default());
+        let api = Arc::new(Api::new());
         let server = tokio::spawn(serve(listener, Arc::clone(&api)));
         let log_dir = workspace().join("target").join("e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("create the log folder");
@@ -175,12 +191,12 @@ impl Function {
         );
         let (sender, receiver) = oneshot::channel();
         lock(&self.api.waiting).insert(id.clone(), sender);
-        lock(&self.api.queue).push_back(Invocation {
+        let queued = self.api.queue.send(Invocation {
             id,
             event: event.clone(),
             deadline: SystemTime::now() + timeout,
         });
-        self.api.queued.notify_one();
+        assert!(queued.is_ok(), "the Runtime API went away");
         match tokio::time::timeout(timeout + Duration::from_secs(1), receiver).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => panic!("the Runtime API went away"),
@@ -343,11 +359,9 @@ async fn route(
     match (method, rest) {
         ("GET", "invocation/next") => {
             lock(&api.first_next).get_or_insert_with(std::time::Instant::now);
-            let invocation = loop {
-                if let Some(invocation) = lock(&api.queue).pop_front() {
-                    break invocation;
-                }
-                api.queued.notified().await;
+            // One poller at a time waits for the next invocation; the others wait their turn.
+            let Some(invocation) = api.queued.lock().await.recv().await else {
+                return ("500 Internal Server Error", vec![], vec![]);
             };
             let deadline_ms = invocation
                 .deadline
