@@ -29,6 +29,7 @@ TIMED = {
     "concurrency",
     "deploys",
     "freeze",
+    "managed_instances",
     "round_trips",
     "slow_dependencies",
 }

@@ -36,9 +36,13 @@ impl AppState {
     /// A failure is logged as one line (no secret in it) in the function's log format, and
     /// the process exits: Lambda reports the init error and retries the environment, rather
     /// than serving from a function that can never work.
-    pub async fn init_or_exit(access: Access) -> Self {
+    ///
+    /// The state is the environment's, for as long as the process lives, so it is allocated
+    /// once and never freed: every invocation borrows it, several at once on Lambda Managed
+    /// Instances (`lambda_http::run_concurrent`).
+    pub async fn init_or_exit(access: Access) -> &'static Self {
         match Self::from_env(access).await {
-            Ok(state) => state,
+            Ok(state) => Box::leak(Box::new(state)),
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "init failed");
                 std::process::exit(1)

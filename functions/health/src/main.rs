@@ -1,4 +1,4 @@
-use lambda_http::{run, service_fn, Error};
+use lambda_http::{run_concurrent, service_fn, Error};
 use shared::{
     routes::health,
     state::{Access, AppState},
@@ -8,5 +8,5 @@ use shared::{
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(health::ROUTE).await;
     let state = AppState::init_or_exit(Access::Public).await;
-    run(service_fn(|req| health::handler(&state, req))).await
+    run_concurrent(service_fn(move |req| health::handler(state, req))).await
 }

@@ -1,4 +1,4 @@
-use lambda_http::{run, service_fn, Error};
+use lambda_http::{run_concurrent, service_fn, Error};
 use shared::{
     routes::update_user,
     state::{Access, AppState},
@@ -8,5 +8,5 @@ use shared::{
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(update_user::ROUTE).await;
     let state = AppState::init_or_exit(Access::Authenticated).await;
-    run(service_fn(|req| update_user::handler(&state, req))).await
+    run_concurrent(service_fn(move |req| update_user::handler(state, req))).await
 }
