@@ -70,6 +70,9 @@ pub struct MetricsSettings {
     pub namespace: String,
     pub service: String,
     pub version: String,
+    /// The environment runs one invocation at a time (no `AWS_LAMBDA_MAX_CONCURRENCY` above 1),
+    /// so each metrics document holds one invocation's and may carry its request id.
+    pub one_invocation_at_a_time: bool,
 }
 
 impl MetricsSettings {
@@ -88,6 +91,9 @@ impl MetricsSettings {
             namespace: named("METRICS_NAMESPACE", "UsersApi"),
             service: named("METRICS_SERVICE", "users-api"),
             version: named("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            one_invocation_at_a_time: lookup("AWS_LAMBDA_MAX_CONCURRENCY")
+                .and_then(|value| value.trim().parse::<u32>().ok())
+                .is_none_or(|concurrency| concurrency <= 1),
         }
     }
 }
@@ -648,6 +654,22 @@ mod tests {
             bad.to_string().contains("AWS_LAMBDA_MAX_CONCURRENCY"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn metrics_documents_carry_an_invocations_ids_only_when_it_runs_alone() {
+        let with = |value: Option<&str>| {
+            MetricsSettings::from_lookup(|name| {
+                (name == "AWS_LAMBDA_MAX_CONCURRENCY")
+                    .then(|| value.map(str::to_owned))
+                    .flatten()
+            })
+            .one_invocation_at_a_time
+        };
+
+        assert!(with(None));
+        assert!(with(Some("1")));
+        assert!(!with(Some("8")));
     }
 
     #[test]

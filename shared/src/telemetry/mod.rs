@@ -54,8 +54,9 @@ pub mod metric {
     pub const MIGRATION_FAILURES: &str = "MigrationFailures";
 }
 
-/// The EMF recorder, once [`init`] has installed it.
-static METRICS: OnceLock<&'static Collector> = OnceLock::new();
+/// The EMF recorder, once [`init`] has installed it, and whether its documents may be tagged
+/// with an invocation's ids.
+static METRICS: OnceLock<(&'static Collector, bool)> = OnceLock::new();
 
 /// Logging, metrics and traces for a function serving `route` (`GET /users/{id}`; `migrate`).
 /// Call first in `main`, before the init's work, whose metrics and spans (the first
@@ -63,6 +64,7 @@ static METRICS: OnceLock<&'static Collector> = OnceLock::new();
 pub async fn init(route: &'static str) {
     init_logs();
     let settings = MetricsSettings::from_env();
+    let tagged = settings.one_invocation_at_a_time;
     let recorder = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(settings.namespace)
         .with_dimension("service", settings.service)
@@ -71,7 +73,7 @@ pub async fn init(route: &'static str) {
         .init();
     match recorder {
         Ok(collector) => {
-            let _ = METRICS.set(collector);
+            let _ = METRICS.set((collector, tagged));
             describe();
         }
         Err(err) => tracing::warn!(error = %err, "no metrics: the recorder could not be set"),
@@ -112,9 +114,17 @@ fn describe() {
 /// Writes what this invocation counted as one EMF document on stdout, tagged with its request
 /// and trace ids, and starts counting afresh. Called before the response is sent: once it is,
 /// Lambda may freeze the environment, and output written then may never be read.
+///
+/// An environment running several invocations at once (Lambda Managed Instances) is never
+/// frozen between them, and its document holds whatever was counted since the previous one,
+/// perhaps by several invocations: it goes untagged rather than under one invocation's ids.
 pub fn flush_metrics(request_id: Option<&str>, xray_trace_id: Option<&str>) {
-    let Some(collector) = METRICS.get() else {
+    let Some(&(collector, tagged)) = METRICS.get() else {
         return;
+    };
+    let (request_id, xray_trace_id) = match tagged {
+        true => (request_id, xray_trace_id),
+        false => (None, None),
     };
     for (name, value) in [("request_id", request_id), ("xray_trace_id", xray_trace_id)] {
         match value {
