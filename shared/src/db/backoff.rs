@@ -14,9 +14,10 @@
 //! - It counts from the start of the failed attempt: an attempt that hung for the whole connect
 //!   timeout is followed by the next as soon as the interval allows.
 //! - While the database is reachable, connections open freely (several at once on Lambda
-//!   Managed Instances); once an attempt has failed, one at a time.
-//! - An attempt abandoned before it ended (its request ran out of time) proves nothing either
-//!   way: it changes nothing but lets the next one start.
+//!   Managed Instances), each within the request that needs it; once an attempt has failed,
+//!   one at a time, off the request path (see [`connection`](super::connection)).
+//! - An attempt abandoned before it ended proves nothing either way: it changes nothing but
+//!   lets the next one start.
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -45,14 +46,21 @@ struct State {
     attempts: u64,
 }
 
-/// Leave to try one connect; say how it went with [`Attempt::succeeded`] or [`Attempt::failed`].
+/// Leave to try one connect; say how it went with [`Backoff::succeeded`],
+/// [`Backoff::failed`] or [`Backoff::abandoned`].
 #[derive(Debug)]
-pub(super) struct Attempt<'a> {
-    backoff: &'a Backoff,
+#[must_use = "an attempt is ended by the backoff it came from"]
+pub(super) struct Attempt {
     started: Instant,
     /// This attempt follows a failure: the only one allowed until it ends.
     probe: bool,
-    ended: bool,
+}
+
+impl Attempt {
+    /// Whether the attempt follows a failure (the database may still be unreachable).
+    pub(super) fn is_probe(&self) -> bool {
+        self.probe
+    }
 }
 
 impl Backoff {
@@ -67,7 +75,7 @@ impl Backoff {
 
     /// Leave to connect now, or how long until the next attempt is due (zero while another is
     /// in flight).
-    pub(super) fn try_begin(&self) -> Result<Attempt<'_>, Duration> {
+    pub(super) fn try_begin(&self) -> Result<Attempt, Duration> {
         let mut state = self.lock();
         let now = Instant::now();
         let probe = state.failures > 0;
@@ -80,11 +88,51 @@ impl Backoff {
         }
         state.attempts += 1;
         Ok(Attempt {
-            backoff: self,
             started: now,
             probe,
-            ended: false,
         })
+    }
+
+    /// The connection opened: connect freely again.
+    pub(super) fn succeeded(&self, _attempt: Attempt) {
+        let mut state = self.lock();
+        if state.failures > 0 {
+            tracing::info!(
+                failures = state.failures,
+                "the database is reachable again; connecting freely"
+            );
+        }
+        *state = State {
+            attempts: state.attempts,
+            ..State::default()
+        };
+    }
+
+    /// The connect failed: returns how long until the next attempt is due.
+    pub(super) fn failed(&self, attempt: Attempt) -> Duration {
+        let mut state = self.lock();
+        state.failures = state.failures.saturating_add(1);
+        state.probing = false;
+        let interval = self.jittered(self.interval(state.failures), state.attempts);
+        let due = attempt.started + interval;
+        // Attempts begun together while the database was reachable may fail one after another:
+        // none of them brings the next attempt forward.
+        let due = state.next_attempt.map_or(due, |earlier| earlier.max(due));
+        state.next_attempt = Some(due);
+        if state.failures == 1 {
+            tracing::warn!(
+                ?interval,
+                "a database connect failed; refusing at once until the next attempt is due"
+            );
+        }
+        due.saturating_duration_since(Instant::now())
+    }
+
+    /// The attempt ended without an outcome: the next one may start.
+    pub(super) fn abandoned(&self, attempt: Attempt) {
+        if attempt.probe {
+            self.lock().probing = false;
+        }
     }
 
     /// Whether the last attempt failed (the database is being backed off).
@@ -113,54 +161,6 @@ impl Backoff {
     }
 }
 
-impl Attempt<'_> {
-    /// The connection opened: connect freely again.
-    pub(super) fn succeeded(mut self) {
-        self.ended = true;
-        let mut state = self.backoff.lock();
-        if state.failures > 0 {
-            tracing::info!(
-                failures = state.failures,
-                "the database is reachable again; connecting freely"
-            );
-        }
-        *state = State {
-            attempts: state.attempts,
-            ..State::default()
-        };
-    }
-
-    /// The connect failed: returns how long until the next attempt is due.
-    pub(super) fn failed(mut self) -> Duration {
-        self.ended = true;
-        let backoff = self.backoff;
-        let mut state = backoff.lock();
-        state.failures = state.failures.saturating_add(1);
-        state.probing = false;
-        let interval = backoff.jittered(backoff.interval(state.failures), state.attempts);
-        let due = self.started + interval;
-        // Attempts begun together while the database was reachable may fail one after another:
-        // none of them brings the next attempt forward.
-        let due = state.next_attempt.map_or(due, |earlier| earlier.max(due));
-        state.next_attempt = Some(due);
-        if state.failures == 1 {
-            tracing::warn!(
-                ?interval,
-                "a database connect failed; refusing at once until the next attempt is due"
-            );
-        }
-        due.saturating_duration_since(Instant::now())
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        if !self.ended && self.probe {
-            self.backoff.lock().probing = false;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,8 +175,8 @@ mod tests {
 
         let first = backoff.try_begin().unwrap();
         let second = backoff.try_begin().unwrap();
-        first.succeeded();
-        second.succeeded();
+        backoff.succeeded(first);
+        backoff.succeeded(second);
 
         assert!(backoff.try_begin().is_ok());
         assert!(!backoff.is_backing_off());
@@ -186,7 +186,7 @@ mod tests {
     fn after_a_failure_the_next_connect_waits_half_to_all_of_the_interval() {
         let backoff = backoff();
 
-        let retry_after = backoff.try_begin().unwrap().failed();
+        let retry_after = backoff.failed(backoff.try_begin().unwrap());
         let refused = backoff.try_begin().unwrap_err();
 
         assert!(
@@ -216,7 +216,7 @@ mod tests {
 
         let due: Vec<_> = environments
             .iter()
-            .map(|backoff| backoff.try_begin().unwrap().failed())
+            .map(|backoff| backoff.failed(backoff.try_begin().unwrap()))
             .collect();
 
         let earliest = due.iter().min().unwrap();
@@ -227,11 +227,12 @@ mod tests {
     #[test]
     fn once_due_exactly_one_connect_is_let_through_until_it_ends() {
         let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
-        backoff.try_begin().unwrap().failed();
+        backoff.failed(backoff.try_begin().unwrap());
 
         let probe = backoff.try_begin().unwrap();
         let meanwhile = backoff.try_begin().unwrap_err();
-        probe.succeeded();
+        assert!(probe.is_probe());
+        backoff.succeeded(probe);
 
         assert_eq!(meanwhile, Duration::ZERO);
         assert!(!backoff.is_backing_off());
@@ -241,9 +242,9 @@ mod tests {
     #[test]
     fn an_abandoned_attempt_changes_nothing_but_lets_the_next_one_start() {
         let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
-        backoff.try_begin().unwrap().failed();
+        backoff.failed(backoff.try_begin().unwrap());
 
-        drop(backoff.try_begin().unwrap());
+        backoff.abandoned(backoff.try_begin().unwrap());
 
         assert!(backoff.is_backing_off());
         assert!(backoff.try_begin().is_ok());

@@ -17,8 +17,12 @@
 //!   use, waiting at most `DB_LIVENESS_TIMEOUT_MS` (250 ms, hundreds of in-region round trips);
 //!   one that fails or misses it is dropped and another used or opened, within the request.
 //!   Requests in a burst (closer together than that) pay no ping.
-//! - **New connections** are opened under the [`backoff`](super::backoff): after a failed
-//!   connect, requests that need one are refused at once until the next attempt is due.
+//! - **New connections** are opened within the request that needs one while the database is
+//!   reachable. After a failed connect they are opened under the [`backoff`](super::backoff):
+//!   a request that needs one is refused at once (a 503 with `Retry-After`); when the next
+//!   attempt is due, the request that finds it so starts it in the background and is refused
+//!   too, so that no request waits out a connect timeout against an address that may not
+//!   answer, and the attempt's connection, when it opens, serves the next request.
 //! - **A read** that meets a lost connection, or no answer within `DB_READ_TIMEOUT_MS` (a
 //!   connection gone silent), is sent once more, on a newly opened connection.
 //! - **A write** is retried only when the error proves nothing was committed: writing the
@@ -35,14 +39,17 @@ use std::{
     io,
     ops::{Deref, DerefMut},
     pin::Pin,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use sqlx::{Connection as _, PgConnection};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{backoff::Backoff, no_credentials_yet, Database, Error};
+use super::{
+    backoff::{Attempt, Backoff},
+    no_credentials_yet, Database, Error,
+};
 use crate::{config::DatabaseSettings, telemetry::metric};
 
 /// The connections the environment holds, and the leave to open more.
@@ -51,7 +58,7 @@ pub(super) struct Pool {
     /// Connections not lent to a request, the one used last at the end.
     idle: Mutex<Vec<Held>>,
     /// One per connection lent or being opened: at most `max_connections` exist at once.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     backoff: Backoff,
 }
 
@@ -59,7 +66,7 @@ impl Pool {
     pub(super) fn new(settings: &DatabaseSettings) -> Self {
         Self {
             idle: Mutex::default(),
-            permits: Semaphore::new(settings.max_connections),
+            permits: Arc::new(Semaphore::new(settings.max_connections)),
             backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
         }
     }
@@ -85,7 +92,7 @@ pub struct Connection<'a> {
     /// Always `Some` while lent: emptied only by `discard` and `drop`, which end the loan.
     held: Option<Held>,
     pool: &'a Pool,
-    _permit: SemaphorePermit<'a>,
+    _permit: OwnedSemaphorePermit,
     /// A statement was sent and its outcome not yet read: dropped in this state (the request
     /// was abandoned at its deadline), the connection's protocol state is unknown, so it goes.
     in_flight: bool,
@@ -175,7 +182,7 @@ impl Database {
     pub async fn acquire(&self) -> Result<Connection<'_>, Error> {
         let permit = self.permit().await?;
         loop {
-            let next = self.pool.idle().pop();
+            let next = self.inner.pool.idle().pop();
             let Some(mut held) = next else { break };
             if self.answers(&mut held).await {
                 return Ok(self.lend(held, permit));
@@ -191,19 +198,18 @@ impl Database {
         self.open_for(permit).await
     }
 
-    async fn permit(&self) -> Result<SemaphorePermit<'_>, Error> {
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, Error> {
         // The semaphore is never closed.
-        self.pool
-            .permits
-            .acquire()
+        Arc::clone(&self.inner.pool.permits)
+            .acquire_owned()
             .await
             .map_err(|err| Error::Query(sqlx::Error::Io(io::Error::other(err))))
     }
 
-    fn lend<'a>(&'a self, held: Held, permit: SemaphorePermit<'a>) -> Connection<'a> {
+    fn lend(&self, held: Held, permit: OwnedSemaphorePermit) -> Connection<'_> {
         Connection {
             held: Some(held),
-            pool: &self.pool,
+            pool: &self.inner.pool,
             _permit: permit,
             in_flight: false,
         }
@@ -213,10 +219,10 @@ impl Database {
     /// longer one.
     async fn answers(&self, held: &mut Held) -> bool {
         let idle = held.idle_since.elapsed();
-        if idle < self.settings.idle_check_after {
+        if idle < self.inner.settings.idle_check_after {
             return true;
         }
-        let timeout = self.settings.liveness_timeout;
+        let timeout = self.inner.settings.liveness_timeout;
         match tokio::time::timeout(timeout, held.connection.ping()).await {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
@@ -231,40 +237,90 @@ impl Database {
     }
 
     /// Opens a connection for the holder of `permit`, unless the backoff refuses.
-    async fn open_for<'a>(&'a self, permit: SemaphorePermit<'a>) -> Result<Connection<'a>, Error> {
-        let opened = self.open_under_backoff().await.inspect_err(|_| {
+    async fn open_for(&self, permit: OwnedSemaphorePermit) -> Result<Connection<'_>, Error> {
+        let opened = self.open_under_backoff(permit).await.inspect_err(|_| {
             metrics::counter!(metric::DATABASE_ACQUIRE_FAILURES).increment(1);
         })?;
+        let (connection, permit) = opened;
         let held = Held {
-            connection: opened,
+            connection,
             idle_since: Instant::now(),
         };
         Ok(self.lend(held, permit))
     }
 
-    async fn open_under_backoff(&self) -> Result<PgConnection, Error> {
-        let attempt = self
-            .pool
-            .backoff
+    async fn open_under_backoff(
+        &self,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(PgConnection, OwnedSemaphorePermit), Error> {
+        let backoff = &self.inner.pool.backoff;
+        let attempt = backoff
             .try_begin()
             .map_err(|retry_after| Error::NoConnection {
                 retry_after: Some(retry_after),
                 cause: None,
             })?;
+        if attempt.is_probe() {
+            // The database failed the last attempt and may still not answer: try in the
+            // background, and refuse this request at once like the others. No permit: while
+            // the attempt runs, the backoff lets no other connection open, and when this one
+            // does, no more than `max_connections - 1` are open besides (this request found
+            // none idle and held a permit).
+            let database = self.clone();
+            tokio::spawn(async move { database.probe(attempt).await });
+            return Err(Error::NoConnection {
+                retry_after: Some(Duration::ZERO),
+                cause: None,
+            });
+        }
         match self.open().await {
             Ok(connection) => {
-                attempt.succeeded();
-                Ok(connection)
+                backoff.succeeded(attempt);
+                Ok((connection, permit))
             }
-            // No attempt was made: the secret could not be read (its own interval applies).
-            Err(cause) if no_credentials_yet(&cause) => Err(Error::NoConnection {
-                retry_after: None,
-                cause: Some(cause),
-            }),
-            Err(cause) => Err(Error::NoConnection {
-                retry_after: Some(attempt.failed()),
-                cause: Some(cause),
-            }),
+            Err(cause) => Err(self.failed(attempt, cause)),
+        }
+    }
+
+    /// A connect attempt after a failure: its connection, when it opens, waits with the idle
+    /// ones for the next request.
+    async fn probe(self, attempt: Attempt) {
+        let backoff = &self.inner.pool.backoff;
+        // Ends the attempt should this task be dropped before it does (the runtime shutting
+        // down): the next request may try again.
+        let mut attempt = AbandonOnDrop(backoff, Some(attempt));
+        let opened = self.open().await;
+        let Some(attempt) = attempt.1.take() else {
+            return;
+        };
+        match opened {
+            Ok(connection) => {
+                self.inner.pool.idle().push(Held {
+                    connection,
+                    idle_since: Instant::now(),
+                });
+                backoff.succeeded(attempt);
+            }
+            Err(cause) => {
+                let err = self.failed(attempt, cause);
+                tracing::info!(error = %err, "the database is still unreachable");
+            }
+        }
+    }
+
+    /// The error for a failed connect, which the backoff counts unless no connect was tried.
+    fn failed(&self, attempt: Attempt, cause: sqlx::Error) -> Error {
+        let backoff = &self.inner.pool.backoff;
+        let retry_after = if no_credentials_yet(&cause) {
+            // The secret could not be read: its own interval applies.
+            backoff.abandoned(attempt);
+            None
+        } else {
+            Some(backoff.failed(attempt))
+        };
+        Error::NoConnection {
+            retry_after,
+            cause: Some(cause),
         }
     }
 
@@ -291,7 +347,7 @@ impl Database {
     where
         F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
     {
-        let timeout = (retry == Retry::Read).then_some(self.settings.read_timeout);
+        let timeout = (retry == Retry::Read).then_some(self.inner.settings.read_timeout);
         let mut connection = self.acquire().await?;
         let err = match connection.run(&mut statement, timeout).await {
             Err(err) if is_connection_lost(&err) => err,
@@ -313,6 +369,17 @@ impl Database {
             connection.discard();
         }
         Ok(result?)
+    }
+}
+
+/// Abandons the attempt it holds when dropped.
+struct AbandonOnDrop<'a>(&'a Backoff, Option<Attempt>);
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.1.take() {
+            self.0.abandoned(attempt);
+        }
     }
 }
 

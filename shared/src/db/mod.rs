@@ -18,7 +18,7 @@ mod options;
 mod rotation;
 
 use anyhow::Context;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::{
     migrate::Migrator,
@@ -44,9 +44,14 @@ const DEFAULT_PORT: u16 = 5432;
 /// The versioned SQL in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
-/// The environment's connections, and how to open a new one.
-#[derive(Debug)]
+/// The environment's connections, and how to open a new one. Cloning it shares them.
+#[derive(Debug, Clone)]
 pub struct Database {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     credentials: Source,
     settings: DatabaseSettings,
     pool: connection::Pool,
@@ -70,9 +75,11 @@ pub enum Error {
 }
 
 fn due(retry_after: &Option<Duration>) -> String {
-    retry_after.map_or_else(String::new, |after| {
-        format!(" (the next attempt is due in {after:?})")
-    })
+    match retry_after {
+        None => String::new(),
+        Some(after) if after.is_zero() => " (the next attempt is due now)".to_owned(),
+        Some(after) => format!(" (the next attempt is due in {after:?})"),
+    }
 }
 
 impl Error {
@@ -194,10 +201,13 @@ impl Database {
     }
 
     fn with(credentials: Source, settings: DatabaseSettings) -> Self {
-        Self {
+        let inner = Inner {
             credentials,
             pool: connection::Pool::new(&settings),
             settings,
+        };
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -207,7 +217,7 @@ impl Database {
     /// what it holds now.
     #[tracing::instrument(name = "Connect to the database", skip_all)]
     pub async fn open(&self) -> Result<PgConnection, sqlx::Error> {
-        let timeout = self.settings.acquire_timeout;
+        let timeout = self.inner.settings.acquire_timeout;
         let started = std::time::Instant::now();
         let opened = tokio::time::timeout(timeout, self.open_unbounded())
             .await
@@ -225,11 +235,11 @@ impl Database {
     }
 
     async fn open_unbounded(&self) -> Result<PgConnection, sqlx::Error> {
-        match &self.credentials {
+        match &self.inner.credentials {
             Source::Fixed(options) => options.connect().await,
             Source::Iam(iam) => {
                 let options = iam
-                    .connect_options(&self.settings)
+                    .connect_options(&self.inner.settings)
                     .map_err(|err| sqlx::Error::Configuration(err.into()))?;
                 options.connect().await
             }
@@ -237,7 +247,7 @@ impl Database {
                 let seen = rotation.generation();
                 let options = match rotation.connect_options() {
                     Some(options) => options,
-                    None if rotation.refresh(seen, &self.settings).await => rotation
+                    None if rotation.refresh(seen, &self.inner.settings).await => rotation
                         .connect_options()
                         .ok_or_else(credentials_unavailable)?,
                     None => return Err(credentials_unavailable()),
@@ -246,7 +256,7 @@ impl Database {
                 match options.connect().await {
                     Err(err)
                         if credentials_rejected(&err)
-                            && rotation.refresh(seen, &self.settings).await =>
+                            && rotation.refresh(seen, &self.inner.settings).await =>
                     {
                         let options = rotation
                             .connect_options()

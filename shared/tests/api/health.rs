@@ -45,17 +45,18 @@ async fn after_a_failed_connect_every_route_answers_503_at_once_without_trying_a
 }
 
 #[tokio::test]
-async fn once_the_backoff_is_over_one_request_tries_again() {
+async fn once_the_backoff_is_over_one_attempt_is_made_in_the_background_and_the_request_refused() {
     let (app, database) = TestApp::with_refusing_database("1").await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     let response = app.get_user(TestRequest::get("/users/1")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     response.assert_problem(503);
     assert_eq!(response.header("retry-after"), Some("1"));
     assert_eq!(
         database.attempts(),
         2,
-        "the init's attempt, then this request's"
+        "the init's attempt, then the background one"
     );
 }
