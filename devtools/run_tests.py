@@ -28,8 +28,10 @@ TIMED = {
     "bench_smoke",
     "concurrency",
     "deploys",
+    "fleet",
     "freeze",
     "managed_instances",
+    "outage",
     "round_trips",
     "slow_dependencies",
 }

@@ -3,12 +3,13 @@
 //! cluster), slow down (a one-way delay per direction, connection set-up included: the network
 //! distance to AWS, or a struggling service), or make stop forwarding on the connections it
 //! has open without closing them (a NAT or a failover that forgets a connection: packets
-//! vanish, no reset).
+//! vanish, no reset), or swallow everything, new connections included (a dead address: a
+//! connect gets no answer, nor does anything sent).
 
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -34,6 +35,8 @@ pub struct Proxy {
     sent: Arc<AtomicU64>,
     /// Connections accepted so far.
     accepted: Arc<AtomicU64>,
+    /// New connections are accepted and then ignored: nothing is forwarded either way.
+    swallowing: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -46,6 +49,7 @@ impl Proxy {
             delay_ms: Arc::default(),
             sent: Arc::default(),
             accepted: Arc::default(),
+            swallowing: Arc::default(),
         };
         proxy.up();
         proxy
@@ -79,9 +83,19 @@ impl Proxy {
         let delay_ms = Arc::clone(&self.delay_ms);
         let sent = Arc::clone(&self.sent);
         let accepted = Arc::clone(&self.accepted);
+        let swallowing = Arc::clone(&self.swallowing);
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
+                if swallowing.load(Ordering::SeqCst) {
+                    // Held open, never answered, until the client gives up.
+                    let swallow = tokio::spawn(async move {
+                        let mut sink = vec![0; 1024];
+                        while client.read(&mut sink).await.is_ok_and(|read| read > 0) {}
+                    });
+                    lock(&tasks).push(swallow);
+                    continue;
+                }
                 let mut black_hole = black_holes.subscribe();
                 let accepted_in = *black_hole.borrow_and_update();
                 let delay_ms = Arc::clone(&delay_ms);
@@ -143,6 +157,18 @@ impl Proxy {
     /// How many connections clients have opened through the proxy so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// A dead address: every open connection stops forwarding ([`Proxy::black_hole`]), and new
+    /// ones are accepted but never answered, until [`Proxy::restore`].
+    pub fn black_hole_all(&self) {
+        self.swallowing.store(true, Ordering::SeqCst);
+        self.black_hole();
+    }
+
+    /// New connections are forwarded again (those black-holed stay so).
+    pub fn restore(&self) {
+        self.swallowing.store(false, Ordering::SeqCst);
     }
 
     /// Stops forwarding on every connection open now, keeping them open: whatever either end

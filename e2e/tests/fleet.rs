@@ -1,0 +1,154 @@
+//! A fleet: many execution environments sharing one database through a transaction-pooling
+//! proxy, as Lambda scales the functions out behind RDS Proxy. PgBouncer in transaction mode
+//! stands in for the proxy, stricter than RDS Proxy where it matters: it keeps no session state
+//! for a client, so a session that relied on some (a named prepared statement, a `SET`) would
+//! fail here, where RDS Proxy would pin it to a server connection of its own.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use e2e::{
+    pgbouncer::{PgBouncer, Pooling},
+    runtime::Function,
+    TestDatabase,
+};
+use futures_util::future::join_all;
+use serde_json::json;
+use test_support::TestRequest;
+
+/// Environments of each function.
+const PER_FUNCTION: usize = 8;
+const FUNCTIONS: [&str; 6] = [
+    "get-user",
+    "list-users",
+    "create-user",
+    "update-user",
+    "delete-user",
+    "health",
+];
+/// Server connections the pooler may open to the database.
+const POOL: u16 = 8;
+/// Requests each environment serves, all environments at once each time.
+const ROUNDS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_eight_environments_share_eight_server_connections_and_every_request_succeeds() {
+    let database = TestDatabase::create("fleet").await;
+    // Users 1 to 64 to read and rename; 65 to 128 to delete, one per request.
+    sqlx::query(
+        "INSERT INTO users (email, name) \
+         SELECT 'fleet' || n || '@example.com', 'Fleet' FROM generate_series(1, 128) AS n",
+    )
+    .execute(&mut database.connect().await)
+    .await
+    .expect("users");
+    let bouncer =
+        PgBouncer::start_pooling(database.address, Pooling::Transaction { size: POOL }).await;
+    let url = bouncer.url_for(&database.url);
+    // Started a wave at a time, as Lambda scales out (and as two cores can start them: each
+    // init logs in with SCRAM, which costs a debug build tens of milliseconds of CPU).
+    let mut environments = Vec::new();
+    for _ in 0..PER_FUNCTION {
+        let wave = join_all(FUNCTIONS.iter().map(|name| async {
+            let function = Function::start_api(name, &url, &[]).await;
+            function.initialized().await;
+            (*name, function)
+        }));
+        environments.extend(wave.await);
+    }
+    let peak = ServerConnections::watch(&database).await;
+
+    let mut replies = Vec::new();
+    for round in 0..ROUNDS {
+        // Environments are in waves of one per function: the wave is each one's number.
+        let requests = environments
+            .iter()
+            .enumerate()
+            .map(|(n, (name, function))| {
+                let wave = n / FUNCTIONS.len();
+                let request = request_for(name, round * PER_FUNCTION + wave);
+                async move { (*name, function.request(&request).await) }
+            });
+        replies.extend(join_all(requests).await);
+    }
+    let peak = peak.stop().await;
+
+    assert_eq!(environments.len(), 48);
+    assert_eq!(replies.len(), 48 * ROUNDS);
+    for (name, reply) in &replies {
+        assert!(
+            matches!(reply.status, 200 | 201 | 204),
+            "{name}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    assert!(
+        (1..=i64::from(POOL)).contains(&peak),
+        "{peak} server connections for {} environments",
+        environments.len()
+    );
+}
+
+/// The `n`th request (0 to 63) to the function `name`: each create a new email, each delete
+/// another user.
+fn request_for(name: &str, n: usize) -> TestRequest {
+    let id = n + 1;
+    match name {
+        "get-user" => TestRequest::get(format!("/users/{id}")),
+        "list-users" if n % 2 == 0 => TestRequest::get("/users?limit=10"),
+        "list-users" => TestRequest::get(format!("/users?email=fleet{id}%40example.com")),
+        "create-user" => TestRequest::post("/users")
+            .json(&json!({"email": format!("new{n}@example.com"), "name": "New"})),
+        "update-user" => {
+            TestRequest::patch(format!("/users/{id}")).json(&json!({"name": format!("R{n}")}))
+        }
+        "delete-user" => TestRequest::delete(format!("/users/{}", 65 + n)),
+        _ => TestRequest::get("/health"),
+    }
+}
+
+/// The most server connections the database had open at once, sampled every few
+/// milliseconds from a session of its own (not counted).
+struct ServerConnections {
+    peak: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerConnections {
+    async fn watch(database: &TestDatabase) -> Self {
+        let mut session = database.connect().await;
+        let name = database.name.clone();
+        let peak = Arc::new(AtomicI64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (Arc::clone(&peak), Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            while !stopped.load(Ordering::SeqCst) {
+                let open: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid() \
+                       AND backend_type = 'client backend'",
+                )
+                .bind(&name)
+                .fetch_one(&mut session)
+                .await
+                .expect("count the sessions");
+                seen.fetch_max(open, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Self { peak, stop, task }
+    }
+
+    async fn stop(self) -> i64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("the watcher");
+        self.peak.load(Ordering::SeqCst)
+    }
+}
