@@ -101,7 +101,7 @@ fn request_for(name: &str, n: usize) -> TestRequest {
     let id = n + 1;
     match name {
         "get-user" => TestRequest::get(format!("/users/{id}")),
-        "list-users" if n % 2 == 0 => TestRequest::get("/users?limit=10"),
+        "list-users" if n.is_multiple_of(2) => TestRequest::get("/users?limit=10"),
         "list-users" => TestRequest::get(format!("/users?email=fleet{id}%40example.com")),
         "create-user" => TestRequest::post("/users")
             .json(&json!({"email": format!("new{n}@example.com"), "name": "New"})),
