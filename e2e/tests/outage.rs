@@ -143,7 +143,10 @@ async fn under_a_black_holed_database_503s_come_at_once_attempts_are_spaced_and_
     }
     let per_environment_per_second =
         attempts as f64 / ENVIRONMENTS.len() as f64 / OUTAGE.as_secs_f64();
-    eprintln!("{attempts} connection attempts: {per_environment_per_second:.2} per environment per second");
+    eprintln!(
+        "{attempts} connection attempts: {per_environment_per_second:.2} per environment per \
+         second"
+    );
     assert!(
         per_environment_per_second <= 1.0,
         "{attempts} connection attempts by {} environments in {OUTAGE:?}",

@@ -290,7 +290,11 @@ struct NoCredentialsYet;
 
 /// Whether `open` failed before trying to connect, for want of credentials.
 fn no_credentials_yet(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<NoCredentialsYet>()))
+    let sqlx::Error::Io(io) = err else {
+        return false;
+    };
+    io.get_ref()
+        .is_some_and(|inner| inner.is::<NoCredentialsYet>())
 }
 
 /// Whether the database, or a pooler in front of it, refused the credentials: `28P01` (invalid
