@@ -105,6 +105,27 @@ async fn a_session_ended_while_frozen_is_replaced_within_the_next_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_closed_for_idling_while_frozen_is_replaced_within_the_next_request() {
+    let database = database_with_a_user("freeze-idle-timeout").await;
+    // The migrations' idle_session_timeout (5 minutes), shortened to fit in a test.
+    sqlx::query(&format!(
+        r#"ALTER DATABASE "{}" SET idle_session_timeout = '1s'"#,
+        database.name
+    ))
+    .execute(&mut database.connect().await)
+    .await
+    .expect("a shorter idle timeout");
+    let pair = WarmPair::start(&database.url, &[]).await;
+
+    pair.freeze();
+    tokio::time::sleep(FROZEN_FOR).await;
+    pair.thaw();
+
+    pair.assert_served_promptly_after("an idle connection is gone")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_connection_is_abandoned_after_a_short_check_and_replaced() {
     let database = database_with_a_user("freeze-black-hole").await;
     let proxy = Proxy::start(database.address).await;

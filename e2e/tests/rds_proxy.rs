@@ -71,14 +71,18 @@ async fn the_api_works_through_the_proxy_with_the_databases_session_limits() {
     let mut session = PgConnection::connect(&url)
         .await
         .expect("through the proxy");
-    let limits: (String, String) = sqlx::query_as(
+    let limits: (String, String, String) = sqlx::query_as(
         "SELECT current_setting('statement_timeout'),
-                current_setting('idle_in_transaction_session_timeout')",
+                current_setting('idle_in_transaction_session_timeout'),
+                current_setting('idle_session_timeout')",
     )
     .fetch_one(&mut session)
     .await
     .unwrap();
-    assert_eq!(limits, ("5s".to_owned(), "10s".to_owned()));
+    assert_eq!(
+        limits,
+        ("5s".to_owned(), "10s".to_owned(), "5min".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
