@@ -20,9 +20,11 @@
 //! - **New connections** are opened within the request that needs one while the database is
 //!   reachable. After a failed connect they are opened under the [`backoff`](super::backoff):
 //!   a request that needs one is refused at once (a 503 with `Retry-After`); when the next
-//!   attempt is due, the request that finds it so starts it in the background and is refused
-//!   too, so that no request waits out a connect timeout against an address that may not
-//!   answer, and the attempt's connection, when it opens, serves the next request.
+//!   attempt is due, the request that finds it so starts it in the background and waits for
+//!   it no longer than `DB_LIVENESS_TIMEOUT_MS`: a database that is back answers within that,
+//!   and the request is served; one that is not costs the request no more than that, and no
+//!   request waits out a connect timeout against an address that may not answer. A
+//!   connection the request stopped waiting for serves the next request.
 //! - **A read** that meets a lost connection, or no answer within `DB_READ_TIMEOUT_MS` (a
 //!   connection gone silent), is sent once more, on a newly opened connection.
 //! - **A write** is retried only when the error proves nothing was committed: writing the
@@ -44,7 +46,7 @@ use std::{
 };
 
 use sqlx::{Connection as _, PgConnection};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{
     backoff::{Attempt, Backoff},
@@ -262,16 +264,18 @@ impl Database {
             })?;
         if attempt.is_probe() {
             // The database failed the last attempt and may still not answer: try in the
-            // background, and refuse this request at once like the others. No permit: while
-            // the attempt runs, the backoff lets no other connection open, and when this one
-            // does, no more than `max_connections - 1` are open besides (this request found
-            // none idle and held a permit).
+            // background, waiting briefly for the outcome.
+            let (outcome, opened) = oneshot::channel();
             let database = self.clone();
-            tokio::spawn(async move { database.probe(attempt).await });
-            return Err(Error::NoConnection {
-                retry_after: Some(Duration::ZERO),
-                cause: None,
-            });
+            tokio::spawn(async move { database.probe(attempt, outcome).await });
+            let patience = self.inner.settings.liveness_timeout;
+            return match tokio::time::timeout(patience, opened).await {
+                Ok(Ok(connection)) => Ok((connection, permit)),
+                _ => Err(Error::NoConnection {
+                    retry_after: Some(Duration::ZERO),
+                    cause: None,
+                }),
+            };
         }
         match self.open().await {
             Ok(connection) => {
@@ -282,9 +286,12 @@ impl Database {
         }
     }
 
-    /// A connect attempt after a failure: its connection, when it opens, waits with the idle
-    /// ones for the next request.
-    async fn probe(self, attempt: Attempt) {
+    /// A connect attempt after a failure: its connection goes to the request that started it
+    /// if that one still waits, otherwise with the idle ones for the next request. It takes no
+    /// permit: while it runs the backoff lets no other connection open, and when it opens, no
+    /// more than `max_connections - 1` others are (the request that started it held a permit
+    /// and found none idle).
+    async fn probe(self, attempt: Attempt, outcome: oneshot::Sender<PgConnection>) {
         let backoff = &self.inner.pool.backoff;
         // Ends the attempt should this task be dropped before it does (the runtime shutting
         // down): the next request may try again.
@@ -295,10 +302,12 @@ impl Database {
         };
         match opened {
             Ok(connection) => {
-                self.inner.pool.idle().push(Held {
-                    connection,
-                    idle_since: Instant::now(),
-                });
+                if let Err(connection) = outcome.send(connection) {
+                    self.inner.pool.idle().push(Held {
+                        connection,
+                        idle_since: Instant::now(),
+                    });
+                }
                 backoff.succeeded(attempt);
             }
             Err(cause) => {
