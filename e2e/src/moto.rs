@@ -77,14 +77,13 @@ impl Moto {
         .collect()
     }
 
-    /// [`Moto::function_env`] plus the database secret `secret_id` (`DB_SECRET_ID`),
+    /// [`Moto::function_env`] plus the database secret `secret_id` (`DB_SECRET_ID`) and
     /// `DB_SSLMODE=disable` (the throwaway cluster has no TLS; the production default is
-    /// `require`) and a short acquire timeout.
+    /// `require`).
     pub fn database_env(&self, secret_id: &str) -> Vec<(String, String)> {
         let mut env = self.function_env();
         env.push(("DB_SECRET_ID".into(), secret_id.into()));
         env.push(("DB_SSLMODE".into(), "disable".into()));
-        env.push(("DB_ACQUIRE_TIMEOUT_MS".into(), "1500".into()));
         env
     }
 
