@@ -94,20 +94,27 @@ def test_every_routed_function_may_be_invoked_by_this_api_only(template):
             assert "${Api}/*/*" in permitted[function]["SourceArn"]["Fn::Sub"], name
 
 
-def test_the_optional_jwt_authorizer_guards_each_users_route_with_its_scope(template):
+def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is_an_issuer(template):
     resources = template["Resources"]
     assert resources["UsersJwtAuthorizer"]["Condition"] == "UseApiJwtAuthorizerCondition"
+    assert template["Parameters"]["UseApiJwtAuthorizer"]["Default"] == "true"
+    assert template["Conditions"]["UseApiJwtAuthorizerCondition"] == {"Fn::And": [
+        {"Fn::Equals": [{"Ref": "UseApiJwtAuthorizer"}, "true"]}, {"Condition": "HasJwtIssuer"}]}
     scopes = {}
     for resource in resources.values():
         if resource["Type"] == "AWS::ApiGatewayV2::Route":
             properties = resource["Properties"]
-            # Public: the health check, and the 405s for other methods.
-            if properties["RouteKey"] == "GET /health" or properties["RouteKey"].startswith("ANY "):
+            # Public: the health check.
+            if properties["RouteKey"].endswith(" /health"):
                 assert properties["AuthorizationType"] == "NONE"
                 continue
             assert properties["AuthorizationType"] == {
                 "Fn::If": ["UseApiJwtAuthorizerCondition", "JWT", "NONE"]}
             assert properties["AuthorizerId"]["Fn::If"][1] == {"Ref": "UsersJwtAuthorizer"}
+            # Any valid token for the 405s of other methods.
+            if properties["RouteKey"].startswith("ANY "):
+                assert "AuthorizationScopes" not in properties
+                continue
             scopes[properties["RouteKey"]] = properties["AuthorizationScopes"]["Fn::If"][1]
     assert scopes == {
         "GET /users": ["users:read"],
@@ -230,10 +237,25 @@ def test_the_api_functions_read_only_the_application_roles_secret_and_migrate_bo
     assert (migrate["DB_SECRET_ID"], migrate["DB_APP_SECRET_ID"]) == (OWNER_SECRET, APP_SECRET)
 
 
-def test_the_application_roles_secret_rotates_with_the_multi_user_rotation(template):
-    rotation = template["Resources"]["AppDatabaseSecretRotation"]
-    assert rotation["DependsOn"] == "Migrations", "the first rotation clones the role migrate creates"
-    assert rotation["Properties"]["HostedRotationLambda"]["RotationType"] == "PostgreSQLMultiUser"
+def test_the_application_roles_secret_rotates_keeping_the_user_iam_authentication_names(template):
+    resources, conditions = template["Resources"], template["Conditions"]
+    multi = resources["AppDatabaseSecretRotation"]
+    single = resources["AppDatabaseSecretRotationKeepingItsUser"]
+    # Multi-user rotation (never breaks a connection in use) renames the secret's user: only
+    # where no IAM policy names the user.
+    assert multi["DependsOn"] == "Migrations", "the first rotation clones the role migrate creates"
+    assert multi["Properties"]["HostedRotationLambda"]["RotationType"] == "PostgreSQLMultiUser"
+    assert conditions["RotateAppSecret"] == {"Fn::And": [
+        {"Condition": "CreateDatabaseCondition"}, {"Fn::Not": [{"Condition": "UseIamAuth"}]}]}
+    # Through RDS Proxy, the proxy logs in with the secret of the user a token names, users_api
+    # (the functions' rds-db:connect): single-user rotation keeps it.
+    assert single["Properties"]["HostedRotationLambda"]["RotationType"] == "PostgreSQLSingleUser"
+    assert conditions["RotateAppSecretKeepingItsUser"] == {"Fn::And": [
+        {"Condition": "CreateDatabaseCondition"}, {"Condition": "UseIamAuthThroughProxy"}]}
+    assert conditions["UseIamAuthThroughProxy"] == {"Fn::And": [
+        {"Condition": "UseIamAuth"}, {"Condition": "UseRdsProxyCondition"}]}
+    secret = resources["AppDatabaseSecret"]["Properties"]["GenerateSecretString"]
+    assert '"username": "users_api"' in secret["SecretStringTemplate"]["Fn::Sub"]
     assert "AWS::SecretsManager-2020-07-23" in template["Transform"]
 
 
@@ -294,11 +316,116 @@ def test_the_database_connection_verifies_the_server_by_default(template):
         assert "DB_SSLMODE" not in overrides and "DB_SSLROOTCERT" not in overrides, name
 
 
-def test_every_api_function_can_be_capped_by_reserved_concurrency(template):
-    capped = {"Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}
-    for name, resource in functions_of(template).items():
-        if name != "MigrateFunction":
-            assert resource["Properties"]["ReservedConcurrentExecutions"] == capped, name
+# ---------------------------------------------------------------- capacity (README, Capacity)
+
+# What each API function's environment holds: one connection (one invocation at a time).
+CONNECTIONS_PER_ENVIRONMENT = 1
+# Each environment counted this many times: two versions side by side during a canary, and the
+# sessions of environments Lambda reclaimed before the server's idle_session_timeout closed them.
+SESSIONS_PER_ENVIRONMENT = 3
+# Besides the API: migrate's session, and a rotation's two (the master's, the new login's test).
+MIGRATE, ROTATION = 1, 2
+# Never the API's: superuser_reserved_connections (3) and rds.rds_superuser_reserved_connections (2).
+RESERVED_BY_THE_SERVER = 5
+
+
+def budgets(template):
+    return template["Parameters"]["DatabaseConnectionBudget"]["AllowedValues"]
+
+
+def budget_value(template, budget, key):
+    """A `!FindInMap [ConnectionBudget, !Ref DatabaseConnectionBudget, key]`, for `budget`."""
+    return template["Mappings"]["ConnectionBudget"][str(budget)][key]
+
+
+def from_budget(node, template, budget):
+    assert node["Fn::FindInMap"][:2] == ["ConnectionBudget", {"Ref": "DatabaseConnectionBudget"}], node
+    return budget_value(template, budget, node["Fn::FindInMap"][2])
+
+
+def api_functions(template):
+    resources = template["Resources"]
+    return {aliased_function(r["Properties"]["IntegrationUri"]) for r in resources.values()
+            if r["Type"] == "AWS::ApiGatewayV2::Integration"}
+
+
+def worst_case(template, budget, proxied):
+    """The most connections the database serves, from the template's own numbers: the API's
+    (every environment's sessions directly, or the proxy's pool), migrate's and a rotation's."""
+    resources = template["Resources"]
+    concurrency = [from_budget(resources[f]["Properties"]["ReservedConcurrentExecutions"], template, budget)
+                   for f in api_functions(template)]
+    sessions = sum(concurrency) * CONNECTIONS_PER_ENVIRONMENT * SESSIONS_PER_ENVIRONMENT
+    pool_config = resources["RdsProxyTargetGroup"]["Properties"]["ConnectionPoolConfigurationInfo"]
+    percent = from_budget(pool_config["MaxConnectionsPercent"], template, budget)
+    max_connections = budget_value(template, budget, "DatabaseMaxConnections")
+    pool = max_connections * percent // 100
+    api = pool if proxied else sessions
+    return {"sessions": sessions, "pool": pool, "concurrency": sum(concurrency),
+            "database": api + MIGRATE + ROTATION, "max_connections": max_connections}
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "through the proxy"])
+def test_the_worst_case_fits_the_databases_max_connections_for_every_budget(template, proxied):
+    for budget in budgets(template):
+        case = worst_case(template, budget, proxied)
+
+        assert case["sessions"] <= budget, (budget, case)
+        assert case["database"] <= case["max_connections"] - RESERVED_BY_THE_SERVER, (budget, case)
+        # The proxy lends a connection to every invocation the functions may run at once.
+        assert case["pool"] >= case["concurrency"], (budget, case)
+
+
+def test_the_created_database_and_the_proxy_are_sized_from_the_budget(template):
+    resources = template["Resources"]
+    parameters = resources["DatabaseParameterGroup"]["Properties"]["Parameters"]
+    assert parameters["max_connections"] == {"Fn::FindInMap": [
+        "ConnectionBudget", {"Ref": "DatabaseConnectionBudget"}, "DatabaseMaxConnections"]}
+    assert resources["DatabaseCluster"]["Properties"]["DBClusterParameterGroupName"] == {
+        "Ref": "DatabaseParameterGroup"}
+    # Sessions of reclaimed environments go within the idle timeout the model counts on, on the
+    # server (the migration's and the parameter group's) and at the proxy.
+    migration = (ROOT / "migrations/0007_idle_session_timeout.sql").read_text()
+    assert "idle_session_timeout = %L', current_database(), '5min'" in migration
+    assert parameters["idle_session_timeout"] == 300_000
+    assert resources["RdsProxy"]["Properties"]["IdleClientTimeout"] == 300
+    # The proxy by default in front of a created database.
+    assert template["Parameters"]["UseRdsProxy"]["Default"] == "auto"
+    assert {"Fn::And": [{"Fn::Equals": [{"Ref": "UseRdsProxy"}, "auto"]},
+                        {"Condition": "CreateDatabaseCondition"}]} in (
+        template["Conditions"]["UseRdsProxyCondition"]["Fn::Or"])
+    for budget in budgets(template):
+        assert budget_value(template, budget, "DatabaseMaxConnections") == budget + 20
+
+
+def test_every_route_is_throttled_to_what_its_functions_environments_serve(template):
+    resources = template["Resources"]
+    stage = resources["ApiStage"]["Properties"]
+    for budget in budgets(template):
+        concurrency = budget_value(template, budget, "FunctionConcurrency")
+        burst = from_budget(stage["DefaultRouteSettings"]["ThrottlingBurstLimit"], template, budget)
+        rate = from_budget(stage["DefaultRouteSettings"]["ThrottlingRateLimit"], template, budget)
+        assert burst <= concurrency and rate == 25 * concurrency, budget
+    # The routes that serve no user go at a health check's pace.
+    unauthenticated = {r["Properties"]["RouteKey"] for r in resources.values()
+                       if r["Type"] == "AWS::ApiGatewayV2::Route" and r["Properties"]["RouteKey"].startswith("ANY ")}
+    unauthenticated.add("GET /health")
+    assert set(stage["RouteSettings"]) == unauthenticated
+    for route, settings in stage["RouteSettings"].items():
+        assert settings == {"ThrottlingBurstLimit": 1, "ThrottlingRateLimit": 5}, route
+    for function in api_functions(template):
+        reserved = resources[function]["Properties"]["ReservedConcurrentExecutions"]
+        assert reserved["Fn::FindInMap"][2] == "FunctionConcurrency", function
+    assert "ReservedConcurrentExecutions" not in resources["MigrateFunction"]["Properties"]
+
+
+def test_migrate_logs_in_on_the_database_itself_not_through_the_proxy(template):
+    variables = template["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["DB_HOST"] == {"Fn::If": [
+        "CreateDatabaseCondition", {"Fn::GetAtt": ["DatabaseCluster", "Endpoint.Address"]},
+        {"Ref": "AWS::NoValue"}]}
+    proxy_secrets = [auth["SecretArn"] for auth in template["Resources"]["RdsProxy"]["Properties"]["Auth"]]
+    assert proxy_secrets == [APP_SECRET], "the proxy logs in as the API's role only"
 
 
 @pytest.mark.parametrize("create_database", ["true", "false"])
