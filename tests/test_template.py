@@ -39,9 +39,30 @@ def code_folder(resource):
 
 def test_every_function_folder_has_a_resource_and_every_resource_a_folder(template):
     resources = functions_of(template)
-    assert sorted(code_folder(r) for r in resources.values()) == FUNCTIONS
+    assert sorted({code_folder(r) for r in resources.values()}) == FUNCTIONS
     for name, resource in resources.items():
         assert resource["Properties"]["CodeUri"] == f"functions/{code_folder(resource)}", name
+
+
+def test_each_api_function_runs_on_demand_or_on_managed_instances_one_of_the_two(template):
+    resources = functions_of(template)
+    api = api_functions(template)
+    assert len(api) == 6
+    for name in api:
+        managed = name.replace("Function", "ManagedFunction")
+        on_demand, on_instances = resources[name], resources[managed]
+        assert on_demand["Condition"] == "OnDemandEnvironments", name
+        assert on_instances["Condition"] == "UseManagedInstances", managed
+        properties, managed_properties = on_demand["Properties"], on_instances["Properties"]
+        assert "VpcConfig" in properties and "CapacityProviderConfig" not in properties, name
+        assert "CapacityProviderConfig" in managed_properties and "VpcConfig" not in managed_properties
+        # The same function either way: name, code, alarms, logs, permissions.
+        for key in ("FunctionName", "CodeUri", "DeploymentPreference", "LoggingConfig", "Policies"):
+            assert properties[key] == managed_properties[key], (name, key)
+        config = managed_properties["CapacityProviderConfig"]
+        assert config["PerExecutionEnvironmentMaxConcurrency"] == {"Ref": "ManagedInstancesConcurrency"}
+    assert template["Globals"]["Function"].get("VpcConfig") is None, "SAM refuses it beside a capacity provider"
+    assert "VpcConfig" in resources["MigrateFunction"]["Properties"]
 
 
 def test_every_function_is_a_cargo_lambda_arm64_al2023_bootstrap(template):
@@ -74,7 +95,13 @@ def template_routes(template):
 
 
 def aliased_function(reference):
-    """The function whose `live` alias `reference` is (`!Ref <Function>.Alias`)."""
+    """The function whose `live` alias `reference` is (`!Ref <Function>.Alias`), its on-demand
+    resource when it may also run on managed instances (`!If [UseManagedInstances, …]`)."""
+    if "Fn::If" in reference:
+        condition, managed, on_demand = reference["Fn::If"]
+        assert condition == "UseManagedInstances", reference
+        assert aliased_function(managed) == aliased_function(on_demand).replace("Function", "ManagedFunction")
+        reference = on_demand
     function, alias = reference["Ref"].split(".")
     assert alias == "Alias", reference
     return function
@@ -171,10 +198,16 @@ def test_routes_agree_with_the_openapi_document_when_there_is_one(template):
 
 
 def statements(template):
-    """Every IAM statement in the template, with where it is, SAM policy templates included."""
-    for name, resource in template["Resources"].items():
+    """Every IAM statement in the template, with where it is, SAM policy templates and the managed
+    policies a function attaches included (as the function's)."""
+    resources = template["Resources"]
+    for name, resource in resources.items():
         properties = resource.get("Properties", {})
         for policy in properties.get("Policies", []):
+            if isinstance(policy, dict) and "Ref" in policy:
+                managed = resources[policy["Ref"]]
+                assert managed["Type"] == "AWS::IAM::ManagedPolicy", policy
+                policy = managed["Properties"]
             for candidate in unwrap_if(policy):
                 if "AWSSecretsManagerGetSecretValuePolicy" in candidate:
                     arn = candidate["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
@@ -273,10 +306,11 @@ def test_sam_build_made_an_aarch64_bootstrap_for_every_function(template):
 
 def test_every_users_function_binds_tokens_to_this_api(template):
     assert template["Rules"]["TokensBoundToThisApi"]["Assertions"], "the binding rule is gone"
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert {"JWT_JWKS_URL", "JWT_AUDIENCE", "JWT_CLIENT_IDS"} <= variables.keys()
     for name, resource in functions_of(template).items():
-        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
-        if "JWT_JWKS_URL" in variables:
-            assert {"JWT_AUDIENCE", "JWT_CLIENT_IDS"} <= variables.keys(), name
+        overrides = resource["Properties"].get("Environment", {}).get("Variables", {})
+        assert not any(key.startswith("JWT_") for key in overrides), name
 
 
 def evaluate(node, conditions):
@@ -376,6 +410,46 @@ def test_the_worst_case_fits_the_databases_max_connections_for_every_budget(temp
         assert case["pool"] >= case["concurrency"], (budget, case)
 
 
+def rule_holds(node, parameters):
+    """A rule's assertion evaluated for these parameter values (as strings, as rules see them)."""
+    if isinstance(node, dict):
+        [(function, arguments)] = node.items()
+        if function == "Ref":
+            return parameters[arguments]
+        values = [rule_holds(argument, parameters) for argument in arguments]
+        return {
+            "Fn::Equals": lambda: str(values[0]) == str(values[1]),
+            "Fn::Not": lambda: not values[0],
+            "Fn::And": lambda: all(values),
+            "Fn::Or": lambda: any(values),
+            "Fn::Contains": lambda: str(values[1]) in [str(v) for v in values[0]],
+        }[function]()
+    if isinstance(node, list):
+        return [rule_holds(item, parameters) for item in node]
+    return node
+
+
+def test_on_managed_instances_every_function_keeps_to_its_share_of_the_budget(template):
+    rule = template["Rules"]["ManagedInstancesFitTheBudget"]
+    environments = template["Mappings"]["ManagedEnvironments"]
+    concurrencies = [c for c in template["Parameters"]["ManagedInstancesConcurrency"]["AllowedValues"] if c]
+    for budget in budgets(template):
+        share = budget_value(template, budget, "FunctionConcurrency")
+        for concurrency in concurrencies:
+            parameters = {"DatabaseConnectionBudget": str(budget),
+                          "ManagedInstancesConcurrency": str(concurrency)}
+            allowed = rule_holds(rule["Assertions"][0]["Assert"], parameters)
+            mapped = environments[str(budget)].get(str(concurrency))
+            # The template accepts exactly the combinations it has a size for.
+            assert allowed == (mapped is not None), parameters
+            if mapped is not None:
+                assert mapped * concurrency == share, parameters
+    for name in api_functions(template):
+        managed = template["Resources"][name.replace("Function", "ManagedFunction")]["Properties"]
+        assert managed["FunctionScalingConfig"]["MaxExecutionEnvironments"] == {"Fn::FindInMap": [
+            "ManagedEnvironments", {"Ref": "DatabaseConnectionBudget"}, {"Ref": "ManagedInstancesConcurrency"}]}
+
+
 def test_the_created_database_and_the_proxy_are_sized_from_the_budget(template):
     resources = template["Resources"]
     parameters = resources["DatabaseParameterGroup"]["Properties"]["Parameters"]
@@ -428,8 +502,10 @@ def test_migrate_logs_in_on_the_database_itself_not_through_the_proxy(template):
     assert proxy_secrets == [APP_SECRET], "the proxy logs in as the API's role only"
 
 
-@pytest.mark.parametrize("create_database", ["true", "false"])
-def test_the_sam_transform_accepts_the_template_with_real_parameters(create_database, monkeypatch):
+@pytest.mark.parametrize("create_database,managed_instances", [
+    ("true", "0"), ("false", "0"), ("true", "8")])
+def test_the_sam_transform_accepts_the_template_with_real_parameters(
+        create_database, managed_instances, monkeypatch):
     """`sam validate` does not expand every property with parameter values (it lets an Fn::If
     through where SAM needs a plain string); the SAM translator itself, as CloudFormation runs
     it, does. CodeUri becomes an S3 location, as `sam package` makes it."""
@@ -454,6 +530,8 @@ def test_the_sam_transform_accepts_the_template_with_real_parameters(create_data
         "AppDatabaseSecretArn": "" if create_database == "true" else EXAMPLE_SECRET_ARN,
         "JwtJwksUrl": "https://idp.example/.well-known/jwks.json",
         "JwtAudience": "users-api",
+        "DatabaseConnectionBudget": "144",
+        "ManagedInstancesConcurrency": managed_instances,
     }
 
     translated = transform(template, parameters, NoManagedPolicies())
@@ -565,11 +643,12 @@ def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(
         notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
         assert alarm["AlarmActions"] == notify and alarm["OKActions"] == notify, name
         assert alarm["TreatMissingData"] == "notBreaching", name
-    functions = set(functions_of(template))
+    # By name: a function is one of two resources (on demand, on managed instances).
+    names = {f"${{AWS::StackName}}-{folder}" for folder in FUNCTIONS}
     for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
-        summed = {ref for m in resources[name]["Properties"]["Metrics"] if "MetricStat" in m
-                  for ref in references(m)}
-        assert summed == functions, f"{name} covers every function"
+        summed = {dimension["Value"]["Fn::Sub"] for m in resources[name]["Properties"]["Metrics"]
+                  if "MetricStat" in m for dimension in m["MetricStat"]["Metric"]["Dimensions"]}
+        assert summed == names, f"{name} covers every function"
     for name, metric in (("DatabaseUnavailableAlarm", "DatabaseAcquireFailures"),
                          ("MigrationFailuresAlarm", "MigrationFailures")):
         query = resources[name]["Properties"]["Metrics"][0]["Expression"]["Fn::Sub"]
