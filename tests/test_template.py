@@ -295,8 +295,11 @@ def test_the_application_roles_secret_rotates_keeping_the_user_iam_authenticatio
 @pytest.mark.skipif(not os.environ.get("SAM_BUILD_DIR"), reason="set SAM_BUILD_DIR after `sam build`")
 def test_sam_build_made_an_aarch64_bootstrap_for_every_function(template):
     build = pathlib.Path(os.environ["SAM_BUILD_DIR"])
+    built, errors = decode(str(build / "template.yaml"))
+    assert not errors, errors
     for name in functions_of(template):
-        bootstrap = build / name / "bootstrap"
+        # A function and its twin on managed instances share one build (`<Name>Function-Shared`).
+        bootstrap = build / built["Resources"][name]["Properties"]["CodeUri"] / "bootstrap"
         header = bootstrap.read_bytes()[:20]
         assert header[:4] == b"\x7fELF", bootstrap
         assert header[4] == 2, f"{bootstrap}: not 64-bit"
