@@ -1,14 +1,18 @@
 //! `make bench`: the functions' cold starts, warm latencies, database round trips and memory,
-//! measured side by side in one run, under the harness's Lambda Runtime API
+//! a fleet of environments on one database, and one environment taking several invocations at
+//! once, measured side by side in one run, under the harness's Lambda Runtime API
 //! ([`crate::runtime`]), with the stand-ins of the end-to-end tests (moto, a JWKS issuer, the
-//! TCP proxy that adds network distance). The ratios between rows of one run are the figures
-//! to read; absolute times depend on this machine.
+//! TCP proxy that adds network distance, PgBouncer for RDS Proxy). The ratios between rows of
+//! one run are the figures to read; absolute times depend on this machine.
 
 use std::{
     fmt::Write as _,
+    net::SocketAddr,
     path::PathBuf,
     time::{Duration, Instant},
 };
+
+use futures_util::future::join_all;
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
@@ -16,7 +20,13 @@ use sqlx::{Connection, PgConnection};
 use test_support::{tokens, TestRequest};
 
 use crate::{
-    jwks::JwksServer, moto::Moto, otlp::Collector, proxy::Proxy, runtime::Function, TestDatabase,
+    jwks::JwksServer,
+    moto::Moto,
+    otlp::Collector,
+    pgbouncer::{PgBouncer, Pooling},
+    proxy::Proxy,
+    runtime::Function,
+    TestDatabase,
 };
 
 /// What to run, and how much.
@@ -30,6 +40,12 @@ pub struct Config {
     pub warm_posts: usize,
     /// Peak RSS is read after this many warm GETs, and after all of them.
     pub rss_checkpoint: usize,
+    /// Environments of each of the fleet's four functions.
+    pub fleet_per_function: usize,
+    /// Bursts the fleet is sent: one request to every environment at once, each.
+    pub fleet_bursts: usize,
+    /// Requests at each concurrency for the environment that takes several at once.
+    pub concurrent_requests: usize,
 }
 
 /// One-way delays of the distances a Lambda function has to its dependencies in AWS (issue
@@ -48,6 +64,8 @@ pub async fn run(config: &Config) -> String {
     warm(&bench, config, &mut report).await;
     traces(&bench, config, &mut report).await;
     round_trips(&bench, &mut report).await;
+    fleet(&bench, config, &mut report).await;
+    managed_instances(&bench, config, &mut report).await;
     report
 }
 
@@ -431,38 +449,205 @@ get-user, warm, the two alternating request by request: without an OTLP \
     );
 }
 
+/// Messages each function sends per warm request, counted at a proxy in front of Postgres,
+/// and in front of PgBouncer in transaction pooling (RDS Proxy's stand-in).
 async fn round_trips(bench: &Setup, report: &mut String) {
+    const N: usize = 100;
+    let bouncer =
+        PgBouncer::start_pooling(bench.database.address, Pooling::Transaction { size: 4 }).await;
+    let mut rows = Vec::new();
+    for upstream in [
+        bench.database.address,
+        SocketAddr::from(([127, 0, 0, 1], bouncer.port)),
+    ] {
+        let postgres = Proxy::start(upstream).await;
+        let endpoints = Endpoints {
+            postgres_port: Some(postgres.port),
+            ..bench.direct()
+        };
+        let get_user = bench.function("get-user", &endpoints).await;
+        let create_user = bench.function("create-user", &endpoints).await;
+        let limit = Duration::from_secs(10);
+        let get = bench.get.event();
+        let post = |n: usize| bench.post(&format!("trip-{}-{n}", postgres.port));
+        get_user.invoke(&get, limit).await.response();
+        create_user.invoke(&post(0), limit).await.response();
+        let before = postgres.sent();
+        for _ in 0..N {
+            get_user.invoke(&get, limit).await.response();
+        }
+        let gets = postgres.sent() - before;
+        let before = postgres.sent();
+        for n in 1..=N {
+            create_user.invoke(&post(n), limit).await.response();
+        }
+        rows.push((gets, postgres.sent() - before));
+    }
+    let per_request = |messages: u64| messages as f64 / N as f64;
+    let _ = writeln!(
+        report,
+        "## Database round trips per warm request\n\nCounted at a proxy in front of Postgres \
+         (messages the function sent, each awaited), over {N} requests in a burst; directly, \
+         and through PgBouncer in transaction pooling.\n\n\
+         | route | directly | through the pooler |\n|---|---|---|\n\
+         | `GET /users/{{id}}` | {:.2} | {:.2} |\n| `POST /users` | {:.2} | {:.2} |\n",
+        per_request(rows[0].0),
+        per_request(rows[1].0),
+        per_request(rows[0].1),
+        per_request(rows[1].1),
+    );
+}
+
+/// The functions of the fleet, and each one's request for the `n`th burst.
+const FLEET: [&str; 4] = ["get-user", "list-users", "create-user", "health"];
+/// The database's connection limit in the fleet section.
+const FLEET_DATABASE_LIMIT: u16 = 25;
+/// PgBouncer's server connections in the fleet section.
+const FLEET_POOL: u16 = 8;
+
+/// Many environments on a database that allows [`FLEET_DATABASE_LIMIT`] connections: each
+/// environment connecting directly (more environments than the database allows), then through
+/// PgBouncer in transaction pooling with [`FLEET_POOL`] server connections. Every environment
+/// is sent a request at once, [`Config::fleet_bursts`] times.
+async fn fleet(bench: &Setup, config: &Config, report: &mut String) {
+    let database = &bench.database;
+    let limit = async |connections: i32| {
+        let statement = format!(
+            r#"ALTER DATABASE "{}" CONNECTION LIMIT {connections}"#,
+            database.name
+        );
+        sqlx::query(&statement)
+            .execute(&mut database.connect().await)
+            .await
+            .expect("set the database's connection limit");
+    };
+    limit(i32::from(FLEET_DATABASE_LIMIT)).await;
+    let bouncer =
+        PgBouncer::start_pooling(database.address, Pooling::Transaction { size: FLEET_POOL }).await;
+    let environments = config.fleet_per_function * FLEET.len();
+    let _ = writeln!(
+        report,
+        "## Fleet\n\n{environments} environments ({} of each of {}), real release processes under \
+         the harness's Runtime API, on a database limited to {FLEET_DATABASE_LIMIT} connections; \
+         {} bursts of one request to every environment at once. Directly, each environment \
+         holds a connection; through PgBouncer in transaction pooling, they share \
+         {FLEET_POOL}. Latency is the invocation's, seen from the Runtime API; server \
+         connections are the database's sessions, sampled every 5 ms.\n\n\
+         | topology | environments | burst | requests | succeeded | p50 | p99 | peak server connections |\n\
+         |---|---|---|---|---|---|---|---|",
+        config.fleet_per_function,
+        FLEET.map(|name| format!("`{name}`")).join(", "),
+        config.fleet_bursts,
+    );
+    for (topology, (label, postgres_port)) in [
+        ("directly, over the limit", None),
+        ("through the pooler", Some(bouncer.port)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let endpoints = Endpoints {
+            postgres_port,
+            ..bench.direct()
+        };
+        let mut fleet = Vec::new();
+        for _ in 0..config.fleet_per_function {
+            for name in FLEET {
+                fleet.push((name, bench.function(name, &endpoints).await));
+            }
+        }
+        for (_, function) in &fleet {
+            function.initialized().await;
+        }
+        let sessions = database.watch_sessions().await;
+        let (mut latencies, mut succeeded) = (Vec::new(), 0);
+        for burst in 0..config.fleet_bursts {
+            let requests = fleet.iter().enumerate().map(|(n, (name, function))| {
+                let event = match *name {
+                    "get-user" => bench.get.event(),
+                    "list-users" => TestRequest::get("/users?limit=10")
+                        .authorization(Some(&bench.bearer))
+                        .event(),
+                    "create-user" => bench.post(&format!("fleet-{topology}-{burst}-{n}")),
+                    _ => TestRequest::get("/health").event(),
+                };
+                async move {
+                    let started = Instant::now();
+                    let response = function.invoke(&event, Duration::from_secs(10)).await;
+                    (
+                        started.elapsed(),
+                        response.response()["statusCode"].as_u64(),
+                    )
+                }
+            });
+            for (took, status) in join_all(requests).await {
+                latencies.push(took);
+                succeeded += usize::from(matches!(status, Some(200 | 201)));
+            }
+        }
+        let peak = sessions.peak().await;
+        let requests = latencies.len();
+        let _ = writeln!(
+            report,
+            "| {label} | {environments} | {environments} | {requests} | {:.1}% | {} | {} | {peak} |",
+            100.0 * succeeded as f64 / requests as f64,
+            ms(percentile(&mut latencies, 0.5)),
+            ms(percentile(&mut latencies, 0.99)),
+        );
+    }
+    limit(-1).await;
+    let _ = writeln!(report);
+}
+
+/// One environment taking up to eight invocations at once (`AWS_LAMBDA_MAX_CONCURRENCY`, Lambda
+/// Managed Instances), the database 10 ms away each way: requests one at a time, then eight at
+/// a time, in the same process.
+async fn managed_instances(bench: &Setup, config: &Config, report: &mut String) {
+    const AT_ONCE: usize = 8;
     let postgres = Proxy::start(bench.database.address).await;
+    postgres.delay(Duration::from_millis(10));
     let endpoints = Endpoints {
         postgres_port: Some(postgres.port),
         ..bench.direct()
     };
-    let get_user = bench.function("get-user", &endpoints).await;
-    let create_user = bench.function("create-user", &endpoints).await;
-    let limit = Duration::from_secs(10);
-    let get = bench.get.event();
-    get_user.invoke(&get, limit).await.response();
-    let post = |n: usize| bench.post(&format!("trip-{n}"));
-    create_user.invoke(&post(0), limit).await.response();
-    const N: usize = 100;
-    let before = postgres.sent();
-    for _ in 0..N {
-        get_user.invoke(&get, limit).await.response();
+    let concurrency = AT_ONCE.to_string();
+    let function = bench
+        .function_with(
+            "get-user",
+            &endpoints,
+            &[("AWS_LAMBDA_MAX_CONCURRENCY", &concurrency)],
+        )
+        .await;
+    function.initialized().await;
+    let event = bench.get.event();
+    let requests = config.concurrent_requests;
+    let mut rows = Vec::new();
+    for at_once in [1, AT_ONCE, AT_ONCE] {
+        let started = Instant::now();
+        for _ in 0..requests / at_once {
+            let batch = (0..at_once).map(|_| function.invoke(&event, Duration::from_secs(10)));
+            for outcome in join_all(batch).await {
+                assert_eq!(outcome.response()["statusCode"], 200);
+            }
+        }
+        rows.push((at_once, started.elapsed(), postgres.accepted()));
     }
-    let gets = postgres.sent() - before;
-    let before = postgres.sent();
-    for n in 1..=N {
-        create_user.invoke(&post(n), limit).await.response();
-    }
-    let posts = postgres.sent() - before;
+    // The first batch of eight opened the connections it needed: the third row is the warm one.
+    let (_, one, _) = rows[0];
+    let (_, eight, connections) = rows[2];
+    let rate = |took: Duration| requests as f64 / took.as_secs_f64();
     let _ = writeln!(
         report,
-        "## Database round trips per warm request\n\nCounted at a proxy in front of Postgres \
-         (messages the function sent, each awaited), over {N} requests in a burst.\n\n\
-         | route | round trips per request |\n|---|---|\n\
-         | `GET /users/{{id}}` | {:.2} |\n| `POST /users` | {:.2} |\n",
-        gets as f64 / N as f64,
-        posts as f64 / N as f64,
+        "## Lambda Managed Instances\n\nOne get-user process with \
+         `AWS_LAMBDA_MAX_CONCURRENCY={AT_ONCE}`, Postgres 10 ms away each way (a 20 ms round trip), \
+         {requests} requests one at a time, then {AT_ONCE} at a time (once warm), in the same \
+         process.\n\n| invocations at once | requests per second | connections opened |\n\
+         |---|---|---|\n| 1 | {:.0} | {} |\n| {AT_ONCE} | {:.0} | {connections} |\n\n\
+         {AT_ONCE} at a time over one at a time: {:.1}x.\n",
+        rate(one),
+        rows[0].2,
+        rate(eight),
+        one.as_secs_f64() / eight.as_secs_f64(),
     );
 }
 

@@ -3,7 +3,11 @@
 
 use std::{
     net::SocketAddr,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection};
@@ -148,5 +152,47 @@ impl TestDatabase {
         .fetch_all(&mut self.connect().await)
         .await
         .expect("list the sessions")
+    }
+
+    /// Starts counting this database's sessions (client backends, whoever they are), every few
+    /// milliseconds from a session of its own (not counted), until [`SessionWatch::peak`].
+    pub async fn watch_sessions(&self) -> SessionWatch {
+        let mut session = self.connect().await;
+        let name = self.name.clone();
+        let peak = Arc::new(AtomicI64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (Arc::clone(&peak), Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            while !stopped.load(Ordering::SeqCst) {
+                let open: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid() \
+                       AND backend_type = 'client backend'",
+                )
+                .bind(&name)
+                .fetch_one(&mut session)
+                .await
+                .expect("count the sessions");
+                seen.fetch_max(open, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        SessionWatch { peak, stop, task }
+    }
+}
+
+/// The most sessions a database had open at once, while watched ([`TestDatabase::watch_sessions`]).
+pub struct SessionWatch {
+    peak: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SessionWatch {
+    /// Stops watching and returns the most sessions seen at once.
+    pub async fn peak(self) -> i64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("the watcher");
+        self.peak.load(Ordering::SeqCst)
     }
 }

@@ -20,6 +20,9 @@ async fn the_benchmark_runs_and_reports_every_section() {
         warm_gets: 20,
         warm_posts: 5,
         rss_checkpoint: 10,
+        fleet_per_function: 2,
+        fleet_bursts: 2,
+        concurrent_requests: 16,
     };
 
     let report = bench::run(&config).await;
@@ -35,6 +38,10 @@ async fn the_benchmark_runs_and_reports_every_section() {
         "| off (no endpoint) | 10 |",
         "| on | 10 |",
         "## Database round trips per warm request",
+        "| `GET /users/{id}` | 1.00 | 1.00 |",
+        "## Fleet",
+        "| through the pooler | 8 | 8 | 16 | 100.0% |",
+        "## Lambda Managed Instances",
     ] {
         assert!(
             report.contains(section),

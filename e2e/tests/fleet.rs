@@ -4,14 +4,6 @@
 //! for a client, so a session that relied on some (a named prepared statement, a `SET`) would
 //! fail here, where RDS Proxy would pin it to a server connection of its own.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicI64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
-
 use e2e::{
     pgbouncer::{PgBouncer, Pooling},
     runtime::Function,
@@ -61,7 +53,7 @@ async fn forty_eight_environments_share_eight_server_connections_and_every_reque
         }));
         environments.extend(wave.await);
     }
-    let peak = ServerConnections::watch(&database).await;
+    let sessions = database.watch_sessions().await;
 
     let mut replies = Vec::new();
     for round in 0..ROUNDS {
@@ -76,7 +68,7 @@ async fn forty_eight_environments_share_eight_server_connections_and_every_reque
             });
         replies.extend(join_all(requests).await);
     }
-    let peak = peak.stop().await;
+    let peak = sessions.peak().await;
 
     assert_eq!(environments.len(), 48);
     assert_eq!(replies.len(), 48 * ROUNDS);
@@ -110,45 +102,5 @@ fn request_for(name: &str, n: usize) -> TestRequest {
         }
         "delete-user" => TestRequest::delete(format!("/users/{}", 65 + n)),
         _ => TestRequest::get("/health"),
-    }
-}
-
-/// The most server connections the database had open at once, sampled every few
-/// milliseconds from a session of its own (not counted).
-struct ServerConnections {
-    peak: Arc<AtomicI64>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl ServerConnections {
-    async fn watch(database: &TestDatabase) -> Self {
-        let mut session = database.connect().await;
-        let name = database.name.clone();
-        let peak = Arc::new(AtomicI64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen, stopped) = (Arc::clone(&peak), Arc::clone(&stop));
-        let task = tokio::spawn(async move {
-            while !stopped.load(Ordering::SeqCst) {
-                let open: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE datname = $1 AND pid <> pg_backend_pid() \
-                       AND backend_type = 'client backend'",
-                )
-                .bind(&name)
-                .fetch_one(&mut session)
-                .await
-                .expect("count the sessions");
-                seen.fetch_max(open, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Self { peak, stop, task }
-    }
-
-    async fn stop(self) -> i64 {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.expect("the watcher");
-        self.peak.load(Ordering::SeqCst)
     }
 }

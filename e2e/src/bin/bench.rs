@@ -3,7 +3,8 @@
 //!
 //! Variables: `BENCH_BIN_DIR` (the binaries), `BENCH_DATABASE_URL` (a cluster's admin URL),
 //! `BENCH_COLD_STARTS` (20), `BENCH_WARM_GETS` (10000), `BENCH_WARM_POSTS` (2000),
-//! `BENCH_HEADER` (the report's first lines).
+//! `BENCH_FLEET_PER_FUNCTION` (15), `BENCH_FLEET_BURSTS` (8), `BENCH_CONCURRENT_REQUESTS` (400),
+//! `BENCH_HEADER` (the report's first lines). PgBouncer from `E2E_PGBOUNCER`.
 
 use std::{path::PathBuf, str::FromStr};
 
@@ -30,6 +31,9 @@ async fn main() {
         warm_gets,
         warm_posts: number("BENCH_WARM_POSTS", 2_000),
         rss_checkpoint: (warm_gets / 10).max(1),
+        fleet_per_function: number("BENCH_FLEET_PER_FUNCTION", 15),
+        fleet_bursts: number("BENCH_FLEET_BURSTS", 8),
+        concurrent_requests: number("BENCH_CONCURRENT_REQUESTS", 400),
     };
     let mut report = bench::run(&config).await;
     report.push_str(&artifacts(&config.bin_dir));
