@@ -102,14 +102,13 @@ impl PgBouncer {
             .join(format!("pgbouncer-{port}.log"));
         std::fs::create_dir_all(log_path.parent().expect("a folder")).expect("the log folder");
         let log = std::fs::File::create(&log_path).expect("create the log file");
-        // PgBouncer refuses to run as root, as Postgres does: then as the cluster's owner.
-        let mut command = if running_as_root() {
-            let mut runuser = Command::new("runuser");
-            runuser.args(["-u", "postgres", "--", &binary]);
-            runuser
-        } else {
-            Command::new(&binary)
-        };
+        // PgBouncer refuses to run as root, as Postgres does: then as the cluster's owner. The
+        // process itself, not through `runuser` (which would stay its parent, so that killing
+        // it on drop would leave PgBouncer running).
+        let mut command = Command::new(&binary);
+        if let Some((uid, gid)) = running_as_root().then(postgres_ids).flatten() {
+            command.uid(uid).gid(gid);
+        }
         let child = command
             .arg(&config)
             .stdin(Stdio::null())
@@ -182,4 +181,15 @@ impl Drop for PgBouncer {
 fn running_as_root() -> bool {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() == 0 }
+}
+
+/// The user and group ids of `postgres`, the cluster's owner when the tests run as root
+/// (`scripts/postgres.sh`).
+fn postgres_ids() -> Option<(u32, u32)> {
+    // SAFETY: getpwnam takes a NUL-terminated name and returns null or a pointer to a static
+    // record, read at once, before any other call could overwrite it.
+    unsafe {
+        let entry = libc::getpwnam(c"postgres".as_ptr());
+        entry.as_ref().map(|entry| (entry.pw_uid, entry.pw_gid))
+    }
 }
