@@ -154,6 +154,35 @@ impl TestDatabase {
         .expect("list the sessions")
     }
 
+    /// Waits (up to 10 s) until no session but the caller's is open on this database: the
+    /// server has noticed that the clients of a test's processes, killed, are gone.
+    pub async fn wait_until_unused(&self) {
+        let mut session = self.connect().await;
+        for _ in 0..1000 {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            )
+            .bind(&self.name)
+            .fetch_one(&mut session)
+            .await
+            .expect("count the sessions");
+            if open == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let open: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT usename::text, application_name, coalesce(state, '') FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut session)
+        .await
+        .expect("list the sessions");
+        panic!("sessions still open on {} after 10 s: {open:?}", self.name);
+    }
+
     /// Starts counting this database's sessions (client backends, whoever they are), every few
     /// milliseconds from a session of its own (not counted), until [`SessionWatch::peak`].
     pub async fn watch_sessions(&self) -> SessionWatch {
