@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection};
+use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection};
 use test_support::{tokens, TestRequest};
 
 use crate::{
@@ -321,7 +321,12 @@ async fn warm(bench: &Setup, config: &Config, report: &mut String) {
     }
     let rss_at_end = get_user.peak_rss_kb();
 
-    let mut direct = PgConnection::connect(&bench.database.url)
+    let options: PgConnectOptions = bench.database.url.parse().expect("the database's URL");
+    let mut direct = options.connect().await.expect("connect");
+    // Without a statement cache, as the functions connect: a statement is never named.
+    let mut uncached = options
+        .statement_cache_capacity(0)
+        .connect()
         .await
         .expect("connect");
     let statement = "SELECT id, email, name, created_at, updated_at FROM users WHERE id = $1";
@@ -329,21 +334,21 @@ async fn warm(bench: &Setup, config: &Config, report: &mut String) {
     // prepares it), and unnamed, parsed and planned in the flight that executes it (what the
     // functions send, so that a transaction-pooling proxy can share their sessions): the two
     // alternating, so that the machine's drift hits both alike.
-    let execute = async |connection: &mut PgConnection, named: bool| {
+    let execute = async |connection: &mut PgConnection| {
         let started = Instant::now();
         sqlx::query(statement)
             .bind(1_i64)
-            .persistent(named)
             .fetch_optional(connection)
             .await
             .expect("the statement");
         started.elapsed()
     };
-    execute(&mut direct, true).await;
+    execute(&mut direct).await;
+    execute(&mut uncached).await;
     let (mut raw, mut unnamed) = (Vec::new(), Vec::new());
     for _ in 0..config.warm_gets {
-        raw.push(execute(&mut direct, true).await);
-        unnamed.push(execute(&mut direct, false).await);
+        raw.push(execute(&mut direct).await);
+        unnamed.push(execute(&mut uncached).await);
     }
 
     let mut floor = Vec::with_capacity(config.warm_gets);
