@@ -549,7 +549,8 @@ async fn fleet(bench: &Setup, config: &Config, report: &mut String) {
          holds a connection; through PgBouncer in transaction pooling, they share \
          {FLEET_POOL}. Latency is the invocation's, seen from the Runtime API; server \
          connections are the database's sessions, sampled every 5 ms.\n\n\
-         | topology | environments | burst | requests | succeeded | p50 | p99 | peak server connections |\n\
+         | topology | environments | burst | requests | succeeded | p50 | p99 | \
+         peak server connections |\n\
          |---|---|---|---|---|---|---|---|",
         config.fleet_per_function,
         FLEET.map(|name| format!("`{name}`")).join(", "),
@@ -607,7 +608,8 @@ async fn fleet(bench: &Setup, config: &Config, report: &mut String) {
         let requests = latencies.len();
         let _ = writeln!(
             report,
-            "| {label} | {environments} | {environments} | {requests} | {:.1}% | {} | {} | {peak} |",
+            "| {label} | {environments} | {environments} | {requests} | {:.1}% | {} | {} | \
+             {peak} |",
             100.0 * succeeded as f64 / requests as f64,
             ms(percentile(&mut latencies, 0.5)),
             ms(percentile(&mut latencies, 0.99)),
@@ -657,7 +659,8 @@ async fn managed_instances(bench: &Setup, config: &Config, report: &mut String) 
     let _ = writeln!(
         report,
         "## Lambda Managed Instances\n\nOne get-user process with \
-         `AWS_LAMBDA_MAX_CONCURRENCY={AT_ONCE}`, Postgres 10 ms away each way (a 20 ms round trip), \
+         `AWS_LAMBDA_MAX_CONCURRENCY={AT_ONCE}`, Postgres 10 ms away each way (a 20 ms round \
+         trip), \
          {requests} requests one at a time, then {AT_ONCE} at a time (once warm), in the same \
          process.\n\n| invocations at once | requests per second | connections opened |\n\
          |---|---|---|\n| 1 | {:.0} | {} |\n| {AT_ONCE} | {:.0} | {connections} |\n\n\

@@ -161,7 +161,8 @@ impl TestDatabase {
         for _ in 0..1000 {
             let open: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                 WHERE datname = $1 AND pid <> pg_backend_pid() \
+                   AND backend_type = 'client backend'",
             )
             .bind(&self.name)
             .fetch_one(&mut session)
