@@ -107,7 +107,10 @@ impl AppState {
 async fn warm_up(db: &Database, timeout: Duration) {
     match tokio::time::timeout(timeout, db.acquire()).await {
         Ok(Ok(_connection)) => tracing::debug!("database connection ready"),
-        Ok(Err(err)) => tracing::warn!(error = %err, "database not reachable during init"),
+        Ok(Err(err)) => {
+            let error = format!("{:#}", anyhow::Error::new(err));
+            tracing::warn!(error, "database not reachable during init");
+        }
         Err(_) => tracing::warn!(?timeout, "database did not answer during init"),
     }
 }

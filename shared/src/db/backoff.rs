@@ -21,7 +21,7 @@
 
 use std::{
     hash::{BuildHasher, RandomState},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -44,6 +44,17 @@ struct State {
     probing: bool,
     /// Attempts begun so far: what the jitter is drawn from.
     attempts: u64,
+    /// Why the last attempt failed, for the requests refused meanwhile.
+    last_failure: Option<Arc<str>>,
+}
+
+/// Why a connect may not be tried now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Refusal {
+    /// When the next attempt is due (zero while another is in flight).
+    pub(super) retry_after: Duration,
+    /// Why the last attempt failed.
+    pub(super) last_failure: Option<Arc<str>>,
 }
 
 /// Leave to try one connect; say how it went with [`Backoff::succeeded`],
@@ -73,16 +84,18 @@ impl Backoff {
         }
     }
 
-    /// Leave to connect now, or how long until the next attempt is due (zero while another is
-    /// in flight).
-    pub(super) fn try_begin(&self) -> Result<Attempt, Duration> {
+    /// Leave to connect now, or why not.
+    pub(super) fn try_begin(&self) -> Result<Attempt, Refusal> {
         let mut state = self.lock();
         let now = Instant::now();
         let probe = state.failures > 0;
         if probe {
             let due = state.next_attempt.unwrap_or(now);
             if state.probing || now < due {
-                return Err(due.saturating_duration_since(now));
+                return Err(Refusal {
+                    retry_after: due.saturating_duration_since(now),
+                    last_failure: state.last_failure.clone(),
+                });
             }
             state.probing = true;
         }
@@ -108,11 +121,12 @@ impl Backoff {
         };
     }
 
-    /// The connect failed: returns how long until the next attempt is due.
-    pub(super) fn failed(&self, attempt: Attempt) -> Duration {
+    /// The connect failed, for `reason`: returns how long until the next attempt is due.
+    pub(super) fn failed(&self, attempt: Attempt, reason: &str) -> Duration {
         let mut state = self.lock();
         state.failures = state.failures.saturating_add(1);
         state.probing = false;
+        state.last_failure = Some(Arc::from(reason));
         let interval = self.jittered(self.interval(state.failures), state.attempts);
         let due = attempt.started + interval;
         // Attempts begun together while the database was reachable may fail one after another:
@@ -186,7 +200,7 @@ mod tests {
     fn after_a_failure_the_next_connect_waits_half_to_all_of_the_interval() {
         let backoff = backoff();
 
-        let retry_after = backoff.failed(backoff.try_begin().unwrap());
+        let retry_after = backoff.failed(backoff.try_begin().unwrap(), "refused");
         let refused = backoff.try_begin().unwrap_err();
 
         assert!(
@@ -194,7 +208,15 @@ mod tests {
             "{retry_after:?}"
         );
         assert!(retry_after >= Duration::from_millis(450), "{retry_after:?}");
-        assert!(refused <= retry_after, "{refused:?} after {retry_after:?}");
+        assert!(
+            refused.retry_after <= retry_after,
+            "{refused:?} after {retry_after:?}"
+        );
+        assert_eq!(
+            refused.last_failure.as_deref(),
+            Some("refused"),
+            "refusals say why"
+        );
         assert!(backoff.is_backing_off());
     }
 
@@ -216,7 +238,7 @@ mod tests {
 
         let due: Vec<_> = environments
             .iter()
-            .map(|backoff| backoff.failed(backoff.try_begin().unwrap()))
+            .map(|backoff| backoff.failed(backoff.try_begin().unwrap(), "refused"))
             .collect();
 
         let earliest = due.iter().min().unwrap();
@@ -227,14 +249,14 @@ mod tests {
     #[test]
     fn once_due_exactly_one_connect_is_let_through_until_it_ends() {
         let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
-        backoff.failed(backoff.try_begin().unwrap());
+        backoff.failed(backoff.try_begin().unwrap(), "refused");
 
         let probe = backoff.try_begin().unwrap();
         let meanwhile = backoff.try_begin().unwrap_err();
         assert!(probe.is_probe());
         backoff.succeeded(probe);
 
-        assert_eq!(meanwhile, Duration::ZERO);
+        assert_eq!(meanwhile.retry_after, Duration::ZERO);
         assert!(!backoff.is_backing_off());
         assert!(backoff.try_begin().is_ok());
     }
@@ -242,7 +264,7 @@ mod tests {
     #[test]
     fn an_abandoned_attempt_changes_nothing_but_lets_the_next_one_start() {
         let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
-        backoff.failed(backoff.try_begin().unwrap());
+        backoff.failed(backoff.try_begin().unwrap(), "refused");
 
         backoff.abandoned(backoff.try_begin().unwrap());
 

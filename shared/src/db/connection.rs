@@ -256,12 +256,11 @@ impl Database {
         permit: OwnedSemaphorePermit,
     ) -> Result<(PgConnection, OwnedSemaphorePermit), Error> {
         let backoff = &self.inner.pool.backoff;
-        let attempt = backoff
-            .try_begin()
-            .map_err(|retry_after| Error::NoConnection {
-                retry_after: Some(retry_after),
-                cause: None,
-            })?;
+        let attempt = backoff.try_begin().map_err(|refusal| Error::NoConnection {
+            retry_after: Some(refusal.retry_after),
+            cause: None,
+            last_failure: refusal.last_failure,
+        })?;
         if attempt.is_probe() {
             // The database failed the last attempt and may still not answer: try in the
             // background, waiting briefly for the outcome.
@@ -274,6 +273,7 @@ impl Database {
                 _ => Err(Error::NoConnection {
                     retry_after: Some(Duration::ZERO),
                     cause: None,
+                    last_failure: None,
                 }),
             };
         }
@@ -325,11 +325,12 @@ impl Database {
             backoff.abandoned(attempt);
             None
         } else {
-            Some(backoff.failed(attempt))
+            Some(backoff.failed(attempt, &cause.to_string()))
         };
         Error::NoConnection {
             retry_after,
             cause: Some(cause),
+            last_failure: None,
         }
     }
 

@@ -60,18 +60,25 @@ struct Inner {
 /// Why a request got no answer from the database.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No connection could be had: opening one failed just now, or the backoff refused to try
-    /// (`cause` is then the earlier failure's, already reported).
-    #[error("no database connection{}", due(.retry_after))]
+    /// No connection could be had: opening one failed just now (`cause`), or the backoff
+    /// refused to try (`last_failure` says why the last attempt failed).
+    #[error("no database connection{}{}", due(.retry_after), because(.last_failure))]
     NoConnection {
         /// When the next connect attempt is due, if one is being backed off.
         retry_after: Option<Duration>,
         #[source]
         cause: Option<sqlx::Error>,
+        last_failure: Option<Arc<str>>,
     },
     /// The statement failed, on a connection that was open.
     #[error(transparent)]
     Query(#[from] sqlx::Error),
+}
+
+fn because(last_failure: &Option<Arc<str>>) -> String {
+    last_failure.as_ref().map_or_else(String::new, |reason| {
+        format!("; the last attempt failed: {reason}")
+    })
 }
 
 fn due(retry_after: &Option<Duration>) -> String {
@@ -212,21 +219,46 @@ impl Database {
     }
 
     /// A new connection of its own, not the environment's (the `migrate` function's sessions),
-    /// within `DB_ACQUIRE_TIMEOUT_MS`. When the database rejects a secret's credentials (a
-    /// rotated password or user), re-reads the secret once, rate-limited, and tries again with
-    /// what it holds now.
+    /// each connect within `DB_ACQUIRE_TIMEOUT_MS`. When the database rejects a secret's
+    /// credentials (a rotated password or user), re-reads the secret once, rate-limited, and
+    /// tries again with what it holds now. The re-read is not bounded by the connect timeout
+    /// (Secrets Manager is a network call of its own, with the SDK's timeouts): cut short, it
+    /// would leave the environment with the old credentials until the next read is allowed.
     #[tracing::instrument(name = "Connect to the database", skip_all)]
     pub async fn open(&self) -> Result<PgConnection, sqlx::Error> {
-        let timeout = self.inner.settings.acquire_timeout;
         let started = std::time::Instant::now();
-        let opened = tokio::time::timeout(timeout, self.open_unbounded())
-            .await
-            .unwrap_or_else(|_| {
-                Err(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connecting took longer than {timeout:?}"),
-                )))
-            });
+        let settings = &self.inner.settings;
+        let opened = match &self.inner.credentials {
+            Source::Fixed(options) => self.connect_with(options).await,
+            Source::Iam(iam) => {
+                let options = iam
+                    .connect_options(settings)
+                    .map_err(|err| sqlx::Error::Configuration(err.into()))?;
+                self.connect_with(&options).await
+            }
+            Source::Rotating(rotation) => {
+                let seen = rotation.generation();
+                let options = match rotation.connect_options() {
+                    Some(options) => options,
+                    None if rotation.refresh(seen, settings).await => rotation
+                        .connect_options()
+                        .ok_or_else(credentials_unavailable)?,
+                    None => return Err(credentials_unavailable()),
+                };
+                let seen = rotation.generation();
+                match self.connect_with(&options).await {
+                    Err(err)
+                        if credentials_rejected(&err) && rotation.refresh(seen, settings).await =>
+                    {
+                        let options = rotation
+                            .connect_options()
+                            .ok_or_else(credentials_unavailable)?;
+                        self.connect_with(&options).await
+                    }
+                    result => result,
+                }
+            }
+        };
         if opened.is_ok() {
             metrics::histogram!(metric::DATABASE_CONNECT_TIME)
                 .record(started.elapsed().as_secs_f64() * 1000.0);
@@ -234,39 +266,17 @@ impl Database {
         opened
     }
 
-    async fn open_unbounded(&self) -> Result<PgConnection, sqlx::Error> {
-        match &self.inner.credentials {
-            Source::Fixed(options) => options.connect().await,
-            Source::Iam(iam) => {
-                let options = iam
-                    .connect_options(&self.inner.settings)
-                    .map_err(|err| sqlx::Error::Configuration(err.into()))?;
-                options.connect().await
-            }
-            Source::Rotating(rotation) => {
-                let seen = rotation.generation();
-                let options = match rotation.connect_options() {
-                    Some(options) => options,
-                    None if rotation.refresh(seen, &self.inner.settings).await => rotation
-                        .connect_options()
-                        .ok_or_else(credentials_unavailable)?,
-                    None => return Err(credentials_unavailable()),
-                };
-                let seen = rotation.generation();
-                match options.connect().await {
-                    Err(err)
-                        if credentials_rejected(&err)
-                            && rotation.refresh(seen, &self.inner.settings).await =>
-                    {
-                        let options = rotation
-                            .connect_options()
-                            .ok_or_else(credentials_unavailable)?;
-                        options.connect().await
-                    }
-                    result => result,
-                }
-            }
-        }
+    /// One connect (TCP, TLS, authentication) within `DB_ACQUIRE_TIMEOUT_MS`.
+    async fn connect_with(&self, options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+        let timeout = self.inner.settings.acquire_timeout;
+        tokio::time::timeout(timeout, options.connect())
+            .await
+            .unwrap_or_else(|_| {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting took longer than {timeout:?}"),
+                )))
+            })
     }
 }
 

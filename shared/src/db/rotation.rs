@@ -129,10 +129,13 @@ impl Rotation {
             );
             return false;
         }
-        state.last_read = Some(Instant::now());
         metrics::counter!(crate::telemetry::metric::SECRET_REREADS).increment(1);
         let known = state.version_id.as_deref();
-        let (credentials, version_id) = match self.newer_credentials(known, settings).await {
+        let read = self.newer_credentials(known, settings).await;
+        // Once the read is over: a read abandoned midway (its request ran out of time) does not
+        // hold the next one off.
+        state.last_read = Some(Instant::now());
+        let (credentials, version_id) = match read {
             Ok(Some(newer)) => newer,
             Ok(None) => {
                 tracing::warn!(
