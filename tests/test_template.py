@@ -125,8 +125,12 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
     resources = template["Resources"]
     assert resources["UsersJwtAuthorizer"]["Condition"] == "UseApiJwtAuthorizerCondition"
     assert template["Parameters"]["UseApiJwtAuthorizer"]["Default"] == "true"
-    assert template["Conditions"]["UseApiJwtAuthorizerCondition"] == {"Fn::And": [
-        {"Fn::Equals": [{"Ref": "UseApiJwtAuthorizer"}, "true"]}, {"Condition": "HasJwtIssuer"}]}
+    assert template["Conditions"]["UseApiJwtAuthorizerCondition"] == {
+        "Fn::Equals": [{"Ref": "UseApiJwtAuthorizer"}, "true"]}
+    # The issuer is required: the functions refuse a JWKS without one.
+    issuer = template["Parameters"]["JwtIssuer"]
+    assert "Default" not in issuer and issuer["AllowedPattern"] == "^https://.+$"
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["JWT_ISSUER"] == {"Ref": "JwtIssuer"}
     scopes = {}
     for resource in resources.values():
         if resource["Type"] == "AWS::ApiGatewayV2::Route":
@@ -532,6 +536,7 @@ def test_the_sam_transform_accepts_the_template_with_real_parameters(
         "DatabaseSecretArn": "" if create_database == "true" else EXAMPLE_SECRET_ARN,
         "AppDatabaseSecretArn": "" if create_database == "true" else EXAMPLE_SECRET_ARN,
         "JwtJwksUrl": "https://idp.example/.well-known/jwks.json",
+        "JwtIssuer": "https://idp.example",
         "JwtAudience": "users-api",
         "DatabaseConnectionBudget": "144",
         "ManagedInstancesConcurrency": managed_instances,

@@ -148,6 +148,7 @@ impl Setup {
                 ("DB_SECRET_ID", "bench/db"),
                 ("DB_SSLMODE", "disable"),
                 ("JWT_JWKS_URL", &endpoints.jwks),
+                ("JWT_ISSUER", tokens::TEST_ISSUER),
                 ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
                 ("RUST_LOG", "warn"),
             ]

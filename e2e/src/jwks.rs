@@ -1,5 +1,5 @@
-//! A JWKS endpoint on loopback, as an OIDC issuer serves one, whose keys a test can rotate,
-//! counting the fetches.
+//! A JWKS endpoint on loopback, as an OIDC issuer serves one, whose keys (and `Cache-Control`) a
+//! test can change, counting the fetches.
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
@@ -16,6 +16,7 @@ use tokio::{
 pub struct JwksServer {
     pub url: String,
     keys: Arc<Mutex<Vec<Value>>>,
+    cache_control: Arc<Mutex<Option<String>>>,
     fetches: Arc<AtomicUsize>,
     server: JoinHandle<()>,
 }
@@ -28,8 +29,10 @@ impl JwksServer {
             listener.local_addr().expect("address").port()
         );
         let keys = Arc::new(Mutex::new(keys));
+        let cache_control = Arc::new(Mutex::new(None::<String>));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (served, counted) = (Arc::clone(&keys), Arc::clone(&fetches));
+        let caching = Arc::clone(&cache_control);
         let server = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let mut request = Vec::new();
@@ -43,8 +46,14 @@ impl JwksServer {
                 counted.fetch_add(1, Ordering::SeqCst);
                 let body = json!({"keys": *served.lock().expect("not poisoned")}).to_string();
                 let length = body.len();
+                let cache = caching
+                    .lock()
+                    .expect("not poisoned")
+                    .as_ref()
+                    .map(|value| format!("cache-control: {value}\r\n"))
+                    .unwrap_or_default();
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{cache}\
                      content-length: {length}\r\nconnection: close\r\n\r\n{body}"
                 );
                 let _ = socket.write_all(response.as_bytes()).await;
@@ -53,9 +62,15 @@ impl JwksServer {
         Self {
             url,
             keys,
+            cache_control,
             fetches,
             server,
         }
+    }
+
+    /// Sends this `Cache-Control` with the document from now on.
+    pub fn cache_control(&self, value: &str) {
+        *self.cache_control.lock().expect("not poisoned") = Some(value.to_owned());
     }
 
     /// Serves these keys from now on (the issuer rotated).

@@ -148,18 +148,23 @@ async fn secrets_manager_down_at_init_gives_503s_then_the_environment_recovers()
     );
 }
 
-/// get-user checking tokens against the JWKS at `url`, refreshed at most every `interval_ms`.
-async fn get_user_with_jwks(database: &TestDatabase, url: &str, interval_ms: &str) -> Function {
-    Function::start(
-        "get-user",
-        &[
-            ("DATABASE_URL", database.url.as_str()),
-            ("JWT_JWKS_URL", url),
-            ("JWT_JWKS_REFRESH_INTERVAL_MS", interval_ms),
-            ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
-        ],
-    )
-    .await
+/// get-user checking tokens against the JWKS at `url`, refreshed at most every `interval_ms`,
+/// plus `extra` variables.
+async fn get_user_with_jwks(
+    database: &TestDatabase,
+    url: &str,
+    interval_ms: &str,
+    extra: &[(&str, &str)],
+) -> Function {
+    let mut env = vec![
+        ("DATABASE_URL", database.url.as_str()),
+        ("JWT_JWKS_URL", url),
+        ("JWT_JWKS_REFRESH_INTERVAL_MS", interval_ms),
+        ("JWT_ISSUER", tokens::TEST_ISSUER),
+        ("JWT_AUDIENCE", tokens::TEST_AUDIENCE),
+    ];
+    env.extend_from_slice(extra);
+    Function::start("get-user", &env).await
 }
 
 /// `GET /users/1` with a token signed by the test RSA key, as `kid`.
@@ -183,7 +188,8 @@ async fn an_issuer_down_at_init_gives_503s_then_200s_in_one_environment_with_bou
     let issuer = JwksServer::start(vec![jwks_keys()["rsa-1"].clone()]).await;
     let proxy = Proxy::in_front_of(&issuer.url).await;
     proxy.down();
-    let mut function = get_user_with_jwks(&database, &proxy.url_for(&issuer.url), "1000").await;
+    let mut function =
+        get_user_with_jwks(&database, &proxy.url_for(&issuer.url), "1000", &[]).await;
     let get = get_with_kid("rsa-1");
     let pid = function.pid();
 
@@ -206,7 +212,7 @@ async fn an_issuer_down_at_init_gives_503s_then_200s_in_one_environment_with_bou
 async fn an_empty_jwks_after_a_good_one_does_not_replace_it() {
     let database = TestDatabase::create("jwks-empty").await;
     let issuer = JwksServer::start(vec![jwks_keys()["rsa-1"].clone()]).await;
-    let function = get_user_with_jwks(&database, &issuer.url, "0").await;
+    let function = get_user_with_jwks(&database, &issuer.url, "0", &[]).await;
     assert_eq!(function.request(&get_with_kid("rsa-1")).await.status, 404);
 
     // The issuer breaks: an empty key set. A token naming an unknown key makes the function
@@ -220,6 +226,66 @@ async fn an_empty_jwks_after_a_good_one_does_not_replace_it() {
     assert_eq!(function.request(&get_with_kid("rsa-1")).await.status, 404);
     assert!(
         function.logs().contains("keeping the last good set"),
+        "{}",
+        function.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_issuer_removed_is_refused_once_the_key_set_has_aged() {
+    let database = TestDatabase::create("jwks-revoked").await;
+    let keys = jwks_keys();
+    let issuer = JwksServer::start(vec![keys["rsa-1"].clone(), keys["ec-1"].clone()]).await;
+    let max_age = [("JWT_JWKS_MAX_AGE_MS", "500")];
+    let function = get_user_with_jwks(&database, &issuer.url, "0", &max_age).await;
+    assert_eq!(function.request(&get_with_kid("rsa-1")).await.status, 404);
+
+    // The issuer revokes rsa-1: younger than its max age, the set still trusts it.
+    issuer.publish(vec![keys["ec-1"].clone()]);
+    assert_eq!(function.request(&get_with_kid("rsa-1")).await.status, 404);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let revoked = function.request(&get_with_kid("rsa-1")).await;
+
+    revoked.assert_problem(401);
+    assert_eq!(issuer.fetches(), 2, "read at init, then once aged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issuers_cache_control_max_age_shortens_how_long_its_keys_are_trusted() {
+    let database = TestDatabase::create("jwks-cache-control").await;
+    let keys = jwks_keys();
+    let issuer = JwksServer::start(vec![keys["rsa-1"].clone(), keys["ec-1"].clone()]).await;
+    issuer.cache_control("public, max-age=1");
+    // JWT_JWKS_MAX_AGE_MS keeps its default, ten minutes.
+    let function = get_user_with_jwks(&database, &issuer.url, "0", &[]).await;
+    assert_eq!(function.request(&get_with_kid("rsa-1")).await.status, 404);
+
+    issuer.publish(vec![keys["ec-1"].clone()]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    function
+        .request(&get_with_kid("rsa-1"))
+        .await
+        .assert_problem(401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aged_key_set_is_kept_while_the_issuer_cannot_be_reached() {
+    let database = TestDatabase::create("jwks-unreachable").await;
+    let issuer = JwksServer::start(vec![jwks_keys()["rsa-1"].clone()]).await;
+    let proxy = Proxy::in_front_of(&issuer.url).await;
+    let max_age = [("JWT_JWKS_MAX_AGE_MS", "500")];
+    let function = get_user_with_jwks(&database, &proxy.url_for(&issuer.url), "0", &max_age).await;
+    assert_eq!(function.request(&get_with_kid("rsa-1")).await.status, 404);
+
+    proxy.down();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    assert_eq!(function.request(&get_with_kid("rsa-1")).await.status, 404);
+    assert!(
+        function
+            .logs()
+            .contains("keeping the last good set meanwhile"),
         "{}",
         function.logs()
     );

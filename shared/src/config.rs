@@ -28,6 +28,19 @@ pub struct Settings {
     pub app_role_rds_iam: bool,
 }
 
+/// Crates whose TRACE output carries what a request or a dependency sent: `lambda_runtime`
+/// logs each raw event (its headers, the bearer token among them), the AWS SDK and the HTTP
+/// stack their exchanges. Whatever `RUST_LOG` says, they log at DEBUG at most.
+const NEVER_TRACED: [&str; 7] = [
+    "lambda_runtime",
+    "lambda_http",
+    "aws_smithy_runtime",
+    "aws_smithy_http_client",
+    "aws_sigv4",
+    "hyper",
+    "hyper_util",
+];
+
 /// How to log, from Lambda's advanced logging controls. Read on its own, first thing, so that
 /// everything after it (invalid settings included) is logged in the function's format.
 #[derive(Debug, Clone)]
@@ -50,10 +63,15 @@ impl LogSettings {
             tracing_subscriber::filter::Targets::new()
                 .with_default(tracing::level_filters::LevelFilter::INFO)
         };
-        let filter = lookup("AWS_LAMBDA_LOG_LEVEL")
+        let mut filter: tracing_subscriber::filter::Targets = lookup("AWS_LAMBDA_LOG_LEVEL")
             .or_else(|| lookup("RUST_LOG"))
             .and_then(|directives| directives.trim().parse().ok())
             .unwrap_or_else(info);
+        for target in NEVER_TRACED {
+            if filter.would_enable(target, &tracing::Level::TRACE) {
+                filter = filter.with_target(target, tracing::level_filters::LevelFilter::DEBUG);
+            }
+        }
         Self {
             json: lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
             filter,
@@ -306,6 +324,11 @@ pub enum ConfigError {
     #[error("set only one of JWT_SECRET_ID, JWT_KEY and JWT_JWKS_URL")]
     SeveralKeySources,
     #[error(
+        "JWT_JWKS_URL needs JWT_ISSUER: the keys are an issuer's, and a token must name that \
+         issuer in its iss claim (RFC 8725, 3.8)"
+    )]
+    JwksWithoutIssuer,
+    #[error(
         "tokens are not bound to this API: set JWT_AUDIENCE to the audience (aud) its tokens \
          carry, or JWT_CLIENT_IDS to the app clients allowed to call it (Cognito access tokens \
          carry client_id, not aud)"
@@ -450,7 +473,7 @@ pub enum KeySource {
 #[derive(Debug)]
 pub struct AuthSettings {
     pub keys: KeySource,
-    /// `JWT_ISSUER`: when set, `iss` must equal it.
+    /// `JWT_ISSUER`: when set, `iss` must equal it. Required with `JWT_JWKS_URL`.
     pub issuer: Option<String>,
     /// `JWT_AUDIENCE`: a token whose `aud` contains it is for this API.
     pub audience: Option<String>,
@@ -458,8 +481,12 @@ pub struct AuthSettings {
     /// this API. One of the two is required, so a token minted by the same issuer for another
     /// API is refused whatever its scopes.
     pub client_ids: Vec<String>,
-    /// `JWT_JWKS_REFRESH_INTERVAL_MS`: least time between two JWKS fetches for unknown `kid`s.
+    /// `JWT_JWKS_REFRESH_INTERVAL_MS`: least time between two JWKS fetches.
     pub jwks_refresh_interval: Duration,
+    /// `JWT_JWKS_MAX_AGE_MS`: how long a fetched key set is trusted (the document's
+    /// `Cache-Control: max-age` when shorter); then it is fetched again, and a key the issuer
+    /// removed verifies no more tokens.
+    pub jwks_max_age: Duration,
 }
 
 fn auth_settings(
@@ -477,8 +504,14 @@ fn auth_settings(
         (Some(_), Some(_)) => return Err(ConfigError::SeveralKeySources),
         (Some(keys), None) => keys,
     };
+    let issuer = lookup("JWT_ISSUER");
     if let KeySource::Jwks(url) = &keys {
         check_jwks_url(url)?;
+        // A key set is an issuer's: a token must say it is that issuer's (RFC 8725, 3.8), or
+        // any token another tenant of a shared issuer minted would pass.
+        if issuer.is_none() {
+            return Err(ConfigError::JwksWithoutIssuer);
+        }
     }
     let audience = lookup("JWT_AUDIENCE");
     let client_ids: Vec<String> = lookup("JWT_CLIENT_IDS")
@@ -493,10 +526,11 @@ fn auth_settings(
     }
     Ok(Some(AuthSettings {
         keys,
-        issuer: lookup("JWT_ISSUER"),
+        issuer,
         audience,
         client_ids,
         jwks_refresh_interval: millis_or(lookup, "JWT_JWKS_REFRESH_INTERVAL_MS", 60_000)?,
+        jwks_max_age: millis_or(lookup, "JWT_JWKS_MAX_AGE_MS", 600_000)?,
     }))
 }
 
@@ -641,6 +675,28 @@ mod tests {
     }
 
     #[test]
+    fn no_log_level_lets_the_runtime_print_the_events_it_receives() {
+        let log = |directives: &str| {
+            LogSettings::from_lookup(|name| (name == "RUST_LOG").then(|| directives.to_owned()))
+        };
+
+        for directives in ["trace", "lambda_runtime=trace", "info,lambda_runtime=trace"] {
+            let settings = log(directives);
+            for target in NEVER_TRACED {
+                let traced = settings.filter.would_enable(target, &tracing::Level::TRACE);
+                assert!(!traced, "{directives}: {target}");
+            }
+        }
+        let everything = log("trace");
+        assert!(everything
+            .filter
+            .would_enable("lambda_runtime", &tracing::Level::DEBUG));
+        assert!(everything
+            .filter
+            .would_enable("shared", &tracing::Level::TRACE));
+    }
+
+    #[test]
     fn an_environment_taking_several_invocations_at_once_may_hold_a_connection_for_each() {
         let url = ("DATABASE_URL", "postgres://u:p@localhost/db");
 
@@ -713,7 +769,13 @@ mod tests {
         let url = ("DATABASE_URL", "postgres://localhost/db");
         let aud = ("JWT_AUDIENCE", "users-api");
         assert!(settings(&[url]).unwrap().auth.is_none());
-        let jwks = settings(&[url, aud, ("JWT_JWKS_URL", "https://idp.example/jwks.json")]);
+        let iss = ("JWT_ISSUER", "https://idp.example");
+        let jwks = settings(&[
+            url,
+            aud,
+            iss,
+            ("JWT_JWKS_URL", "https://idp.example/jwks.json"),
+        ]);
         assert!(matches!(
             jwks.unwrap().auth.unwrap().keys,
             KeySource::Jwks(_)
@@ -744,6 +806,7 @@ mod tests {
         let base = [
             ("DATABASE_URL", "postgres://localhost/db"),
             ("JWT_AUDIENCE", "users-api"),
+            ("JWT_ISSUER", "https://idp.example"),
         ];
         for (url, accepted) in [
             ("https://idp.example/.well-known/jwks.json", true),
@@ -755,9 +818,30 @@ mod tests {
             ("ftp://idp.example/jwks.json", false),
             ("not a url", false),
         ] {
-            let result = settings(&[base[0], base[1], ("JWT_JWKS_URL", url)]);
+            let result = settings(&[base[0], base[1], base[2], ("JWT_JWKS_URL", url)]);
             assert_eq!(result.is_ok(), accepted, "{url}: {result:?}");
         }
+    }
+
+    #[test]
+    fn keys_from_an_issuers_jwks_need_the_issuer_named() {
+        let url = ("DATABASE_URL", "postgres://localhost/db");
+        let aud = ("JWT_AUDIENCE", "users-api");
+        let jwks = ("JWT_JWKS_URL", "https://idp.example/jwks.json");
+
+        let without = settings(&[url, aud, jwks]).unwrap_err();
+        let with = settings(&[url, aud, jwks, ("JWT_ISSUER", "https://idp.example")]).unwrap();
+        let inline = settings(&[url, aud, ("JWT_KEY", "k")]).unwrap();
+
+        assert!(matches!(without, ConfigError::JwksWithoutIssuer));
+        assert!(without.to_string().contains("JWT_ISSUER"), "{without}");
+        let auth = with.auth.unwrap();
+        assert_eq!(auth.issuer.as_deref(), Some("https://idp.example"));
+        assert_eq!(auth.jwks_max_age, Duration::from_secs(600));
+        assert!(
+            inline.auth.unwrap().issuer.is_none(),
+            "a key of one's own needs no issuer"
+        );
     }
 
     #[test]

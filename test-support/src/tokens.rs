@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 pub const TEST_KEY: &str = "users-api-test-only-hs256-secret-0123456789";
 /// The audience (`JWT_AUDIENCE`) the test functions are bound to unless a test names another.
 pub const TEST_AUDIENCE: &str = "users-api-test";
+/// The issuer (`iss`) test tokens name, which a function reading a JWKS requires (`JWT_ISSUER`).
+pub const TEST_ISSUER: &str = "https://issuer.users-api.test";
 pub const FULL_SCOPE: &str = "users:read users:write";
 
 pub const RSA_PRIVATE: &str = include_str!("../fixtures/keys/rsa-private.pem");
@@ -21,10 +23,11 @@ pub fn now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Claims for [`TEST_AUDIENCE`], valid for five minutes, with `scope`, then `overrides` (a
-/// `null` removes a claim).
+/// Claims from [`TEST_ISSUER`] for [`TEST_AUDIENCE`], valid for five minutes, with `scope`, then
+/// `overrides` (a `null` removes a claim).
 pub fn claims(scope: &str, overrides: Value) -> Value {
     let mut claims = json!({
+        "iss": TEST_ISSUER,
         "sub": "test",
         "aud": TEST_AUDIENCE,
         "scope": scope,

@@ -148,7 +148,8 @@ impl Authenticator {
             KeySource::Inline(key) => Keys::from_material(&key, "JWT_KEY")?,
             KeySource::SecretsManager(secret_id) => Keys::from_secret(&secret_id, secrets).await?,
             KeySource::Jwks(url) => {
-                Keys::from_jwks_url(url, settings.jwks_refresh_interval).await?
+                Keys::from_jwks_url(url, settings.jwks_refresh_interval, settings.jwks_max_age)
+                    .await?
             }
         };
         Ok(Self {

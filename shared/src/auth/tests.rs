@@ -194,7 +194,7 @@ async fn issuer_and_audience_must_match_when_configured() {
             json!({"iss": "https://evil.example", "aud": "users-api"}),
             "wrong issuer",
         ),
-        (json!({"aud": "users-api"}), "no iss claim"),
+        (json!({"iss": null, "aud": "users-api"}), "no iss claim"),
         (
             json!({"iss": "https://idp.example", "aud": "other"}),
             "wrong audience",

@@ -2,9 +2,11 @@ use lambda_http::{
     http::{header, HeaderValue, StatusCode},
     Body, Response,
 };
+use std::borrow::Cow;
+
 use serde::Serialize;
 
-use super::APPLICATION_PROBLEM_JSON;
+use super::{echoed, APPLICATION_PROBLEM_JSON, MAX_ECHOED_PATH};
 use crate::{
     auth::{AuthError, Denied, Scope},
     db,
@@ -33,7 +35,8 @@ pub enum ApiError {
     /// The request is malformed: bad JSON, a missing body, a bad id in the path.
     #[error("{0}")]
     BadRequest(String),
-    /// No usable bearer token.
+    /// No usable bearer token. The detail says only whether one was sent; why a token was
+    /// refused goes to the log ([`ApiError::log_detail`]), not to whoever sent it.
     #[error("{}", unauthorized_detail(.0))]
     Unauthorized(AuthError),
     /// A valid token without the scope the route needs.
@@ -44,6 +47,9 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A body larger than any request of this API needs, refused before it is read.
+    #[error("The request body is larger than {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
     /// Well-formed, but fields are missing, unknown or invalid.
     #[error("{}", validation_detail(.0))]
     Validation(Vec<FieldError>),
@@ -111,6 +117,11 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported media type",
             ),
+            Self::PayloadTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
             Self::Validation(_) => (S::UNPROCESSABLE_ENTITY, "validation", "Validation failed"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
@@ -148,6 +159,16 @@ impl ApiError {
         self.kind().slug
     }
 
+    /// What the access log says of it: the detail, and for a refused token, why.
+    pub fn log_detail(&self) -> String {
+        match self {
+            Self::Unauthorized(AuthError::InvalidToken(reason)) => {
+                format!("The access token was rejected: {reason}.")
+            }
+            _ => self.to_string(),
+        }
+    }
+
     /// Logs the error (5xx with its whole cause chain) and renders it as problem+json.
     pub fn into_problem_response(self, request_id: Option<&str>, path: &str) -> Response<Body> {
         let kind = self.kind();
@@ -157,7 +178,7 @@ impl ApiError {
             title: kind.title,
             status: kind.status.as_u16(),
             detail: self.to_string(),
-            instance: path,
+            instance: echoed(path, MAX_ECHOED_PATH),
             request_id,
             errors: match &self {
                 Self::Validation(errors) => Some(errors),
@@ -243,7 +264,7 @@ struct Problem<'a> {
     title: &'static str,
     status: u16,
     detail: String,
-    instance: &'a str,
+    instance: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,7 +291,7 @@ fn unauthorized_detail(err: &AuthError) -> String {
         AuthError::Missing | AuthError::WrongScheme => {
             "Send an access token: Authorization: Bearer <token>.".to_owned()
         }
-        AuthError::InvalidToken(reason) => format!("The access token was rejected: {reason}."),
+        AuthError::InvalidToken(_) => "The access token is invalid.".to_owned(),
     }
 }
 
@@ -340,6 +361,7 @@ mod tests {
             ApiError::RequestInProgress,
             ApiError::PreconditionFailed("p".into()),
             ApiError::IdempotencyKeyReused,
+            ApiError::PayloadTooLarge { limit: 8192 },
             ApiError::Unavailable(anyhow::anyhow!("down")),
             ApiError::Internal(anyhow::anyhow!("bug")),
         ]

@@ -8,7 +8,13 @@ use serde::{
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, FieldError, APPLICATION_MERGE_PATCH_JSON};
+use super::{
+    echoed, ApiError, FieldError, APPLICATION_MERGE_PATCH_JSON, MAX_BODY_BYTES, MAX_ECHOED,
+};
+
+/// The most unknown members one problem lists: the client learns of the rest once it has
+/// dropped these.
+const MAX_UNKNOWN_LISTED: usize = 10;
 
 /// A request body that is a JSON object, with the field errors found while reading it.
 ///
@@ -49,6 +55,11 @@ impl JsonObject {
             #[allow(unreachable_patterns)]
             _ => &[],
         };
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest(
                 "The request body is missing; send a JSON object.".to_owned(),
@@ -74,7 +85,8 @@ impl JsonObject {
         }
     }
 
-    /// Records an error for every field not in `known`.
+    /// Records an error for every field not in `known` (the first [`MAX_UNKNOWN_LISTED`] by
+    /// name, each name cut to [`MAX_ECHOED`] characters).
     pub fn reject_unknown_fields(&mut self, known: &[&str]) {
         let mut unknown: Vec<&String> = self
             .fields
@@ -82,9 +94,9 @@ impl JsonObject {
             .filter(|key| !known.contains(&key.as_str()))
             .collect();
         unknown.sort();
-        for field in unknown {
+        for field in unknown.into_iter().take(MAX_UNKNOWN_LISTED) {
             self.errors.push(FieldError {
-                field: field.clone(),
+                field: echoed(field, MAX_ECHOED).into_owned(),
                 message: "is not a known field".to_owned(),
             });
         }
@@ -213,7 +225,10 @@ impl<'de> de::Visitor<'de> for TopLevelVisitor {
         let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
             if members.contains_key(&name) {
-                return Err(de::Error::custom(format_args!("{name:?}")));
+                return Err(de::Error::custom(format_args!(
+                    "{:?}",
+                    echoed(&name, MAX_ECHOED)
+                )));
             }
             let value = map.next_value()?;
             members.insert(name, value);

@@ -17,6 +17,7 @@ pub use query::Query;
 pub use request::{idempotency_key, require_method, time_left, user_id_from_path};
 
 use std::{
+    borrow::Cow,
     future::Future,
     panic::AssertUnwindSafe,
     sync::atomic::{AtomicBool, Ordering},
@@ -41,6 +42,24 @@ pub const APPLICATION_MERGE_PATCH_JSON: &str = "application/merge-patch+json";
 /// Kept out of the invocation's time to answer: a request still running this close to the
 /// deadline is abandoned and answered 503.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// The largest request body read: a user is a few hundred bytes of JSON. A larger body is
+/// refused (413) before it is parsed.
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+/// The most characters of anything named in a request (a member's or a parameter's name) that
+/// a problem or a log line repeats: enough to recognise it, too few to carry a payload.
+pub(crate) const MAX_ECHOED: usize = 64;
+/// The same for the request's path (a problem's `instance`).
+pub(crate) const MAX_ECHOED_PATH: usize = 256;
+
+/// `text` as a problem or a log line may repeat it: its first `max` characters, then `…`.
+pub(crate) fn echoed(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
 
 /// Runs `route` (the API's route, such as `GET /users/{id}`, whose handler `future` is) for
 /// `req` and answers with its response, its error as a problem, or, should it panic, a generic
@@ -83,7 +102,7 @@ pub async fn handle(
     let problem = result
         .as_ref()
         .err()
-        .map(|err| (err.slug(), err.to_string()));
+        .map(|err| (err.slug(), err.log_detail()));
     let response = respond(req, result);
     span.record("http.response.status_code", response.status().as_u16());
     // Ended, so that it goes out with this request's spans.
@@ -174,7 +193,7 @@ fn record(entry: &AccessLog<'_>) {
         function_name = config.map(|config| config.function_name.as_str()),
         function_version = config.map(|config| config.version.as_str()),
         memory_mb = config.map(|config| config.memory),
-        caller = entry.caller,
+        caller = entry.caller.map(|caller| echoed(caller, MAX_ECHOED)).as_deref(),
         problem,
         detail,
         "request"

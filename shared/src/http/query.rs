@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use lambda_http::Request;
 
-use super::ApiError;
+use super::{echoed, ApiError, MAX_ECHOED};
 
 /// The query's parameters, decoded (`application/x-www-form-urlencoded`, as browsers and
 /// `curl --data-urlencode` write it).
@@ -25,7 +25,8 @@ impl Query {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             if !known.contains(&&*name) {
                 return Err(ApiError::BadRequest(format!(
-                    "The query parameter {name:?} is not known here; use {}.",
+                    "The query parameter {:?} is not known here; use {}.",
+                    echoed(&name, MAX_ECHOED),
                     known.join(", ")
                 )));
             }

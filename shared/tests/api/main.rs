@@ -4,6 +4,7 @@
 
 mod app;
 mod auth;
+mod bounds;
 mod conditional;
 mod create_user;
 mod delete_user;
