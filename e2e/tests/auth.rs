@@ -396,7 +396,7 @@ async fn a_cognito_access_token_is_bound_by_its_client_id_and_list_scopes_are_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn init_refuses_to_run_without_a_key_or_with_a_private_one() {
+async fn init_refuses_to_run_without_a_key_with_a_private_one_or_a_jwks_without_its_issuer() {
     let database = TestDatabase::create("auth-init").await;
     let base = vec![
         ("DATABASE_URL".to_owned(), database.url.clone()),
@@ -431,6 +431,11 @@ async fn init_refuses_to_run_without_a_key_or_with_a_private_one() {
                 ("JWT_KEY".to_owned(), tokens::TEST_KEY.to_owned()),
             ],
             "tokens are not bound to this API",
+        ),
+        (
+            "a JWKS without its issuer",
+            with("JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+            "JWT_JWKS_URL needs JWT_ISSUER",
         ),
     ];
     for (case, env, expected) in cases {
