@@ -26,6 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 admin_url=$(scripts/postgres.sh start "$pg_dir" | sed -n 's/^DATABASE_URL=//p')
+# The server's log, which a test reads (no password may reach it).
+export E2E_POSTGRES_LOG="$pg_dir/server.log"
 
 step "SQLx offline data is current (.sqlx/ against the migrated schema)"
 scripts/postgres.sh psql "$pg_dir" -c 'CREATE DATABASE prepare_check'

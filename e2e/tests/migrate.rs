@@ -236,3 +236,58 @@ async fn the_api_runs_as_a_role_that_may_only_read_and_change_rows() {
         assert_eq!(code.as_deref(), Some("42501"), "{statement}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_roles_password_never_reaches_the_servers_log() {
+    let log = std::env::var("E2E_POSTGRES_LOG")
+        .expect("E2E_POSTGRES_LOG: run the end-to-end tests through `make test`");
+    let database = TestDatabase::create_empty("password-log").await;
+    let role = format!("app_{}", database.name.trim_start_matches("e2e_"));
+    let password = format!("never-logged-{}", std::process::id());
+    // Every statement of every session on this database in the server's log, as with pgaudit.
+    sqlx::query(&format!(
+        r#"ALTER DATABASE "{}" SET log_statement = 'all'"#,
+        database.name
+    ))
+    .execute(&mut database.connect().await)
+    .await
+    .expect("log every statement");
+    let moto = Moto::start().await;
+    let (host, port) = (database.address.ip().to_string(), database.address.port());
+    let app_secret = json!({
+        "engine": "postgres", "host": host, "port": port, "dbname": database.name,
+        "username": role, "password": password,
+    });
+    moto.create_secret("db/app", &app_secret.to_string()).await;
+    let mut env = moto.function_env();
+    env.push(("DATABASE_URL".into(), database.url.clone()));
+    env.push(("DB_APP_SECRET_ID".into(), "db/app".into()));
+    let migrate = Function::start("migrate", &env).await;
+
+    let created = CustomResource::default()
+        .create(&migrate, properties("1"))
+        .await;
+
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let server_log = std::fs::read_to_string(&log).expect("the server's log");
+    let create_role = server_log
+        .lines()
+        .find(|line| line.contains("CREATE ROLE") && line.contains(&role))
+        .unwrap_or_else(|| panic!("the CREATE ROLE statement is logged"));
+    assert!(
+        create_role.contains("PASSWORD 'SCRAM-SHA-256$4096:"),
+        "{create_role}"
+    );
+    assert!(
+        !server_log.contains(&password),
+        "the password reached the server's log"
+    );
+    // The verifier is the password's: the role logs in with it.
+    let url = format!(
+        "postgres://{role}:{password}@{}/{}",
+        database.address, database.name
+    );
+    PgConnection::connect(&url)
+        .await
+        .expect("the role logs in with its secret's password");
+}
