@@ -39,7 +39,7 @@ check:
 
 ## Regenerate .sqlx/ after changing a query or a migration (uses the dev database).
 prepare:
-	DATABASE_URL=$$(scripts/dev-db.sh) cargo sqlx prepare --workspace -- --all-targets
+	DATABASE_URL=$$(scripts/dev-db.sh) .venv/bin/python -m devtools.sqlx_prepare_check --write
 
 ## Apply migrations to the dev database (starting it if needed) and print its URL.
 migrate:

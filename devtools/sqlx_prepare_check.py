@@ -1,7 +1,9 @@
 """Checks that the committed SQLx offline data (`.sqlx/`) matches the queries and the schema,
 as `cargo sqlx prepare --check` does, without building sqlx-cli (minutes on a clean machine).
 
-    DATABASE_URL=postgres://…/migrated_db python3 -m devtools.sqlx_prepare_check
+    DATABASE_URL=postgres://…/migrated_db python3 -m devtools.sqlx_prepare_check [--write]
+
+With `--write` (what `make prepare` runs) it replaces `.sqlx/` with what it found instead.
 
 The query macros expand again against the live database (`SQLX_OFFLINE=false`), writing what
 they find to a scratch folder, which must then equal `.sqlx/` file for file. Like sqlx-cli, it
@@ -53,6 +55,13 @@ def main():
     scratch = target_dir() / "sqlx-prepare-check"
     regenerate(scratch)
     expected, committed = queries(scratch), queries(COMMITTED)
+    if "--write" in sys.argv[1:]:
+        for name in committed.keys() - expected.keys():
+            (COMMITTED / name).unlink()
+        for name in expected:
+            shutil.copyfile(scratch / name, COMMITTED / name)
+        print(f"sqlx_prepare_check: wrote the {len(expected)} queries to .sqlx/")
+        return
     problems = [f"missing from .sqlx/: {name}" for name in sorted(expected.keys() - committed.keys())]
     problems += [f"no longer used, delete it: .sqlx/{name}" for name in sorted(committed.keys() - expected.keys())]
     problems += [f"differs from the schema: .sqlx/{name}" for name in sorted(expected.keys() & committed.keys())

@@ -29,6 +29,10 @@ pub enum Refused {
     /// The idempotency key was used before with another request body.
     #[error("the idempotency key was used with another request")]
     KeyReused,
+    /// The idempotency key's create made a user that has since been deleted: it is not made
+    /// again, and its data is gone.
+    #[error("the user this request created has since been deleted")]
+    CreatedUserDeleted,
 }
 
 /// An outcome: the database's error outside, a refusal inside.
@@ -138,7 +142,7 @@ pub async fn insert_idempotently(
             )
         )
         SELECT false AS "replayed!", 201::smallint AS "status!", $3::bytea AS "request_hash!",
-               id AS "id!: UserId", email AS "email!", name AS "name!",
+               id AS "id!: UserId", email AS "email?", name AS "name?",
                created_at AS "created_at!", updated_at AS "updated_at!", version AS "version!"
         FROM created
         UNION ALL
@@ -162,24 +166,33 @@ pub async fn insert_idempotently(
     let Some(row) = row else {
         return Ok(Err(Refused::KeyInFlight));
     };
-    let user = User {
-        id: row.id,
-        email: row.email,
-        name: row.name,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        version: row.version,
-    };
-    Ok(
-        match (row.replayed, row.request_hash == request_hash.as_slice()) {
-            (false, _) => Ok(Created::New(user)),
-            (true, true) => Ok(Created::Replayed {
-                status: u16::try_from(row.status).unwrap_or(201),
-                user,
-            }),
-            (true, false) => Err(Refused::KeyReused),
-        },
-    )
+    match (row.replayed, row.request_hash == request_hash.as_slice()) {
+        (true, false) => Ok(Err(Refused::KeyReused)),
+        // A tombstone (see `delete`): the user is gone, and so is its email and name.
+        (true, true) if row.status == 410 => Ok(Err(Refused::CreatedUserDeleted)),
+        (replayed, _) => {
+            let (Some(email), Some(name)) = (row.email, row.name) else {
+                return Err(sqlx::Error::Decode(
+                    "a recorded response without its user's email or name".into(),
+                ));
+            };
+            let user = User {
+                id: row.id,
+                email,
+                name,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                version: row.version,
+            };
+            Ok(Ok(match replayed {
+                false => Created::New(user),
+                true => Created::Replayed {
+                    status: u16::try_from(row.status).unwrap_or(201),
+                    user,
+                },
+            }))
+        }
+    }
 }
 
 #[tracing::instrument(name = "Find a user by id", skip_all, fields(db.system.name = "postgresql"))]
@@ -300,7 +313,9 @@ pub async fn update(
     Ok(user.ok_or_else(|| missed(id, expected)))
 }
 
-/// Deletes the user, if it is in one of the `expected` versions.
+/// Deletes the user, if it is in one of the `expected` versions, and, in the same statement,
+/// every copy of its data: the responses recorded for its idempotent creates become tombstones
+/// (migrations/0008).
 #[tracing::instrument(name = "Delete a user", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn delete(
     connection: &mut PgConnection,
@@ -316,6 +331,12 @@ pub async fn delete(
             DELETE FROM users
             WHERE id = $1 AND ($2::bigint[] IS NULL OR version = ANY($2))
             RETURNING id
+        ),
+        -- Erasure: the responses recorded for the creates of this user keep no copy of it.
+        erased AS (
+            UPDATE idempotent_responses
+            SET status = 410, email = NULL, name = NULL
+            WHERE user_id IN (SELECT id FROM deleted)
         )
         SELECT EXISTS (SELECT FROM deleted) AS "deleted!"
         FROM target

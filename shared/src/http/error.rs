@@ -64,6 +64,13 @@ pub enum ApiError {
         IN_PROGRESS_RETRY_AFTER_SECONDS
     )]
     RequestInProgress,
+    /// An idempotent create replayed after the user it made was deleted: the user is not made
+    /// again, and the response recorded for the key no longer holds its data.
+    #[error(
+        "The user this Idempotency-Key created has since been deleted. Use a new key to create \
+         it again."
+    )]
+    CreatedUserDeleted,
     /// An `If-Match` names none of the resource's current versions.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -126,6 +133,7 @@ impl ApiError {
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
             Self::RequestInProgress => (S::CONFLICT, "request-in-progress", "Request in progress"),
+            Self::CreatedUserDeleted => (S::GONE, "created-user-deleted", "Created user deleted"),
             Self::PreconditionFailed(_) => (
                 S::PRECONDITION_FAILED,
                 "precondition-failed",
@@ -338,6 +346,7 @@ impl From<Refused> for ApiError {
             ),
             Refused::KeyInFlight => Self::RequestInProgress,
             Refused::KeyReused => Self::IdempotencyKeyReused,
+            Refused::CreatedUserDeleted => Self::CreatedUserDeleted,
         }
     }
 }
@@ -359,6 +368,7 @@ mod tests {
             ApiError::NotFound("n".into()),
             ApiError::Conflict("c".into()),
             ApiError::RequestInProgress,
+            ApiError::CreatedUserDeleted,
             ApiError::PreconditionFailed("p".into()),
             ApiError::IdempotencyKeyReused,
             ApiError::PayloadTooLarge { limit: 8192 },

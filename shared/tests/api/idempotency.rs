@@ -53,20 +53,92 @@ async fn a_repeat_with_the_same_key_and_body_replays_the_first_response(pool: Pg
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
-async fn a_replay_returns_the_original_body_after_the_user_changed_or_went(pool: PgPool) {
+async fn a_replay_returns_the_original_body_after_the_user_changed(pool: PgPool) {
     let app = TestApp::new(&pool).await;
     let first = app.create_with_key("key-1", ADA).await;
     let path = format!("/users/{}", first.body["id"]);
 
     app.patch(&path, &json!({"name": "Ada Lovelace"})).await;
     let after_change = app.create_with_key("key-1", ADA).await;
-    app.delete_user(TestRequest::delete(&path)).await;
-    let after_delete = app.create_with_key("key-1", ADA).await;
 
+    assert_eq!(after_change.status, 201);
     assert_eq!(after_change.body, first.body);
     assert_eq!(after_change.header("etag"), Some("\"1\""));
-    assert_eq!(after_delete.body, first.body);
-    assert_eq!(after_delete.status, 201);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn after_the_user_is_deleted_a_replay_is_a_410_and_creates_nothing(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let first = app.create_with_key("key-1", ADA).await;
+    let path = format!("/users/{}", first.body["id"]);
+
+    app.delete_user(TestRequest::delete(&path)).await;
+    let replay = app.create_with_key("key-1", ADA).await;
+    let other_body = app
+        .create_with_key("key-1", r#"{"email": "b@example.com", "name": "B"}"#)
+        .await;
+    let new_key = app.create_with_key("key-2", ADA).await;
+
+    replay.assert_problem_of_type(410, "created-user-deleted");
+    assert_eq!(replay.header("idempotent-replayed"), None);
+    other_body.assert_problem_of_type(422, "idempotency-key-reused");
+    assert_eq!(new_key.status, 201, "a new key creates the user again");
+    assert_eq!(count(&pool, "users").await, 1);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn no_row_of_any_table_holds_a_deleted_users_email_or_name(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let email = "erase.me@example.com";
+    let name = "Erasable Name";
+    let body = json!({"email": email, "name": name}).to_string();
+    let created = app.create_with_key("key-1", &body).await;
+    app.create_with_key("key-1", &body).await;
+    let path = format!("/users/{}", created.body["id"]);
+    app.patch(&path, &json!({"name": format!("{name} II")}))
+        .await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
+         WHERE table_type = 'BASE TABLE' \
+           AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let holding = |needle: &'static str| {
+        let pool = pool.clone();
+        let tables = tables.clone();
+        async move {
+            let mut holding = Vec::new();
+            for table in &tables {
+                let rows: i64 = sqlx::query_scalar(&format!(
+                    "SELECT count(*) FROM {table} AS t WHERE strpos(t::text, $1) > 0"
+                ))
+                .bind(needle)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                if rows > 0 {
+                    holding.push(table.clone());
+                }
+            }
+            holding
+        }
+    };
+    let before = (holding(email).await, holding(name).await);
+
+    let deleted = app.delete_user(TestRequest::delete(&path)).await;
+
+    assert!(tables.len() >= 4, "{tables:?}");
+    assert_eq!(
+        before.0,
+        ["public.idempotent_responses", "public.users"],
+        "the scan finds the email where it is"
+    );
+    assert_eq!(before.1, before.0);
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(holding(email).await, Vec::<String>::new());
+    assert_eq!(holding(name).await, Vec::<String>::new());
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
