@@ -4,6 +4,8 @@
 #            moto (a local Secrets Manager, for the tests and `make dev-secrets`), the SAM CLI
 #            and cfn-lint (template checks, `sam build`), pytest (the template tests),
 #            openapi-spec-validator and Schemathesis (openapi.yaml, and the contract test)
+#   .tools/checkov/  a virtualenv of its own for checkov (the template's security checks),
+#            whose pinned dependencies (boto3 among them) differ from the SAM CLI's
 #   .tools/  with --sqlx-cli: sqlx-cli, built by cargo (minutes, once), for the dev database
 #            and `make prepare`; `make test` does not need it
 # Print nothing when everything is already in place.
@@ -18,6 +20,7 @@ PYTEST_VERSION=9.2.0
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 SCHEMATHESIS_VERSION=4.32.5
 SQLX_CLI_VERSION=0.8.6
+CHECKOV_VERSION=3.3.30
 
 if [ ! -x .venv/bin/cargo-lambda ] ||
   [ "$(.venv/bin/cargo-lambda lambda --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LAMBDA_VERSION" ]; then
@@ -41,6 +44,12 @@ then
   echo "bootstrap: installing ${python_tools[*]} into .venv" >&2
   [ -x .venv/bin/pip ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "${python_tools[@]}"
+fi
+
+if [ "$(.tools/checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  echo "bootstrap: installing checkov $CHECKOV_VERSION into .tools/checkov" >&2
+  [ -x .tools/checkov/bin/pip ] || python3 -m venv .tools/checkov
+  .tools/checkov/bin/pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
 
 sqlx_cli_version() { .tools/bin/sqlx --version 2>/dev/null | awk '{print $2}'; }

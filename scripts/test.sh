@@ -50,6 +50,9 @@ export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 cfn-lint template.yaml
 sam validate --lint
 
+step "checkov: the template in each shape an operator deploys (devtools/checkov.py)"
+python3 -m devtools.checkov
+
 step "sam build: every function for arm64 (debug profile: proves the build, not the speed)"
 # `make build` and `make deploy` build the release profile; here the point is that the
 # template's functions cross-compile for Graviton, which the debug profile proves in a third

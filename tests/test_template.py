@@ -107,18 +107,36 @@ def aliased_function(reference):
     return function
 
 
-def test_every_routed_function_may_be_invoked_by_this_api_only(template):
+def test_every_routed_function_may_be_invoked_by_this_api_only_on_its_own_routes(template):
+    """Each permission names the routes that reach its function, as API Gateway's source ARN
+    spells them (`<stage>/<METHOD>/<path>`, a path parameter `*`): a method `*` only where an
+    `ANY` route shares the path, never `/*/*`."""
     resources = template["Resources"]
+    integrations = {name: aliased_function(resource["Properties"]["IntegrationUri"])
+                    for name, resource in resources.items()
+                    if resource["Type"] == "AWS::ApiGatewayV2::Integration"}
+    routed = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::ApiGatewayV2::Route":
+            properties = resource["Properties"]
+            integration = properties["Target"]["Fn::Sub"].removeprefix("integrations/${").rstrip("}")
+            method, path = properties["RouteKey"].split(" ")
+            routed.setdefault(integrations[integration], set()).add(
+                (method, re.sub(r"\{[^}]+\}", "*", path)))
     permitted = {
         aliased_function(resource["Properties"]["FunctionName"]): resource["Properties"]
         for resource in resources.values()
         if resource["Type"] == "AWS::Lambda::Permission"
     }
-    for name, resource in resources.items():
-        if resource["Type"] == "AWS::ApiGatewayV2::Integration":
-            function = aliased_function(resource["Properties"]["IntegrationUri"])
-            assert permitted[function]["Principal"] == "apigateway.amazonaws.com", name
-            assert "${Api}/*/*" in permitted[function]["SourceArn"]["Fn::Sub"], name
+    assert sorted(permitted) == sorted(routed)
+    prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/"
+    for function, routes in routed.items():
+        assert permitted[function]["Principal"] == "apigateway.amazonaws.com", function
+        paths = {path for _, path in routes}
+        assert len(paths) == 1, (function, routes)
+        methods = {method for method, _ in routes}
+        method = methods.pop() if len(methods) == 1 and "ANY" not in methods else "*"
+        assert permitted[function]["SourceArn"] == {"Fn::Sub": f"{prefix}{method}{paths.pop()}"}, function
 
 
 def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is_an_issuer(template):
@@ -343,7 +361,8 @@ def test_the_database_connection_verifies_the_server_by_default(template):
     assert variables["DB_SSLMODE"] == {"Ref": "DatabaseSslMode"}
     bundle = "/opt/rds-ca/global-bundle.pem"
     assert variables["DB_SSLROOTCERT"] == {"Fn::If": ["HasCaBundleLayer", bundle, {"Ref": "AWS::NoValue"}]}
-    ca, collector = {"Ref": "DatabaseCaBundleLayerArn"}, {"Ref": "OtelCollectorLayerArn"}
+    ca = {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:layer:${DatabaseCaBundleLayer}"}
+    collector = {"Ref": "OtelCollectorLayerArn"}
     for has_ca in (False, True):
         for has_collector in (False, True):
             conditions = {"HasCaBundleLayer": has_ca, "HasOtelCollector": has_collector,
@@ -355,6 +374,97 @@ def test_the_database_connection_verifies_the_server_by_default(template):
     for name, resource in functions_of(template).items():
         overrides = resource["Properties"].get("Environment", {}).get("Variables", {})
         assert "DB_SSLMODE" not in overrides and "DB_SSLROOTCERT" not in overrides, name
+
+
+def test_layers_come_from_this_account_or_from_aws_distro_for_opentelemetry(template):
+    parameters = template["Parameters"]
+    collector = re.compile(parameters["OtelCollectorLayerArn"]["AllowedPattern"])
+    adot = "arn:aws:lambda:eu-west-1:901920570463:layer:aws-otel-collector-arm64-ver-0-117-0:1"
+    assert collector.fullmatch(adot) and collector.fullmatch("")
+    for foreign in (adot.replace("901920570463", "123456789012"),
+                    adot.replace("aws-otel-collector-arm64", "my-collector")):
+        assert not collector.fullmatch(foreign), foreign
+    # The CA bundle: a name and version, made an ARN of this account's in the template.
+    bundle = re.compile(parameters["DatabaseCaBundleLayer"]["AllowedPattern"])
+    assert bundle.fullmatch("rds-ca-bundle:3") and bundle.fullmatch("")
+    assert not bundle.fullmatch("arn:aws:lambda:eu-west-1:123456789012:layer:rds-ca-bundle:3")
+    assert "${AWS::AccountId}:layer:${DatabaseCaBundleLayer}" in json.dumps(template["Globals"])
+
+
+def test_a_key_decrypts_only_through_secrets_manager_the_secrets_its_role_reads(template):
+    readable, decrypting = {}, {}
+    for name, statement in statements(template):
+        actions = as_list(statement["Action"])
+        if "secretsmanager:GetSecretValue" in actions:
+            readable.setdefault(name, []).extend(as_list(statement["Resource"]))
+        if "kms:Decrypt" in actions:
+            decrypting[name] = statement
+    assert sorted(decrypting) == sorted(readable), "every role that reads a secret may decrypt it"
+    for name, statement in decrypting.items():
+        assert statement["Resource"] == {"Ref": "KmsKeyArn"}, name
+        condition = statement["Condition"]["StringEquals"]
+        assert condition["kms:ViaService"] == {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+        assert as_list(condition["kms:EncryptionContext:SecretARN"]) == readable[name], name
+
+
+CLUSTER_ID = {"Fn::Join": ["-", ["users", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]]}
+IF_KMS_KEY = {"Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+
+
+def test_the_created_database_is_encrypted_logged_monitored_and_protected(template):
+    resources = template["Resources"]
+    cluster = resources["DatabaseCluster"]
+    properties = cluster["Properties"]
+    assert properties["StorageEncrypted"] is True
+    assert properties["KmsKeyId"] == IF_KMS_KEY
+    assert properties["MasterUserSecret"] == {"KmsKeyId": IF_KMS_KEY}
+    assert resources["AppDatabaseSecret"]["Properties"]["KmsKeyId"] == IF_KMS_KEY
+    assert properties["DeletionProtection"] == {"Ref": "DatabaseDeletionProtection"}
+    assert template["Parameters"]["DatabaseDeletionProtection"]["Default"] == "true"
+    assert cluster["DeletionPolicy"] == "Snapshot"
+    # The server's log goes to a log group made first, with the stack's retention and key.
+    assert properties["EnableCloudwatchLogsExports"] == ["postgresql"]
+    assert properties["DBClusterIdentifier"] == CLUSTER_ID
+    logs = resources["DatabaseLogs"]["Properties"]
+    assert logs["LogGroupName"] == {"Fn::Sub": ["/aws/rds/cluster/${Cluster}/postgresql", {"Cluster": CLUSTER_ID}]}
+    assert cluster["DependsOn"] == "DatabaseLogs"
+    # Every instance: Performance Insights (with the key) and Enhanced Monitoring.
+    writer, reader = resources["DatabaseInstance"], resources["DatabaseReaderInstance"]
+    for instance in (writer["Properties"], reader["Properties"]):
+        assert instance["EnablePerformanceInsights"] is True
+        assert instance["PerformanceInsightsKMSKeyId"] == IF_KMS_KEY
+        assert instance["MonitoringInterval"] == 60
+        assert instance["PubliclyAccessible"] is False
+    # The reader only with two zones, in the second; the writer then pinned to the first.
+    zones = {"Ref": "DatabaseAvailabilityZones"}
+    assert reader["Condition"] == "HasDatabaseReader"
+    assert reader["Properties"]["AvailabilityZone"] == {"Fn::Select": [1, zones]}
+    assert writer["Properties"]["AvailabilityZone"] == {
+        "Fn::If": ["HasDatabaseReader", {"Fn::Select": [0, zones]}, {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["DatabaseAvailabilityZones"]["Default"] == ""
+
+
+def test_the_created_database_refuses_plain_text_and_sets_the_migrations_timeouts(template):
+    parameters = template["Resources"]["DatabaseParameterGroup"]["Properties"]["Parameters"]
+    assert parameters["rds.force_ssl"] == 1
+    migration = (ROOT / "migrations/0005_session_defaults.sql").read_text()
+    assert "statement_timeout = %L', current_database(), '5s'" in migration
+    assert parameters["statement_timeout"] == 5_000
+    assert "current_database(),\n        '10s'" in migration
+    assert parameters["idle_in_transaction_session_timeout"] == 10_000
+    # And it can be verified, so it must be.
+    rule = template["Rules"]["CreatedDatabaseIsVerified"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "CreateDatabase"}, "true"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "DatabaseSslMode"}, "require"]}]}
+
+
+def test_every_log_group_expires_and_takes_the_key(template):
+    groups = {name: resource["Properties"] for name, resource in template["Resources"].items()
+              if resource["Type"] == "AWS::Logs::LogGroup"}
+    assert len(groups) >= 9, sorted(groups)
+    for name, properties in groups.items():
+        assert properties["RetentionInDays"] == {"Ref": "LogRetentionInDays"}, name
+        assert properties["KmsKeyId"] == IF_KMS_KEY, name
 
 
 # ---------------------------------------------------------------- capacity (README, Capacity)
@@ -497,7 +607,8 @@ def test_every_route_is_throttled_to_what_its_functions_environments_serve(templ
     for function in api_functions(template):
         reserved = resources[function]["Properties"]["ReservedConcurrentExecutions"]
         assert reserved["Fn::FindInMap"][2] == "FunctionConcurrency", function
-    assert "ReservedConcurrentExecutions" not in resources["MigrateFunction"]["Properties"]
+    # Migrate: one run, one session, as the worst case counts it (MIGRATE).
+    assert resources["MigrateFunction"]["Properties"]["ReservedConcurrentExecutions"] == MIGRATE
 
 
 def test_migrate_logs_in_on_the_database_itself_not_through_the_proxy(template):
@@ -540,6 +651,9 @@ def test_the_sam_transform_accepts_the_template_with_real_parameters(
         "JwtAudience": "users-api",
         "DatabaseConnectionBudget": "144",
         "ManagedInstancesConcurrency": managed_instances,
+        "DatabaseCaBundleLayer": "rds-ca-bundle:1",
+        "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        "DatabaseAvailabilityZones": "eu-west-1a,eu-west-1b" if create_database == "true" else "",
     }
 
     translated = transform(template, parameters, NoManagedPolicies())
