@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev dev-secrets token traces test bench check prepare migrate build sizes deploy delete logs dev-reset
+.PHONY: dev dev-secrets dev-aws token traces test bench check prepare migrate build sizes deploy delete logs dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
@@ -14,6 +14,10 @@ dev:
 ## The same, with the credentials in a local Secrets Manager (moto): the production path.
 dev-secrets:
 	DEV_SECRETS=1 PORT=$(PORT) scripts/dev.sh
+
+## The same against real AWS: the secret DB_SECRET_ID, read with AWS_PROFILE's credentials.
+dev-aws:
+	DEV_AWS=1 PORT=$(PORT) scripts/dev.sh
 
 ## Print a one-hour token for the local stack: TOKEN=$$(make -s token)
 token:

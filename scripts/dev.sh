@@ -7,6 +7,10 @@
 # DEV_SECRETS=1 (`make dev-secrets`) runs the production path instead: a local Secrets Manager
 # (moto) on loopback holds the credentials as RDS writes them, and the functions get
 # DB_SECRET_ID and AWS_ENDPOINT_URL, not DATABASE_URL.
+#
+# DEV_AWS=1 (`make dev-aws`) starts no database: the functions read DB_SECRET_ID from the real
+# Secrets Manager with the AWS credentials of the environment or AWS_PROFILE (aws-config), and
+# connect where the secret (or DB_HOST, DB_PORT) says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --sqlx-cli
@@ -30,6 +34,15 @@ fi
 if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $PORT))" 2>/dev/null; then
   echo "dev: port $PORT is in use (is \`make dev\` already running?); set PORT=... to use another" >&2
   exit 1
+fi
+
+if [ "${DEV_AWS:-0}" = 1 ]; then
+  if [ -z "${DB_SECRET_ID:-}" ]; then
+    echo "dev-aws: set DB_SECRET_ID (and AWS_PROFILE, or credentials in the environment)" >&2
+    exit 2
+  fi
+  echo "dev: database credentials: secret $DB_SECRET_ID, read with ${AWS_PROFILE:+profile $AWS_PROFILE's}${AWS_PROFILE:-the environment's} AWS credentials" >&2
+  exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT"
 fi
 
 started_postgres=true

@@ -165,13 +165,18 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
                 assert "AuthorizationScopes" not in properties
                 continue
             scopes[properties["RouteKey"]] = properties["AuthorizationScopes"]["Fn::If"][1]
+    read, write = [{"Ref": "JwtScopeRead"}], [{"Ref": "JwtScopeWrite"}]
     assert scopes == {
-        "GET /users": ["users:read"],
-        "POST /users": ["users:write"],
-        "GET /users/{id}": ["users:read"],
-        "PATCH /users/{id}": ["users:write"],
-        "DELETE /users/{id}": ["users:write"],
+        "GET /users": read,
+        "POST /users": write,
+        "GET /users/{id}": read,
+        "PATCH /users/{id}": write,
+        "DELETE /users/{id}": write,
     }
+    # The functions require the same names.
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["JWT_SCOPE_READ"] == {"Ref": "JwtScopeRead"}
+    assert variables["JWT_SCOPE_WRITE"] == {"Ref": "JwtScopeWrite"}
 
 
 # The methods `cargo lambda watch` stands for an `ANY` route with (it routes by exact method).
@@ -217,6 +222,20 @@ def test_routes_agree_with_the_openapi_document_when_there_is_one(template):
     }
     routed = {(method, path) for method, path, _ in template_routes(template) if method != "ANY"}
     assert routed == documented
+    # Each operation requires the scope its route does, under the template's default names
+    # (the functions' defaults too: shared/src/auth/mod.rs, ScopeNames).
+    parameters = template["Parameters"]
+    names = {"JwtScopeRead": parameters["JwtScopeRead"]["Default"],
+             "JwtScopeWrite": parameters["JwtScopeWrite"]["Default"]}
+    assert names == {"JwtScopeRead": "users:read", "JwtScopeWrite": "users:write"}
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] != "AWS::ApiGatewayV2::Route" or "AuthorizationScopes" not in properties:
+            continue
+        method, path = properties["RouteKey"].split(" ")
+        [scope] = properties["AuthorizationScopes"]["Fn::If"][1]
+        operation = document["paths"][path][method.lower()]
+        assert operation["security"] == [{"bearerAuth": [names[scope["Ref"]]]}], (method, path)
 
 
 def statements(template):

@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod cloudformation;
+pub mod container_credentials;
 pub mod database;
 pub mod emf;
 mod http1;

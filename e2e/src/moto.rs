@@ -123,34 +123,114 @@ impl Moto {
     }
 
     /// An IAM user with no policy, through moto's IAM query API: its keys are denied
-    /// `secretsmanager:GetSecretValue`. Returns (access key id, secret access key).
+    /// `secretsmanager:GetSecretValue`. Returns (access key id, secret access key). Two
+    /// requests, for `INITIAL_NO_AUTH_ACTION_COUNT`.
     pub async fn user_without_permissions(&self, name: &str) -> (String, String) {
-        let http = reqwest::Client::new();
-        let iam = |action: &str| {
-            http.post(&self.endpoint)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header(
-                    "authorization",
-                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, \
-                     SignedHeaders=host, Signature=0",
-                )
-                .body(format!(
-                    "Action={action}&UserName={name}&Version=2010-05-08"
-                ))
-                .send()
-        };
-        iam("CreateUser").await.expect("create the IAM user");
-        let keys = iam("CreateAccessKey")
-            .await
-            .expect("create an access key")
-            .text()
-            .await
-            .expect("read the access key");
+        self.iam(&format!("Action=CreateUser&UserName={name}"))
+            .await;
+        let keys = self
+            .iam(&format!("Action=CreateAccessKey&UserName={name}"))
+            .await;
         (
             xml_element(&keys, "AccessKeyId"),
             xml_element(&keys, "SecretAccessKey"),
         )
     }
+
+    /// An IAM user allowed `secretsmanager:GetSecretValue` on every secret, whose keys are
+    /// then the only ones that work once moto enforces IAM. Three requests.
+    pub async fn user_allowed_to_read_secrets(&self, name: &str) -> (String, String) {
+        let keys = self.user_without_permissions(name).await;
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("Action", "PutUserPolicy")
+            .append_pair("UserName", name)
+            .append_pair("PolicyName", "read-secrets")
+            .append_pair("PolicyDocument", &read_secrets_policy())
+            .finish();
+        self.iam(&body).await;
+        keys
+    }
+
+    /// A role allowed `secretsmanager:GetSecretValue` on every secret, assumed: its temporary
+    /// credentials (access key id, secret access key, session token), what ECS gives a task.
+    /// Three requests.
+    pub async fn assumed_role_allowed_to_read_secrets(&self, name: &str) -> [String; 3] {
+        let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }]})
+        .to_string();
+        let policy = read_secrets_policy();
+        let form = |pairs: &[(&str, &str)]| {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+        };
+        self.iam(&form(&[
+            ("Action", "CreateRole"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", &trust),
+        ]))
+        .await;
+        self.iam(&form(&[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", name),
+            ("PolicyName", "read-secrets"),
+            ("PolicyDocument", &policy),
+        ]))
+        .await;
+        let role = format!("arn:aws:iam::123456789012:role/{name}");
+        let assumed = self
+            .query(
+                "sts",
+                "2011-06-15",
+                &form(&[
+                    ("Action", "AssumeRole"),
+                    ("RoleArn", &role),
+                    ("RoleSessionName", "e2e"),
+                ]),
+            )
+            .await;
+        ["AccessKeyId", "SecretAccessKey", "SessionToken"].map(|name| xml_element(&assumed, name))
+    }
+
+    /// One call of moto's IAM query API (`body` without the version), its XML answer.
+    async fn iam(&self, body: &str) -> String {
+        self.query("iam", "2010-05-08", body).await
+    }
+
+    /// One call of a query API of moto's (`service`, `version`), its XML answer.
+    async fn query(&self, service: &str, version: &str, body: &str) -> String {
+        reqwest::Client::new()
+            .post(&self.endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/\
+                     aws4_request, SignedHeaders=host, Signature=0"
+                ),
+            )
+            .body(format!("{body}&Version={version}"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|err| panic!("moto IAM {body}: {err}"))
+            .text()
+            .await
+            .expect("read moto's IAM answer")
+    }
+}
+
+/// An IAM policy allowing `secretsmanager:GetSecretValue` on every secret.
+fn read_secrets_policy() -> String {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": "*",
+    }]})
+    .to_string()
 }
 
 fn xml_element(xml: &str, name: &str) -> String {

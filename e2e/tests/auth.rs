@@ -360,18 +360,25 @@ async fn a_key_from_secrets_manager_is_used() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cognito_access_token_is_bound_by_its_client_id_and_list_scopes_are_read() {
+async fn a_cognito_access_token_is_bound_by_its_client_id_and_carries_cognitos_scope_names() {
     let (stack, _database) = stack_with_keys(
         "auth-client-ids",
         &[
             ("JWT_ISSUER", ISSUER),
             ("JWT_CLIENT_IDS", "app-client-1,app-client-2"),
+            // A resource server `users-api` with the scopes `read` and `write`.
+            ("JWT_SCOPE_READ", "users-api/read"),
+            ("JWT_SCOPE_WRITE", "users-api/write"),
         ],
     )
     .await;
-    // What Cognito issues: client_id and no aud, scopes space-separated (here also as a list).
+    // What Cognito issues: client_id and no aud, token_use, scopes space-separated (here also
+    // as a list).
     let access_token = |client_id: &str, scope: Value| {
-        let overrides = json!({"iss": ISSUER, "aud": null, "client_id": client_id, "scope": scope});
+        let overrides = json!({
+            "iss": ISSUER, "aud": null, "client_id": client_id, "token_use": "access",
+            "scope": scope,
+        });
         let claims = claims(tokens::FULL_SCOPE, overrides);
         bearer(&tokens::sign(
             Algorithm::HS256,
@@ -382,16 +389,24 @@ async fn a_cognito_access_token_is_bound_by_its_client_id_and_list_scopes_are_re
     };
 
     for (client, scope, status) in [
-        ("app-client-2", json!("users:read"), 404),
-        ("app-client-1", json!(["openid", "users:read"]), 404),
-        ("billing-client", json!("users:read"), 401),
-        ("app-client-1", json!(["users:write"]), 403),
+        ("app-client-2", json!("users-api/read users-api/write"), 404),
+        ("app-client-1", json!(["openid", "users-api/read"]), 404),
+        ("billing-client", json!("users-api/read"), 401),
+        ("app-client-1", json!(["users-api/write"]), 403),
+        // The other naming grants nothing here.
+        ("app-client-1", json!("users:read users:write"), 403),
     ] {
         let authorization = access_token(client, scope.clone());
         let reply = stack
             .send_with_authorization(Method::GET, "/users/1", Some(&authorization), None)
             .await;
         assert_eq!(reply.status, status, "{client} {scope}: {}", reply.body);
+        if status == 403 {
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some(r#"Bearer error="insufficient_scope", scope="users-api/read""#)
+            );
+        }
     }
 }
 

@@ -16,8 +16,6 @@ pub struct Settings {
     pub auth: Option<AuthSettings>,
     /// Read secrets through the AWS Parameters and Secrets Lambda Extension instead of the SDK.
     pub secrets_extension: Option<SecretsExtension>,
-    /// What the AWS SDK client needs: region, credentials, endpoint.
-    pub aws: AwsSettings,
     /// How long `GET /health` waits for `SELECT 1` before answering 503.
     pub health_timeout: Duration,
     /// `DB_APP_SECRET_ID` (the `migrate` function only): the secret of the role the API
@@ -143,36 +141,6 @@ impl TracesSettings {
     }
 }
 
-/// The AWS SDK's settings, from the variables Lambda sets. Nothing else: a Lambda function's
-/// credentials are in its environment, so the SDK's other sources (profile files, SSO, web
-/// identity, instance metadata) would only add code to every binary and time to every init.
-#[derive(Debug, Clone, Default)]
-pub struct AwsSettings {
-    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`).
-    pub region: Option<String>,
-    pub credentials: Option<AwsCredentials>,
-    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL` (a local stand-in).
-    pub secrets_manager_endpoint: Option<String>,
-}
-
-/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`: the function role's
-/// temporary credentials, which Lambda puts in the environment for its lifetime.
-#[derive(Clone)]
-pub struct AwsCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    pub session_token: Option<SecretString>,
-}
-
-/// Only which key: the rest is secret.
-impl fmt::Debug for AwsCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
-
 /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT` is set: the extension listens on this localhost
 /// port and authenticates callers by the environment's session token.
 #[derive(Debug)]
@@ -189,11 +157,7 @@ pub enum DatabaseSource {
     Url(Box<DatabaseUrl>),
     /// `DB_IAM_USER`: log in as this user with an RDS IAM auth token signed with the function's
     /// role credentials (no stored password), over TLS, at `DB_HOST`/`DB_PORT`/`DB_NAME`.
-    IamAuth {
-        user: String,
-        region: String,
-        credentials: Option<AwsCredentials>,
-    },
+    IamAuth { user: String },
     /// `DB_SECRET_ID`: a Secrets Manager secret (name or ARN), the production path.
     SecretsManager { secret_id: String },
 }
@@ -382,7 +346,6 @@ impl Settings {
             database,
             auth: auth_settings(&lookup)?,
             secrets_extension: secrets_extension(&lookup)?,
-            aws: aws_settings(&lookup),
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,
             app_role_secret_id: lookup("DB_APP_SECRET_ID"),
             app_role_rds_iam: parse_or(&lookup, "DB_APP_GRANT_RDS_IAM", false, "true or false")?,
@@ -400,13 +363,7 @@ fn database_source(
         return Ok(DatabaseSource::Url(Box::new(url)));
     }
     if let Some(user) = lookup("DB_IAM_USER") {
-        let region = lookup("AWS_REGION").ok_or(ConfigError::IamAuthNeeds("AWS_REGION"))?;
-        let credentials = aws_credentials(lookup);
-        return Ok(DatabaseSource::IamAuth {
-            user,
-            region,
-            credentials,
-        });
+        return Ok(DatabaseSource::IamAuth { user });
     }
     let secret_id = lookup("DB_SECRET_ID").ok_or(ConfigError::NoDatabase)?;
     Ok(DatabaseSource::SecretsManager { secret_id })
@@ -426,23 +383,6 @@ fn check_iam_auth(database: &DatabaseSettings) -> Result<(), ConfigError> {
         }
         _ => Ok(()),
     }
-}
-
-fn aws_settings(lookup: &impl Fn(&str) -> Option<String>) -> AwsSettings {
-    AwsSettings {
-        region: lookup("AWS_REGION").or_else(|| lookup("AWS_DEFAULT_REGION")),
-        credentials: aws_credentials(lookup),
-        secrets_manager_endpoint: lookup("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-            .or_else(|| lookup("AWS_ENDPOINT_URL")),
-    }
-}
-
-fn aws_credentials(lookup: &impl Fn(&str) -> Option<String>) -> Option<AwsCredentials> {
-    Some(AwsCredentials {
-        access_key_id: lookup("AWS_ACCESS_KEY_ID")?,
-        secret_access_key: SecretString::from(lookup("AWS_SECRET_ACCESS_KEY")?),
-        session_token: lookup("AWS_SESSION_TOKEN").map(SecretString::from),
-    })
 }
 
 fn secrets_extension(
@@ -487,6 +427,27 @@ pub struct AuthSettings {
     /// `Cache-Control: max-age` when shorter); then it is fetched again, and a key the issuer
     /// removed verifies no more tokens.
     pub jwks_max_age: Duration,
+    /// `JWT_SCOPE_READ` and `JWT_SCOPE_WRITE`: the scope names that grant reading and changing
+    /// users (`users:read`, `users:write`).
+    pub scopes: ScopeNames,
+}
+
+/// The scope names that grant reading and changing users: `JWT_SCOPE_READ` and
+/// `JWT_SCOPE_WRITE`, by default `users:read` and `users:write`. Issuers name scopes their own
+/// way: Cognito, for one, writes a resource server's `<identifier>/<scope>` (`users-api/read`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeNames {
+    pub read: String,
+    pub write: String,
+}
+
+impl Default for ScopeNames {
+    fn default() -> Self {
+        Self {
+            read: "users:read".to_owned(),
+            write: "users:write".to_owned(),
+        }
+    }
 }
 
 fn auth_settings(
@@ -531,7 +492,39 @@ fn auth_settings(
         client_ids,
         jwks_refresh_interval: millis_or(lookup, "JWT_JWKS_REFRESH_INTERVAL_MS", 60_000)?,
         jwks_max_age: millis_or(lookup, "JWT_JWKS_MAX_AGE_MS", 600_000)?,
+        scopes: scope_names(lookup)?,
     }))
+}
+
+/// `JWT_SCOPE_READ` and `JWT_SCOPE_WRITE`: each a scope token (RFC 6749, 3.3: printable ASCII
+/// without spaces, `"` or `\`), and not the same one.
+fn scope_names(lookup: &impl Fn(&str) -> Option<String>) -> Result<ScopeNames, ConfigError> {
+    let defaults = ScopeNames::default();
+    let name = |variable: &'static str, default: String| {
+        let value = lookup(variable).unwrap_or(default);
+        let valid = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        match valid {
+            true => Ok(value),
+            false => Err(ConfigError::Invalid {
+                name: variable,
+                expected: "a scope name (printable ASCII, no spaces, quotes or backslashes)",
+                value,
+            }),
+        }
+    };
+    let read = name("JWT_SCOPE_READ", defaults.read)?;
+    let write = name("JWT_SCOPE_WRITE", defaults.write)?;
+    if read == write {
+        return Err(ConfigError::Invalid {
+            name: "JWT_SCOPE_WRITE",
+            expected: "a scope name other than JWT_SCOPE_READ's",
+            value: write,
+        });
+    }
+    Ok(ScopeNames { read, write })
 }
 
 /// Keys fetched over plain HTTP could be swapped by anyone on the path: `https://`, or
@@ -603,26 +596,16 @@ mod tests {
     }
 
     #[test]
-    fn the_sdk_settings_come_from_lambdas_variables_and_never_print_the_secret_key() {
+    fn the_aws_variables_are_left_to_aws_config_and_never_printed() {
         let settings = settings(&[
             ("DATABASE_URL", "postgres://localhost/db"),
-            ("AWS_DEFAULT_REGION", "eu-west-1"),
             ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
             ("AWS_SECRET_ACCESS_KEY", "secret-access-key-9"),
             ("AWS_SESSION_TOKEN", "session-token-9"),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
-            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:5001"),
         ])
         .unwrap();
 
-        assert_eq!(settings.aws.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(
-            settings.aws.secrets_manager_endpoint.as_deref(),
-            Some("http://127.0.0.1:5001"),
-            "the service-specific endpoint wins"
-        );
         let printed = format!("{settings:?}");
-        assert!(printed.contains("ASIAEXAMPLE"), "{printed}");
         assert!(!printed.contains("secret-access-key-9") && !printed.contains("session-token-9"));
     }
 
@@ -785,6 +768,50 @@ mod tests {
     }
 
     #[test]
+    fn scope_names_default_to_users_read_and_write_and_may_be_the_issuers() {
+        let base = [
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("JWT_KEY", "k"),
+            ("JWT_CLIENT_IDS", "app-client-1"),
+        ];
+        let scopes = |extra: &[(&'static str, &'static str)]| {
+            settings(&[&base[..], extra].concat()).map(|s| s.auth.unwrap().scopes)
+        };
+
+        let defaults = scopes(&[]).unwrap();
+        let cognito = scopes(&[
+            ("JWT_SCOPE_READ", "users-api/read"),
+            ("JWT_SCOPE_WRITE", "users-api/write"),
+        ])
+        .unwrap();
+
+        assert_eq!(
+            (defaults.read.as_str(), defaults.write.as_str()),
+            ("users:read", "users:write")
+        );
+        assert_eq!(
+            (cognito.read.as_str(), cognito.write.as_str()),
+            ("users-api/read", "users-api/write")
+        );
+        for bad in [
+            [
+                ("JWT_SCOPE_READ", "users read"),
+                ("JWT_SCOPE_WRITE", "users:write"),
+            ],
+            [
+                ("JWT_SCOPE_READ", "a\"b"),
+                ("JWT_SCOPE_WRITE", "users:write"),
+            ],
+            [("JWT_SCOPE_READ", "same"), ("JWT_SCOPE_WRITE", "same")],
+        ] {
+            assert!(
+                matches!(scopes(&bad), Err(ConfigError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn tokens_must_be_bound_to_this_api_by_audience_or_client_ids() {
         let url = ("DATABASE_URL", "postgres://localhost/db");
         let key = ("JWT_KEY", "k");
@@ -881,29 +908,20 @@ mod tests {
     }
 
     #[test]
-    fn iam_authentication_needs_a_region_a_host_and_tls() {
+    fn iam_authentication_needs_a_host_and_tls() {
         let iam = [
             ("DB_IAM_USER", "users_api"),
-            ("AWS_REGION", "eu-west-1"),
             ("DB_HOST", "users.cluster-x.eu-west-1.rds.amazonaws.com"),
         ];
-        let without = |name: &str| -> Vec<(&str, &str)> {
-            iam.iter()
-                .copied()
-                .filter(|(key, _)| *key != name)
-                .collect()
-        };
 
         let accepted = settings(&iam).unwrap().database.source;
-        let no_region = settings(&without("AWS_REGION")).unwrap_err();
-        let no_host = settings(&without("DB_HOST")).unwrap_err();
-        let plain = settings(&[iam[0], iam[1], iam[2], ("DB_SSLMODE", "prefer")]).unwrap_err();
+        let no_host = settings(&iam[..1]).unwrap_err();
+        let plain = settings(&[iam[0], iam[1], ("DB_SSLMODE", "prefer")]).unwrap_err();
 
-        let DatabaseSource::IamAuth { user, region, .. } = accepted else {
+        let DatabaseSource::IamAuth { user } = accepted else {
             panic!("expected IAM authentication, got {accepted:?}");
         };
-        assert_eq!((user.as_str(), region.as_str()), ("users_api", "eu-west-1"));
-        assert!(matches!(no_region, ConfigError::IamAuthNeeds("AWS_REGION")));
+        assert_eq!(user, "users_api");
         assert!(matches!(no_host, ConfigError::IamAuthNeeds("DB_HOST")));
         assert!(matches!(plain, ConfigError::IamAuthWithoutTls));
     }

@@ -18,6 +18,7 @@
 //! - [`config`]: typed settings, the only reader of the environment.
 
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod custom_resource;
 pub mod db;

@@ -7,35 +7,23 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::{
-    config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region},
     error::{ProvideErrorMetadata, SdkError},
     operation::get_secret_value::GetSecretValueError,
 };
-use aws_smithy_runtime_api::client::{
-    http::{
-        http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
-    },
-    orchestrator::{HttpRequest, HttpResponse},
-    result::ConnectorError,
-};
-use aws_smithy_types::body::SdkBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    config::{AwsCredentials, AwsSettings, SecretsExtension},
+    aws,
+    config::SecretsExtension,
     outbound_http::{self, OutboundHttp},
 };
 
-/// Connecting to Secrets Manager (or the extension) takes milliseconds when it works.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// One attempt: a GetSecretValue answers in tens of milliseconds.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Every attempt together, within Lambda's 10 s init phase with room to spare.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_ATTEMPTS: u32 = 3;
+/// The extension's answer, like the SDK's operations ([`aws::OPERATION_TIMEOUT`]).
+const OPERATION_TIMEOUT: Duration = aws::OPERATION_TIMEOUT;
 
 /// A secret's value and the version it came from.
 pub struct SecretValue {
@@ -103,42 +91,16 @@ impl std::fmt::Debug for SecretsClient {
 
 impl SecretsClient {
     /// The extension when it is configured (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`), else
-    /// the SDK.
-    pub fn new(extension: Option<&SecretsExtension>, aws: &AwsSettings) -> Self {
+    /// the SDK, configured by `aws-config` ([`aws::sdk_config`]).
+    pub async fn new(extension: Option<&SecretsExtension>) -> Self {
         match extension {
             Some(extension) => Self::extension(extension.port, extension.session_token.clone()),
-            None => Self::sdk(aws),
+            None => Self::sdk(&aws::sdk_config().await),
         }
     }
 
-    /// The SDK client, configured from what Lambda puts in the environment (`aws`): region,
-    /// the role's credentials, and an endpoint override for a local stand-in. Built directly,
-    /// without `aws-config`'s provider chains (profiles, SSO, STS web identity, instance
-    /// metadata), which a Lambda function never uses: less code in every binary, nothing to
-    /// probe at init. Without credentials every call fails, and says so.
-    pub fn sdk(aws: &AwsSettings) -> Self {
-        let http_client = sdk_http_client(outbound_http::client());
-        let mut config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(http_client)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-        if let Some(region) = &aws.region {
-            config = config.region(Region::new(region.clone()));
-        }
-        if let Some(credentials) = &aws.credentials {
-            config = config.credentials_provider(sdk_credentials(credentials));
-        }
-        if let Some(endpoint) = &aws.secrets_manager_endpoint {
-            config = config.endpoint_url(endpoint);
-        }
-        Self::Sdk(aws_sdk_secretsmanager::Client::from_conf(config.build()))
+    pub fn sdk(config: &SdkConfig) -> Self {
+        Self::Sdk(aws_sdk_secretsmanager::Client::new(config))
     }
 
     /// The Parameters and Secrets Lambda Extension on `localhost:port`, which caches secrets
@@ -160,61 +122,6 @@ impl SecretsClient {
         tracing::Span::current().record("version_id", value.version_id.as_deref());
         Ok(value)
     }
-}
-
-/// The SDK's HTTP client: the crate's one outbound client ([`outbound_http`]: HTTP/1.1, rustls
-/// on ring, the webpki roots). The SDK's own would link a second HTTP stack, with HTTP/2 and the
-/// system's root store, into every binary, for one small request at init.
-fn sdk_http_client(http: OutboundHttp) -> SharedHttpClient {
-    let connector = SharedHttpConnector::new(SdkConnector { http });
-    http_client_fn(move |_settings, _components| connector.clone())
-}
-
-#[derive(Debug)]
-struct SdkConnector {
-    http: OutboundHttp,
-}
-
-impl HttpConnector for SdkConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let http = self.http.clone();
-        HttpConnectorFuture::new(async move {
-            let request = request
-                .try_into_http1x()
-                .map_err(|err| ConnectorError::other(err.into(), None))?;
-            let (parts, body) = request.into_parts();
-            // The requests this crate makes (GetSecretValue) carry a small JSON body in memory.
-            let body = body.bytes().map(Bytes::copy_from_slice).ok_or_else(|| {
-                ConnectorError::other("a streaming request body is not supported".into(), None)
-            })?;
-            let response = http
-                .request(hyper::Request::from_parts(parts, Full::new(body)))
-                .await
-                .map_err(|err| ConnectorError::io(err.into()))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|err| ConnectorError::io(err.into()))?
-                .to_bytes();
-            HttpResponse::try_from(hyper::Response::from_parts(parts, SdkBody::from(body)))
-                .map_err(|err| ConnectorError::other(err.into(), None))
-        })
-    }
-}
-
-/// The SDK's form of the role credentials from the environment.
-pub(crate) fn sdk_credentials(credentials: &AwsCredentials) -> aws_credential_types::Credentials {
-    aws_credential_types::Credentials::new(
-        &credentials.access_key_id,
-        credentials.secret_access_key.expose_secret(),
-        credentials
-            .session_token
-            .as_ref()
-            .map(|token| token.expose_secret().to_owned()),
-        None,
-        "environment",
-    )
 }
 
 async fn get_with_sdk(

@@ -68,10 +68,7 @@ impl AppState {
             .as_ref()
             .is_some_and(|auth| matches!(auth.keys, KeySource::SecretsManager(_)));
         let secrets = match database_secret || key_secret {
-            true => Some(SecretsClient::new(
-                settings.secrets_extension.as_ref(),
-                &settings.aws,
-            )),
+            true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
             false => None,
         };
         // Side by side: the token keys (a JWKS or a secret) and the database (its secret, then

@@ -5,10 +5,7 @@
 //! `alg: none` and HS/RS confusion are rejected before any signature check. `exp` is required,
 //! `nbf` is honoured, `iss` and `aud` must match when configured, with [`LEEWAY_SECONDS`] of
 //! clock skew. Keys are parsed once per execution environment.
-
 mod keys;
-
-use std::fmt;
 
 use jsonwebtoken::{errors::ErrorKind, Validation};
 use lambda_http::{http::header, Request};
@@ -35,7 +32,7 @@ pub async fn with_caller<T>(request: impl std::future::Future<Output = T>) -> (T
 }
 
 use crate::{
-    config::{AuthSettings, KeySource},
+    config::{AuthSettings, KeySource, ScopeNames},
     secrets::SecretsClient,
 };
 
@@ -45,7 +42,8 @@ pub const LEEWAY_SECONDS: u64 = 30;
 /// Far above any real token; bounds the work an anonymous caller can ask for.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
-/// What a route needs from the token's `scope` claim.
+/// What a route needs from the token's `scope` claim: reading users or changing them, under
+/// the names the issuer gives these scopes ([`ScopeNames`], from the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     UsersRead,
@@ -53,17 +51,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn as_str(self) -> &'static str {
+    /// What the issuer calls this scope (`JWT_SCOPE_READ`, `JWT_SCOPE_WRITE`).
+    pub fn name(self, names: &ScopeNames) -> &str {
         match self {
-            Self::UsersRead => "users:read",
-            Self::UsersWrite => "users:write",
+            Self::UsersRead => &names.read,
+            Self::UsersWrite => &names.write,
         }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -87,8 +80,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn has_scope(&self, scope: Scope) -> bool {
-        self.scopes.iter().any(|granted| granted == scope.as_str())
+    pub fn has_scope(&self, name: &str) -> bool {
+        self.scopes.iter().any(|granted| granted == name)
     }
 }
 
@@ -136,6 +129,7 @@ pub struct Authenticator {
     /// is configured; the configuration requires one for the users functions).
     audience: Option<String>,
     client_ids: Vec<String>,
+    scopes: ScopeNames,
 }
 
 impl Authenticator {
@@ -157,6 +151,7 @@ impl Authenticator {
             issuer: settings.issuer,
             audience: settings.audience,
             client_ids: settings.client_ids,
+            scopes: settings.scopes,
         })
     }
 
@@ -168,6 +163,7 @@ impl Authenticator {
             issuer: None,
             audience: None,
             client_ids: Vec::new(),
+            scopes: ScopeNames::default(),
         }
     }
 
@@ -177,10 +173,11 @@ impl Authenticator {
         let principal = self.authenticate(req).await?;
         // Outside `with_caller` (a test calling this directly) there is no slot to fill.
         let _ = CALLER.try_with(|slot| slot.borrow_mut().clone_from(&principal.subject));
-        if principal.has_scope(scope) {
+        let name = scope.name(&self.scopes);
+        if principal.has_scope(name) {
             Ok(principal)
         } else {
-            Err(Denied::InsufficientScope(scope))
+            Err(Denied::InsufficientScope(name.to_owned()))
         }
     }
 
@@ -248,8 +245,9 @@ impl Authenticator {
 pub enum Denied {
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),
+    /// The name of the scope the token lacks.
     #[error("the token does not grant the {0} scope")]
-    InsufficientScope(Scope),
+    InsufficientScope(String),
     /// The token could not be checked: no keys yet (the issuer is unavailable). Try again.
     #[error("the token keys are not available yet")]
     KeysUnavailable,

@@ -44,6 +44,7 @@ fn authenticator(key: &str, issuer: Option<&str>, audience: Option<&str>) -> Aut
         issuer: issuer.map(str::to_owned),
         audience: audience.map(str::to_owned),
         client_ids: Vec::new(),
+        scopes: ScopeNames::default(),
     }
 }
 
@@ -84,7 +85,7 @@ async fn scopes_are_read_from_the_space_separated_scope_claim() {
     assert!(check(&auth, &read_only, Scope::UsersRead).await.is_ok());
     assert_eq!(
         check(&auth, &read_only, Scope::UsersWrite).await,
-        Err(Denied::InsufficientScope(Scope::UsersWrite))
+        Err(Denied::InsufficientScope("users:write".to_owned()))
     );
     let prefix_only = hs256(&claims(json!({"scope": "users:reader users:writes"})));
     assert!(check(&auth, &prefix_only, Scope::UsersRead).await.is_err());
@@ -108,7 +109,7 @@ async fn scopes_may_be_a_list_and_may_come_as_scp() {
         );
         assert_eq!(
             check(&auth, &token, Scope::UsersWrite).await,
-            Err(Denied::InsufficientScope(Scope::UsersWrite)),
+            Err(Denied::InsufficientScope("users:write".to_owned())),
             "{extra}"
         );
     }
@@ -131,6 +132,40 @@ async fn a_cognito_access_token_is_bound_by_its_client_id() {
             Err(Denied::Unauthenticated(AuthError::InvalidToken(reason)))
         );
     }
+}
+
+#[tokio::test]
+async fn scope_names_are_the_issuers_cognito_writes_them_per_resource_server() {
+    let auth = Authenticator {
+        client_ids: vec!["app-client-1".to_owned()],
+        scopes: ScopeNames {
+            read: "users-api/read".to_owned(),
+            write: "users-api/write".to_owned(),
+        },
+        ..authenticator(SECRET, None, None)
+    };
+    // What Cognito puts in an access token: client_id, token_use, the resource server's scopes.
+    let cognito = |scope: &str| {
+        hs256(&claims(json!({
+            "client_id": "app-client-1",
+            "token_use": "access",
+            "scope": scope,
+        })))
+    };
+    let both = cognito("users-api/read users-api/write");
+    let read_only = cognito("users-api/read");
+    let other_naming = cognito("users:read users:write");
+
+    assert!(check(&auth, &both, Scope::UsersRead).await.is_ok());
+    assert!(check(&auth, &both, Scope::UsersWrite).await.is_ok());
+    assert_eq!(
+        check(&auth, &read_only, Scope::UsersWrite).await,
+        Err(Denied::InsufficientScope("users-api/write".to_owned()))
+    );
+    assert_eq!(
+        check(&auth, &other_naming, Scope::UsersRead).await,
+        Err(Denied::InsufficientScope("users-api/read".to_owned()))
+    );
 }
 
 #[tokio::test]

@@ -55,10 +55,7 @@ pub async fn apply(
     let reads_secrets =
         settings.database.source.is_secret() || settings.app_role_secret_id.is_some();
     let secrets = match reads_secrets {
-        true => Some(SecretsClient::new(
-            settings.secrets_extension.as_ref(),
-            &settings.aws,
-        )),
+        true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
         false => None,
     };
     let database = Database::connect(settings.database, secrets.as_ref())

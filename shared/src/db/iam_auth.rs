@@ -2,10 +2,17 @@
 //! request signed locally with the function's role credentials (no network call), valid for 15
 //! minutes. A new one is signed for every new connection.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
-use aws_credential_types::Credentials as AwsCredentials;
+use aws_config::SdkConfig;
+use aws_credential_types::{
+    provider::{ProvideCredentials, SharedCredentialsProvider},
+    Credentials as AwsCredentials,
+};
 use aws_sigv4::{
     http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings},
     sign::v4,
@@ -15,14 +22,14 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
 use super::{options::connect_options, Credentials};
-use crate::{
-    config::{self, DatabaseSettings},
-    secrets::sdk_credentials,
-};
+use crate::config::DatabaseSettings;
 
 const SERVICE: &str = "rds-db";
 /// The longest validity RDS accepts.
 const VALIDITY: Duration = Duration::from_secs(15 * 60);
+/// Credentials that expire sooner than this are fetched again before signing: a token signed
+/// with them must still be good when the connection presents it.
+const CREDENTIALS_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// What a token is for: a user on a database endpoint, in a region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,41 +85,53 @@ pub fn auth_token(
 }
 
 /// Credentials that are IAM auth tokens: a token is signed for each new connection (a
-/// connection, once open, outlives its token), with the role credentials Lambda puts in the
-/// environment.
+/// connection, once open, outlives its token), with the role's credentials from `aws-config`
+/// (the environment on Lambda), kept until they near their expiry.
 #[derive(Debug)]
 pub(super) struct IamAuth {
     scope: TokenScope,
-    credentials: AwsCredentials,
+    provider: SharedCredentialsProvider,
+    cached: Mutex<Option<AwsCredentials>>,
 }
 
 impl IamAuth {
-    /// Checks that a token can be signed: Lambda puts the role's credentials in the environment,
-    /// so a missing one fails the init here, naming the cause.
-    pub(super) fn new(
-        scope: TokenScope,
-        credentials: Option<config::AwsCredentials>,
+    /// Checks that a token can be signed for `user` at `host:port`: a region and credentials
+    /// are there, or the init fails here, naming the cause.
+    pub(super) async fn new(
+        user: String,
+        host: String,
+        port: u16,
+        aws: &SdkConfig,
         settings: &DatabaseSettings,
     ) -> anyhow::Result<Self> {
-        let credentials = credentials.context(
-            "No AWS credentials to sign the database auth token with (AWS_ACCESS_KEY_ID, \
-             AWS_SECRET_ACCESS_KEY)",
+        let region = aws.region().context(
+            "No AWS region to sign the database auth token for (AWS_REGION, or the profile's)",
         )?;
+        let provider = aws
+            .credentials_provider()
+            .context("No AWS credentials provider to sign the database auth token with")?;
         let iam = Self {
-            scope,
-            credentials: sdk_credentials(&credentials),
+            scope: TokenScope {
+                host,
+                port,
+                user,
+                region: region.to_string(),
+            },
+            provider,
+            cached: Mutex::new(None),
         };
-        iam.connect_options(settings)?;
+        iam.connect_options(settings).await?;
         Ok(iam)
     }
 
     /// Options to open a connection with, carrying a newly signed token (a local HMAC, no
     /// network call), and the connection policy of the database's `settings`.
-    pub(super) fn connect_options(
+    pub(super) async fn connect_options(
         &self,
         settings: &DatabaseSettings,
     ) -> anyhow::Result<PgConnectOptions> {
-        let token = auth_token(&self.scope, &self.credentials, SystemTime::now())?;
+        let credentials = self.credentials().await?;
+        let token = auth_token(&self.scope, &credentials, SystemTime::now())?;
         let options = PgConnectOptions::new_without_pgpass()
             .host(&self.scope.host)
             .port(self.scope.port)
@@ -123,6 +142,30 @@ impl IamAuth {
             ssl_mode: None,
         };
         Ok(connect_options(settings, credentials))
+    }
+
+    /// The cached credentials while they stay good for [`CREDENTIALS_MARGIN`], else new ones
+    /// (the environment's on Lambda, which never expire within its lifetime).
+    async fn credentials(&self) -> anyhow::Result<AwsCredentials> {
+        let fresh_until = SystemTime::now() + CREDENTIALS_MARGIN;
+        let cached = self.cached_lock().clone();
+        if let Some(credentials) = cached.filter(|c| c.expiry().is_none_or(|e| e > fresh_until)) {
+            return Ok(credentials);
+        }
+        let credentials = self
+            .provider
+            .provide_credentials()
+            .await
+            .context("No AWS credentials to sign the database auth token with")?;
+        *self.cached_lock() = Some(credentials.clone());
+        Ok(credentials)
+    }
+
+    fn cached_lock(&self) -> std::sync::MutexGuard<'_, Option<AwsCredentials>> {
+        // Only ever replaced whole: a panic elsewhere cannot leave it half-written.
+        self.cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

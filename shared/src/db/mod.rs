@@ -28,7 +28,7 @@ use sqlx::{
 
 pub use connection::{Connection, Statement};
 pub use credentials::{Credentials, CredentialsError};
-use iam_auth::{IamAuth, TokenScope};
+use iam_auth::IamAuth;
 use options::connect_options;
 use rotation::Rotation;
 
@@ -147,22 +147,16 @@ impl Database {
             DatabaseSource::Url(url) => {
                 Source::Fixed(connect_options(&settings, Credentials::from(&**url)))
             }
-            DatabaseSource::IamAuth {
-                user,
-                region,
-                credentials,
-            } => {
-                let scope = TokenScope {
-                    host: settings
-                        .endpoint
-                        .host
-                        .clone()
-                        .context("DB_HOST is not set")?,
-                    port: settings.endpoint.port.unwrap_or(DEFAULT_PORT),
-                    user: user.clone(),
-                    region: region.clone(),
-                };
-                let iam = IamAuth::new(scope, credentials.clone(), &settings)
+            DatabaseSource::IamAuth { user } => {
+                let host = settings
+                    .endpoint
+                    .host
+                    .clone()
+                    .context("DB_HOST is not set")?;
+                let port = settings.endpoint.port.unwrap_or(DEFAULT_PORT);
+                let aws = crate::aws::sdk_config().await;
+                let iam = IamAuth::new(user.clone(), host, port, &aws, &settings)
+                    .await
                     .context("Failed to sign the database auth token (DB_IAM_USER)")?;
                 Source::Iam(iam)
             }
@@ -233,6 +227,7 @@ impl Database {
             Source::Iam(iam) => {
                 let options = iam
                     .connect_options(settings)
+                    .await
                     .map_err(|err| sqlx::Error::Configuration(err.into()))?;
                 self.connect_with(&options).await
             }
