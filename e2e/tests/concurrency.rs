@@ -17,9 +17,19 @@ use test_support::{Reply, TestRequest, PROBLEM_TYPE_PREFIX};
 
 const ENVIRONMENTS: usize = 20;
 
-/// `ENVIRONMENTS` warm environments of `binary` over `database`.
+/// `ENVIRONMENTS` warm environments of `binary` over `database`, each past its init (so
+/// holding its connection) before the race starts.
+///
+/// Their inits all run at once here, on two cores, where Lambda would give each its own: the
+/// connect timeout is raised so that none gives up on its connection for the machine's sake,
+/// which would send its request to connect later, after the others had timed out waiting.
 async fn environments(binary: &str, database: &TestDatabase) -> Vec<Function> {
-    join_all((0..ENVIRONMENTS).map(|_| Function::start_api(binary, &database.url, &[]))).await
+    let extra = [("DB_ACQUIRE_TIMEOUT_MS", "20000")];
+    let functions =
+        join_all((0..ENVIRONMENTS).map(|_| Function::start_api(binary, &database.url, &extra)))
+            .await;
+    join_all(functions.iter().map(Function::initialized)).await;
+    functions
 }
 
 /// Each request to its own environment, all in flight together: `hold` (SQL run in an open
