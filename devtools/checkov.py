@@ -14,7 +14,7 @@ import sys
 
 from devtools.paths import ROOT, target_dir
 
-CHECKOV = ROOT / ".tools/checkov/bin/checkov"
+CHECKOV = ROOT / ".tools/lint/bin/checkov"
 
 # What an operator switches on, one deploy shape per variant.
 VARIANTS = {

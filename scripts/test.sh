@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s [%ds]\n' "$*" "$SECONDS" >&2; }
 
 step "tools (.venv), in the background"
-scripts/bootstrap.sh &
+scripts/bootstrap.sh --lint &
 bootstrap=$!
 
 step "cargo fmt --check"
@@ -52,6 +52,11 @@ sam validate --lint
 
 step "checkov: the template in each shape an operator deploys (devtools/checkov.py)"
 python3 -m devtools.checkov
+
+step "GitHub workflows (check-jsonschema, zizmor) and the dependency graph (cargo deny, offline)"
+.tools/lint/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+.tools/lint/bin/zizmor --offline --persona pedantic .github/workflows/
+.tools/bin/cargo-deny --locked --offline check licenses bans sources
 
 step "sam build: every function for arm64 (debug profile: proves the build, not the speed)"
 # `make build` and `make deploy` build the release profile; here the point is that the
