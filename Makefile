@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev dev-secrets dev-aws token traces test bench check prepare migrate build sizes deploy delete logs dev-reset
+.PHONY: dev dev-secrets dev-aws token traces test test-quick e2e bench check prepare migrate build sizes deploy delete logs dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
@@ -32,11 +32,26 @@ traces:
 test:
 	scripts/test.sh
 
+## The quick loop: format, clippy, then the unit and integration tests against a throwaway
+## Postgres (no SAM, no end-to-end tests). One test: make test-quick ARGS=<name filter>.
+test-quick: check
+	scripts/with-postgres.sh cargo test --workspace --exclude e2e $(ARGS)
+
+## One end-to-end test file against a throwaway Postgres: make e2e T=concurrency
+## (the name of a file in e2e/tests/, without .rs).
+e2e:
+	@test -n "$(T)" || { echo "usage: make e2e T=<file in e2e/tests/, e.g. concurrency>"; exit 2; }
+	@test -f e2e/tests/$(T).rs || { echo "make e2e: no e2e/tests/$(T).rs"; exit 2; }
+	scripts/bootstrap.sh
+	cargo build --workspace --bins
+	E2E_LIBFAKETIME=$$(scripts/libfaketime.sh) E2E_PGBOUNCER=$$(scripts/pgbouncer.sh) \
+	  scripts/with-postgres.sh cargo test -p e2e --test $(T) $(ARGS)
+
 ## Cold-start benchmark (release build): init with DATABASE_URL vs a Secrets Manager secret.
 bench:
 	bench/run.sh
 
-## Format and lint only: the quick loop.
+## Format and lint only.
 check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
