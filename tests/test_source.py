@@ -2,6 +2,8 @@
 
 - Dependencies in the shared library run one way: no module imports from a module that imports
   it back (directly or through others), and `config` imports nothing from the crate.
+- No file in the shared library has more than 400 lines of code before its tests: a concern
+  that outgrows that becomes a folder of files.
 - No line is longer than rustfmt's `max_width`: rustfmt silently gives up on a macro call or a
   string it cannot fit, so such a line means code that `cargo fmt` no longer formats.
 """
@@ -82,6 +84,21 @@ def test_the_path_parser_reads_nested_use_groups():
 
 def test_config_depends_on_nothing_else_in_the_crate():
     assert module_graph()["config"] == set()
+
+
+MAX_FILE_LINES = 400
+
+
+def test_no_file_in_the_shared_library_is_over_400_lines_before_its_tests():
+    over = {}
+    for path in SHARED_SRC.rglob("*.rs"):
+        if path.name == "tests.rs":  # a module's tests, in a file of their own
+            continue
+        code = path.read_text().split("\n#[cfg(test)]\n")[0]
+        lines = code.count("\n") + 1
+        if lines > MAX_FILE_LINES:
+            over[str(path.relative_to(ROOT))] = lines
+    assert not over, f"over {MAX_FILE_LINES} lines before the tests: {over}"
 
 
 def test_no_module_depends_on_a_module_that_depends_back_on_it():

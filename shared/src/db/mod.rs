@@ -15,6 +15,7 @@ mod connection;
 mod credentials;
 pub mod iam_auth;
 mod options;
+mod retry;
 mod rotation;
 
 use anyhow::Context;
@@ -26,10 +27,11 @@ use sqlx::{
     ConnectOptions,
 };
 
-pub use connection::{Connection, Statement};
+pub use connection::Connection;
 pub use credentials::{Credentials, CredentialsError};
 use iam_auth::IamAuth;
 use options::connect_options;
+pub use retry::Statement;
 use rotation::Rotation;
 
 use crate::telemetry::metric;

@@ -1,0 +1,150 @@
+//! When a statement is sent again after its connection was lost.
+//!
+//! - **A read** that meets a lost connection, or no answer within `DB_READ_TIMEOUT_MS` (a
+//!   connection gone silent), is sent once more, on a newly opened connection.
+//! - **A write** is retried only when the error proves nothing was committed: writing the
+//!   statement failed (`EPIPE`: the peer had closed, the server read no complete message), or
+//!   the server said it is ending the session (`57P01`-`57P03`, read in order) before any row.
+//!   A write is one statement returning every row it changes (`RETURNING`), fetched with
+//!   `fetch_one` or `fetch_optional`: had it committed, its row would have been sent, and
+//!   read, before the server's goodbye. A connection lost any other way mid-statement (a reset,
+//!   a timeout) could have committed it: the client gets a 503 instead. Only the deadline
+//!   bounds a write's wait.
+
+use std::{future::Future, io, pin::Pin, time::Duration};
+
+use sqlx::PgConnection;
+
+use super::{Database, Error};
+
+/// A statement (or a few) to run on a connection; boxed so that its future may borrow it.
+pub type Statement<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
+/// Whether a failed statement may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads: once, on a new connection, whenever the connection was lost or went silent.
+    Read,
+    /// Writes: once, only when nothing was provably committed.
+    Write,
+}
+
+impl Database {
+    /// Runs `read` on a connection; when the connection turns out lost, or `read` gets no
+    /// answer within `DB_READ_TIMEOUT_MS`, once more on a new one.
+    pub async fn read<T, F>(&self, read: F) -> Result<T, Error>
+    where
+        F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
+    {
+        self.run(Retry::Read, read).await
+    }
+
+    /// Runs `write` on a connection; once more on a new one only when the first attempt
+    /// provably committed nothing. `write` must be one statement that returns every row it
+    /// changes (`RETURNING`), fetched with `fetch_one` or `fetch_optional`.
+    pub async fn write<T, F>(&self, write: F) -> Result<T, Error>
+    where
+        F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
+    {
+        self.run(Retry::Write, write).await
+    }
+
+    async fn run<T, F>(&self, retry: Retry, mut statement: F) -> Result<T, Error>
+    where
+        F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
+    {
+        let timeout = (retry == Retry::Read).then_some(self.inner.settings.read_timeout);
+        let mut connection = self.acquire().await?;
+        let err = match connection.run(&mut statement, timeout).await {
+            Err(err) if is_connection_lost(&err) => err,
+            result => return Ok(result?),
+        };
+        connection.discard();
+        let retried = match retry {
+            Retry::Read => true,
+            Retry::Write => committed_nothing(&err),
+        };
+        if !retried {
+            tracing::warn!(error = %err, "the connection was lost during a write; not retried");
+            return Err(err.into());
+        }
+        tracing::warn!(error = %err, ?retry, "the connection was lost; retrying on a new one");
+        let mut connection = self.acquire_new().await?;
+        let result = connection.run(&mut statement, timeout).await;
+        if result.as_ref().is_err_and(is_connection_lost) {
+            connection.discard();
+        }
+        Ok(result?)
+    }
+}
+
+/// A read that got no answer in time.
+pub(super) fn no_answer(timeout: Duration) -> sqlx::Error {
+    sqlx::Error::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no answer within {timeout:?}"),
+    ))
+}
+
+pub(super) fn is_timeout(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(io) if io.kind() == io::ErrorKind::TimedOut)
+}
+
+/// Whether the error means the connection is unusable (as opposed to the statement failing).
+fn is_connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // 57P01-03: the server is ending the session (terminated, shutting down, restarting);
+        // 08: connection exceptions.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    }
+}
+
+/// Whether a write (one `RETURNING` statement, no row read yet) provably committed nothing:
+/// sending it failed with `EPIPE`, which the kernel reports only once the peer has closed, so
+/// the server read no complete message; or the server reported it is ending the session
+/// (`57P01` terminated by an administrator, `57P02` crash, `57P03` not accepting), read in
+/// order with no row before it, while a committed statement's row precedes anything after
+/// the commit.
+fn committed_nothing(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(io) => io.kind() == io::ErrorKind::BrokenPipe,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| matches!(&*code, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failed_send_of_the_statement_proves_a_write_was_not_committed_among_io_errors() {
+        let io = |kind| sqlx::Error::Io(io::Error::from(kind));
+
+        assert!(committed_nothing(&io(io::ErrorKind::BrokenPipe)));
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::TimedOut,
+        ] {
+            assert!(!committed_nothing(&io(kind)), "{kind:?}");
+            assert!(is_connection_lost(&io(kind)), "{kind:?}");
+        }
+        assert!(!committed_nothing(&sqlx::Error::RowNotFound));
+        assert!(!is_connection_lost(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn a_read_that_got_no_answer_in_time_counts_as_a_lost_connection_and_never_as_uncommitted() {
+        let silent = no_answer(Duration::from_secs(2));
+
+        assert!(is_connection_lost(&silent));
+        assert!(!committed_nothing(&silent));
+    }
+}
