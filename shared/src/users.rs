@@ -3,18 +3,25 @@
 //!
 //! Each is one statement, so each request costs one round trip: a precondition (`If-Match`),
 //! an idempotency record and the change they guard are checked and made together, in the same
-//! statement, never read first and written after.
+//! statement, never read first and written after. Each runs through the environment's
+//! [`Database`] (a read retried on a lost connection, a write only when provably uncommitted),
+//! and answers what it did, or a [`StoreError`]: a refusal or the database's failure.
 
 use sqlx::PgConnection;
+use time::OffsetDateTime;
 
-use crate::domain::{Email, NewUser, User, UserId, UserPatch};
+use crate::{
+    db::{self, Database},
+    domain::{Email, NewUser, User, UserId, UserPatch},
+};
 
 /// The unique index that makes emails unique case-insensitively (migrations/0001).
 const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";
 
-/// Why a change was not made: an answer for the client, not a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+/// Why the store did not do what it was asked: a refusal (an answer for the client), or the
+/// database's failure (the last variant).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
     #[error("another user already has this email address")]
     EmailTaken,
     #[error("no user has the id {0}")]
@@ -33,10 +40,26 @@ pub enum Refused {
     /// again, and its data is gone.
     #[error("the user this request created has since been deleted")]
     CreatedUserDeleted,
+    /// No connection could be had, or the statement failed.
+    #[error(transparent)]
+    Database(db::Error),
 }
 
-/// An outcome: the database's error outside, a refusal inside.
-pub type Outcome<T> = Result<Result<T, Refused>, sqlx::Error>;
+impl From<db::Error> for StoreError {
+    /// A violation of the email's unique index is a refusal; any other error stays an error.
+    fn from(err: db::Error) -> Self {
+        let taken = match &err {
+            db::Error::Query(query) => query.as_database_error().is_some_and(|db| {
+                db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX)
+            }),
+            db::Error::NoConnection { .. } => false,
+        };
+        match taken {
+            true => Self::EmailTaken,
+            false => Self::Database(err),
+        }
+    }
+}
 
 /// The versions a change is conditional on (`If-Match`); `None` for an unconditional change.
 pub type Expected<'a> = Option<&'a [i64]>;
@@ -58,8 +81,17 @@ pub const IDEMPOTENCY_KEY_HOURS: i32 = 24;
 const PURGED_PER_CREATE: i64 = 4;
 
 #[tracing::instrument(name = "Insert a user", skip_all, fields(db.system.name = "postgresql"))]
-pub async fn insert(connection: &mut PgConnection, new_user: &NewUser) -> Outcome<User> {
-    let inserted = sqlx::query_as!(
+pub async fn insert(db: &Database, new_user: &NewUser) -> Result<User, StoreError> {
+    let inserted = db.write(|connection| {
+        // Each attempt owns its copy of what it sends.
+        let new_user = new_user.clone();
+        Box::pin(async move { insert_row(connection, &new_user).await })
+    });
+    Ok(inserted.await?)
+}
+
+async fn insert_row(connection: &mut PgConnection, new_user: &NewUser) -> sqlx::Result<User> {
+    sqlx::query_as!(
         User,
         r#"
         INSERT INTO users (email, name)
@@ -70,8 +102,7 @@ pub async fn insert(connection: &mut PgConnection, new_user: &NewUser) -> Outcom
         new_user.name.as_ref(),
     )
     .fetch_one(connection)
-    .await;
-    refuse_taken_email(inserted)
+    .await
 }
 
 /// Creates the user under an idempotency key of `subject`'s (see migrations/0006): replays the
@@ -85,13 +116,73 @@ pub async fn insert(connection: &mut PgConnection, new_user: &NewUser) -> Outcom
     fields(db.system.name = "postgresql")
 )]
 pub async fn insert_idempotently(
+    db: &Database,
+    subject: &str,
+    key: &str,
+    request_hash: &[u8; 32],
+    new_user: &NewUser,
+) -> Result<Created, StoreError> {
+    let row = db.write(|connection| {
+        let (subject, key, new_user) = (subject.to_owned(), key.to_owned(), new_user.clone());
+        let request_hash = *request_hash;
+        Box::pin(async move {
+            insert_idempotently_row(connection, &subject, &key, &request_hash, &new_user).await
+        })
+    });
+    let Some(row) = row.await? else {
+        return Err(StoreError::KeyInFlight);
+    };
+    match (row.replayed, row.request_hash == request_hash.as_slice()) {
+        (true, false) => Err(StoreError::KeyReused),
+        // A tombstone (see `delete`): the user is gone, and so is its email and name.
+        (true, true) if row.status == 410 => Err(StoreError::CreatedUserDeleted),
+        (replayed, _) => {
+            let (Some(email), Some(name)) = (row.email, row.name) else {
+                return Err(StoreError::Database(db::Error::Query(sqlx::Error::Decode(
+                    "a recorded response without its user's email or name".into(),
+                ))));
+            };
+            let user = User {
+                id: row.id,
+                email,
+                name,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                version: row.version,
+            };
+            Ok(match replayed {
+                false => Created::New(user),
+                true => Created::Replayed {
+                    status: u16::try_from(row.status).unwrap_or(201),
+                    user,
+                },
+            })
+        }
+    }
+}
+
+/// What an idempotent create's statement found or made.
+struct IdempotentRow {
+    replayed: bool,
+    status: i16,
+    request_hash: Vec<u8>,
+    id: UserId,
+    email: Option<String>,
+    name: Option<String>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    version: i64,
+}
+
+async fn insert_idempotently_row(
     connection: &mut PgConnection,
     subject: &str,
     key: &str,
     request_hash: &[u8; 32],
     new_user: &NewUser,
-) -> Outcome<Created> {
-    let row = sqlx::query!(
+) -> sqlx::Result<Option<IdempotentRow>> {
+    sqlx::query_as!(
+        IdempotentRow,
         r#"
         WITH existing AS (
             SELECT k.request_hash, r.status, r.user_id, r.email, r.name, r.created_at,
@@ -158,45 +249,16 @@ pub async fn insert_idempotently(
         PURGED_PER_CREATE,
     )
     .fetch_optional(connection)
-    .await;
-    let row = match refuse_taken_email(row)? {
-        Ok(row) => row,
-        Err(refused) => return Ok(Err(refused)),
-    };
-    let Some(row) = row else {
-        return Ok(Err(Refused::KeyInFlight));
-    };
-    match (row.replayed, row.request_hash == request_hash.as_slice()) {
-        (true, false) => Ok(Err(Refused::KeyReused)),
-        // A tombstone (see `delete`): the user is gone, and so is its email and name.
-        (true, true) if row.status == 410 => Ok(Err(Refused::CreatedUserDeleted)),
-        (replayed, _) => {
-            let (Some(email), Some(name)) = (row.email, row.name) else {
-                return Err(sqlx::Error::Decode(
-                    "a recorded response without its user's email or name".into(),
-                ));
-            };
-            let user = User {
-                id: row.id,
-                email,
-                name,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-                version: row.version,
-            };
-            Ok(Ok(match replayed {
-                false => Created::New(user),
-                true => Created::Replayed {
-                    status: u16::try_from(row.status).unwrap_or(201),
-                    user,
-                },
-            }))
-        }
-    }
+    .await
 }
 
 #[tracing::instrument(name = "Find a user by id", skip_all, fields(db.system.name = "postgresql"))]
-pub async fn find(connection: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
+pub async fn find(db: &Database, id: UserId) -> Result<User, StoreError> {
+    let found = db.read(|connection| Box::pin(find_row(connection, id)));
+    found.await?.ok_or(StoreError::NotFound(id))
+}
+
+async fn find_row(connection: &mut PgConnection, id: UserId) -> sqlx::Result<Option<User>> {
     sqlx::query_as!(
         User,
         r#"
@@ -214,10 +276,19 @@ pub async fn find(connection: &mut PgConnection, id: UserId) -> Result<Option<Us
 /// keyset page, however deep, reads only its own rows).
 #[tracing::instrument(name = "List users", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn list(
+    db: &Database,
+    after: Option<UserId>,
+    limit: i64,
+) -> Result<Vec<User>, StoreError> {
+    let listed = db.read(|connection| Box::pin(list_rows(connection, after, limit)));
+    Ok(listed.await?)
+}
+
+async fn list_rows(
     connection: &mut PgConnection,
     after: Option<UserId>,
     limit: i64,
-) -> Result<Vec<User>, sqlx::Error> {
+) -> sqlx::Result<Vec<User>> {
     sqlx::query_as!(
         User,
         r#"
@@ -242,10 +313,22 @@ pub async fn list(
     fields(db.system.name = "postgresql")
 )]
 pub async fn find_by_email(
+    db: &Database,
+    email: &Email,
+    after: Option<UserId>,
+) -> Result<Option<User>, StoreError> {
+    let found = db.read(|connection| {
+        let email = email.clone();
+        Box::pin(async move { find_by_email_row(connection, &email, after).await })
+    });
+    Ok(found.await?)
+}
+
+async fn find_by_email_row(
     connection: &mut PgConnection,
     email: &Email,
     after: Option<UserId>,
-) -> Result<Option<User>, sqlx::Error> {
+) -> sqlx::Result<Option<User>> {
     sqlx::query_as!(
         User,
         r#"
@@ -264,14 +347,51 @@ pub async fn find_by_email(
 /// changes nothing leaves the user, its version and `updated_at` as they were.
 #[tracing::instrument(name = "Update a user", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn update(
+    db: &Database,
+    id: UserId,
+    patch: &UserPatch,
+    expected: Expected<'_>,
+) -> Result<User, StoreError> {
+    let updated = db.write(|connection| {
+        let (patch, expected) = (patch.clone(), expected.map(<[i64]>::to_vec));
+        Box::pin(async move { update_row(connection, id, &patch, expected.as_deref()).await })
+    });
+    let Some(row) = updated.await? else {
+        return Err(StoreError::NotFound(id));
+    };
+    let user = (|| {
+        Some(User {
+            id: row.id?,
+            email: row.email?,
+            name: row.name?,
+            created_at: row.created_at?,
+            updated_at: row.updated_at?,
+            version: row.version?,
+        })
+    })();
+    user.ok_or_else(|| missed(id, expected))
+}
+
+/// The user as an update left it; all `None` when the user was found but not updated.
+struct UpdatedRow {
+    id: Option<UserId>,
+    email: Option<String>,
+    name: Option<String>,
+    created_at: Option<OffsetDateTime>,
+    updated_at: Option<OffsetDateTime>,
+    version: Option<i64>,
+}
+
+async fn update_row(
     connection: &mut PgConnection,
     id: UserId,
     patch: &UserPatch,
     expected: Expected<'_>,
-) -> Outcome<User> {
+) -> sqlx::Result<Option<UpdatedRow>> {
     // `target` is the row as the statement found it; the UPDATE re-checks the version against
     // the latest row, waiting for any concurrent change to commit first.
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        UpdatedRow,
         r#"
         WITH target AS (
             SELECT id FROM users WHERE id = $1
@@ -293,36 +413,32 @@ pub async fn update(
         expected,
     )
     .fetch_optional(connection)
-    .await;
-    let Some(row) = (match refuse_taken_email(row)? {
-        Ok(row) => row,
-        Err(refused) => return Ok(Err(refused)),
-    }) else {
-        return Ok(Err(Refused::NotFound(id)));
-    };
-    let user = (|| {
-        Some(User {
-            id: row.id?,
-            email: row.email?,
-            name: row.name?,
-            created_at: row.created_at?,
-            updated_at: row.updated_at?,
-            version: row.version?,
-        })
-    })();
-    Ok(user.ok_or_else(|| missed(id, expected)))
+    .await
 }
 
 /// Deletes the user, if it is in one of the `expected` versions, and, in the same statement,
 /// every copy of its data: the responses recorded for its idempotent creates become tombstones
 /// (migrations/0008).
 #[tracing::instrument(name = "Delete a user", skip_all, fields(db.system.name = "postgresql"))]
-pub async fn delete(
+pub async fn delete(db: &Database, id: UserId, expected: Expected<'_>) -> Result<(), StoreError> {
+    let deleted = db.write(|connection| {
+        let expected = expected.map(<[i64]>::to_vec);
+        Box::pin(async move { delete_row(connection, id, expected.as_deref()).await })
+    });
+    match deleted.await? {
+        None => Err(StoreError::NotFound(id)),
+        Some(true) => Ok(()),
+        Some(false) => Err(missed(id, expected)),
+    }
+}
+
+/// Whether the user was deleted; `None` when there was no such user.
+async fn delete_row(
     connection: &mut PgConnection,
     id: UserId,
     expected: Expected<'_>,
-) -> Outcome<()> {
-    let deleted = sqlx::query_scalar!(
+) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar!(
         r#"
         WITH target AS (
             SELECT id FROM users WHERE id = $1
@@ -345,32 +461,14 @@ pub async fn delete(
         expected,
     )
     .fetch_optional(connection)
-    .await?;
-    Ok(match deleted {
-        None => Err(Refused::NotFound(id)),
-        Some(true) => Ok(()),
-        Some(false) => Err(missed(id, expected)),
-    })
+    .await
 }
 
 /// Why a user the statement found was not changed: its version did not match, or (with no
 /// version expected) a concurrent delete took it first.
-fn missed(id: UserId, expected: Expected<'_>) -> Refused {
+fn missed(id: UserId, expected: Expected<'_>) -> StoreError {
     match expected {
-        Some(_) => Refused::VersionMismatch,
-        None => Refused::NotFound(id),
-    }
-}
-
-/// A violation of the email's unique index is a refusal; any other error stays an error.
-fn refuse_taken_email<T>(result: Result<T, sqlx::Error>) -> Outcome<T> {
-    match result {
-        Ok(value) => Ok(Ok(value)),
-        Err(err) => match err.as_database_error() {
-            Some(db) if db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX) => {
-                Ok(Err(Refused::EmailTaken))
-            }
-            _ => Err(err),
-        },
+        Some(_) => StoreError::VersionMismatch,
+        None => StoreError::NotFound(id),
     }
 }

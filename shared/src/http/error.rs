@@ -10,7 +10,7 @@ use super::{echoed, APPLICATION_PROBLEM_JSON, MAX_ECHOED_PATH};
 use crate::{
     auth::{AuthError, Denied},
     db,
-    users::Refused,
+    users::StoreError,
 };
 
 /// Every problem's `type` is this prefix and the kind's slug. A `tag:` URI (RFC 4151) names a
@@ -332,21 +332,23 @@ impl From<db::Error> for ApiError {
     }
 }
 
-impl From<Refused> for ApiError {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::EmailTaken => {
+/// The one place a store's answer becomes the client's.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::EmailTaken => {
                 Self::Conflict("A user with this email already exists.".to_owned())
             }
-            Refused::NotFound(id) => Self::NotFound(format!("No user has the id {id}.")),
-            Refused::VersionMismatch => Self::PreconditionFailed(
+            StoreError::NotFound(id) => Self::NotFound(format!("No user has the id {id}.")),
+            StoreError::VersionMismatch => Self::PreconditionFailed(
                 "The user has changed since the version If-Match names; GET it again and \
                  retry with its new ETag."
                     .to_owned(),
             ),
-            Refused::KeyInFlight => Self::RequestInProgress,
-            Refused::KeyReused => Self::IdempotencyKeyReused,
-            Refused::CreatedUserDeleted => Self::CreatedUserDeleted,
+            StoreError::KeyInFlight => Self::RequestInProgress,
+            StoreError::KeyReused => Self::IdempotencyKeyReused,
+            StoreError::CreatedUserDeleted => Self::CreatedUserDeleted,
+            StoreError::Database(err) => err.into(),
         }
     }
 }

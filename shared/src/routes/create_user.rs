@@ -32,28 +32,13 @@ async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
     let request_hash = body.canonical_hash();
     let new_user = parse_new_user(body)?;
     let Some(key) = key else {
-        // The database's error first, then a refusal. Each attempt owns its copy of the user.
-        let user = state
-            .db
-            .write(|connection| {
-                let new_user = new_user.clone();
-                Box::pin(async move { users::insert(connection, &new_user).await })
-            })
-            .await??;
+        let user = users::insert(&state.db, &new_user).await?;
         tracing::debug!(user_id = %user.id, "user created");
         return created(StatusCode::CREATED, &user);
     };
     let subject = principal.subject.unwrap_or_default();
-    let outcome = state
-        .db
-        .write(|connection| {
-            let (new_user, subject, key) = (new_user.clone(), subject.clone(), key.clone());
-            Box::pin(async move {
-                users::insert_idempotently(connection, &subject, &key, &request_hash, &new_user)
-                    .await
-            })
-        })
-        .await??;
+    let outcome =
+        users::insert_idempotently(&state.db, &subject, &key, &request_hash, &new_user).await?;
     match outcome {
         Created::New(user) => {
             tracing::debug!(user_id = %user.id, "user created");

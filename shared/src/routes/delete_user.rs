@@ -23,13 +23,7 @@ async fn delete_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
     state.auth.authorize(req, Scope::UsersWrite).await?;
     let id = http::user_id_from_path(req)?;
     let expected = http::if_match(req)?;
-    state
-        .db
-        .write(|connection| {
-            let expected = expected.clone();
-            Box::pin(async move { users::delete(connection, id, expected.as_deref()).await })
-        })
-        .await??;
+    users::delete(&state.db, id, expected.as_deref()).await?;
     tracing::debug!(user_id = %id, "user deleted");
     Ok(http::no_content())
 }

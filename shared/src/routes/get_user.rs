@@ -9,7 +9,7 @@ use crate::{
     auth::Scope,
     http::{self, ApiError},
     state::AppState,
-    users::{self, Refused},
+    users,
 };
 
 /// The route this module serves: the access log's `route` and the metrics' dimension.
@@ -24,11 +24,7 @@ async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, Api
     http::require_method(req, Method::GET, super::USER)?;
     state.auth.authorize(req, Scope::UsersRead).await?;
     let id = http::user_id_from_path(req)?;
-    let user = state
-        .db
-        .read(|connection| Box::pin(users::find(connection, id)))
-        .await?
-        .ok_or(Refused::NotFound(id))?;
+    let user = users::find(&state.db, id).await?;
     // A user that no longer exists answers 404 whatever the condition (RFC 9110, 13.2.1).
     let mut response = if http::if_none_match(req, user.version)? {
         http::not_modified(user.version)

@@ -45,13 +45,7 @@ async fn list_users(state: &AppState, req: &Request) -> Result<Response<Body>, A
     let page = match email {
         // At most one user has an address: never a next page.
         Some(email) => {
-            let user = state
-                .db
-                .read(|connection| {
-                    let email = email.clone();
-                    Box::pin(async move { users::find_by_email(connection, &email, after).await })
-                })
-                .await?;
+            let user = users::find_by_email(&state.db, &email, after).await?;
             Page {
                 items: user.into_iter().collect(),
                 next_cursor: None,
@@ -59,10 +53,7 @@ async fn list_users(state: &AppState, req: &Request) -> Result<Response<Body>, A
         }
         None => {
             // One more than the page: whether there is a next page, without a count.
-            let mut items = state
-                .db
-                .read(|connection| Box::pin(users::list(connection, after, limit + 1)))
-                .await?;
+            let mut items = users::list(&state.db, after, limit + 1).await?;
             let more = items.len() as i64 > limit;
             items.truncate(usize::try_from(limit).unwrap_or(0));
             let next_cursor = match items.last() {

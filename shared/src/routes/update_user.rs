@@ -29,15 +29,7 @@ async fn update_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
     let id = http::user_id_from_path(req)?;
     let expected = http::if_match(req)?;
     let patch = parse_patch(JsonObject::from_merge_patch(req)?)?;
-    let user = state
-        .db
-        .write(|connection| {
-            let (patch, expected) = (patch.clone(), expected.clone());
-            Box::pin(
-                async move { users::update(connection, id, &patch, expected.as_deref()).await },
-            )
-        })
-        .await??;
+    let user = users::update(&state.db, id, &patch, expected.as_deref()).await?;
     tracing::debug!(user_id = %user.id, version = user.version, "user updated");
     Ok(http::with_etag(
         http::json(StatusCode::OK, &user)?,
