@@ -486,7 +486,7 @@ def test_every_log_group_expires_and_takes_the_key(template):
         assert properties["KmsKeyId"] == IF_KMS_KEY, name
 
 
-# ---------------------------------------------------------------- capacity (README, Capacity)
+# ---------------------------------------------------------------- capacity (docs/production.md, Capacity)
 
 # What each API function's environment holds: one connection (one invocation at a time).
 CONNECTIONS_PER_ENVIRONMENT = 1

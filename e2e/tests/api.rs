@@ -30,7 +30,7 @@ async fn a_user_can_be_created_then_fetched_and_health_is_ok() {
     assert_eq!(fetched.body, created.body);
 }
 
-/// The README's walk through the resource, as `make dev` serves it.
+/// docs/api.md's walk through the resource, as `make dev` serves it.
 #[tokio::test]
 async fn a_user_can_be_listed_changed_on_its_etag_and_deleted() {
     let stack = Stack::start("resource").await;

@@ -83,7 +83,7 @@ impl AppState {
             }
         };
         let db = async {
-            let db = Database::connect(settings.database, secrets.as_ref())
+            let db = Database::new(settings.database, secrets.as_ref())
                 .await
                 .context("Failed to set up the database")?;
             warm_up(&db, settings.health_timeout).await;

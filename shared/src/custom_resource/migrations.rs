@@ -58,7 +58,7 @@ pub async fn apply(
         true => Some(SecretsClient::new(settings.secrets_extension.as_ref()).await),
         false => None,
     };
-    let database = Database::connect(settings.database, secrets.as_ref())
+    let database = Database::new(settings.database, secrets.as_ref())
         .await
         .context("Failed to set up the database")?;
     // A session of its own: closed, or terminated, at the end.

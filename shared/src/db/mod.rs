@@ -141,7 +141,7 @@ impl std::fmt::Debug for Source {
 impl Database {
     /// Reads the credentials (fetching the secret now, during init, when they come from
     /// Secrets Manager through `secrets`), without connecting yet.
-    pub async fn connect(
+    pub async fn new(
         settings: DatabaseSettings,
         secrets: Option<&SecretsClient>,
     ) -> anyhow::Result<Self> {
@@ -369,7 +369,7 @@ mod tests {
             format!("{from_secret:?}"),
         ];
         // Lazy: reads the settings without connecting.
-        let database = Database::connect(settings, None).await.unwrap();
+        let database = Database::new(settings, None).await.unwrap();
 
         for text in printed.into_iter().chain([format!("{database:?}")]) {
             assert!(!text.contains("hunter2"), "{text}");
