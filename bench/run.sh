@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: the release binaries (host architecture) under the harness's Lambda Runtime API,
-# against a throwaway Postgres (and PgBouncer), a local Secrets Manager and a local JWKS issuer; writes
-# bench/results.md (see e2e/src/bench.rs). Then the earlier init-only benchmark of `health`
-# (bench/cold_start.py). BENCH_COLD_STARTS, BENCH_WARM_GETS, BENCH_WARM_POSTS scale the run.
+# against a throwaway Postgres (and PgBouncer), a local Secrets Manager and a local JWKS
+# issuer; writes bench/results.md (see e2e/src/bench.rs). BENCH_COLD_STARTS, BENCH_WARM_GETS and
+# BENCH_WARM_POSTS scale the run; BENCH_BIN_DIR=<folder> measures the binaries
+# in it instead (another build, for an A/B comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -20,6 +21,5 @@ BENCH_HEADER="$(printf -- '- machine: %s, %s cores, %s\n- date: %s\n- commit: %s
   "$(uname -m)" "$(nproc)" "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)" \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$(git rev-parse --short HEAD)" \
   "$(git diff --quiet HEAD -- . ':!bench/results.md' || echo ' (with uncommitted changes)')")" \
-BENCH_BIN_DIR="$target_dir/release" BENCH_DATABASE_URL="$admin_url" \
+BENCH_BIN_DIR="${BENCH_BIN_DIR:-$target_dir/release}" BENCH_DATABASE_URL="$admin_url" \
   "$target_dir/release/bench"
-.venv/bin/python -m bench.cold_start "$target_dir/release/health" "$admin_url"

@@ -61,6 +61,7 @@ pub async fn run(config: &Config) -> String {
     let bench = Setup::new(config).await;
     let mut report = String::new();
     cold_starts(&bench, config, &mut report).await;
+    credentials_at_init(&bench, config, &mut report).await;
     warm(&bench, config, &mut report).await;
     traces(&bench, config, &mut report).await;
     round_trips(&bench, &mut report).await;
@@ -243,6 +244,50 @@ async fn cold_starts(bench: &Setup, config: &Config, report: &mut String) {
         DISTANCES[2].1.as_millis(),
     );
     split(bench, config, &far, report).await;
+}
+
+/// The init of `health` (no token keys) with the database credentials in `DATABASE_URL`, and
+/// with them read from Secrets Manager through the SDK (`aws-config` resolving the region and
+/// credentials, then `GetSecretValue` from moto on loopback): the two interleaved, so the
+/// machine's drift touches both alike. With `BENCH_BIN_DIR` pointed at two builds in turn, the
+/// same rows compare the builds.
+async fn credentials_at_init(bench: &Setup, config: &Config, report: &mut String) {
+    let env = |credentials: &[(&str, &str)]| {
+        let mut env = bench.moto.function_env();
+        env.extend(
+            credentials
+                .iter()
+                .chain(&[("RUST_LOG", "warn")])
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
+        env
+    };
+    let from_url = env(&[("DATABASE_URL", &bench.role_url)]);
+    let from_secret = env(&[("DB_SECRET_ID", "bench/db"), ("DB_SSLMODE", "disable")]);
+    let binary = bench.bin_dir.join("health");
+    let (mut url, mut secret) = (Vec::new(), Vec::new());
+    for _ in 0..config.cold_starts {
+        for (env, inits) in [(&from_url, &mut url), (&from_secret, &mut secret)] {
+            let process = Function::start_at(&binary, env).await;
+            process.initialized().await;
+            inits.push(process.init_duration().expect("the init is over"));
+        }
+    }
+    let _ = writeln!(
+        report,
+        "## Credentials at init
+
+`health`'s init (exec to the first request for an event, the \
+         first connection included), {} fresh processes each, interleaved.\n\n\
+         | credentials | init p50 | init p90 |\n|---|---|---|\n\
+         | `DATABASE_URL` | {} | {} |\n\
+         | `DB_SECRET_ID`: the SDK, configured by `aws-config`, reads the secret from moto | {} | {} |\n",
+        config.cold_starts,
+        ms(percentile(&mut url, 0.5)),
+        ms(percentile(&mut url, 0.9)),
+        ms(percentile(&mut secret, 0.5)),
+        ms(percentile(&mut secret, 0.9)),
+    );
 }
 
 /// What each dependency of the init costs on its own at the AWS-like distances, measured from

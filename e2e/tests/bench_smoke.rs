@@ -29,6 +29,7 @@ async fn the_benchmark_runs_and_reports_every_section() {
 
     for section in [
         "## Cold start",
+        "## Credentials at init",
         "| get-user | AWS-like |",
         "| create-user | none |",
         "## Warm",
