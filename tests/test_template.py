@@ -14,6 +14,7 @@ import pytest
 from cfnlint.decode import decode
 
 from devtools.paths import ROOT
+from devtools.routes import declared_routes
 FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
 EM_AARCH64 = 183  # ELF e_machine
 
@@ -150,12 +151,15 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
     assert "Default" not in issuer and issuer["AllowedPattern"] == "^https://.+$"
     assert template["Globals"]["Function"]["Environment"]["Variables"]["JWT_ISSUER"] == {"Ref": "JwtIssuer"}
     scopes = {}
+    declared = {route.key: route for route in declared_routes()}
+    public_paths = {route.path for route in declared.values() if route.scope is None}
     for resource in resources.values():
         if resource["Type"] == "AWS::ApiGatewayV2::Route":
             properties = resource["Properties"]
-            # Public: the health check.
-            if properties["RouteKey"].endswith(" /health"):
+            # Public: the routes declared without a scope, and the 405s of their paths.
+            if properties["RouteKey"].split(" ")[1] in public_paths:
                 assert properties["AuthorizationType"] == "NONE"
+                assert "AuthorizationScopes" not in properties
                 continue
             assert properties["AuthorizationType"] == {
                 "Fn::If": ["UseApiJwtAuthorizerCondition", "JWT", "NONE"]}
@@ -165,14 +169,10 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
                 assert "AuthorizationScopes" not in properties
                 continue
             scopes[properties["RouteKey"]] = properties["AuthorizationScopes"]["Fn::If"][1]
-    read, write = [{"Ref": "JwtScopeRead"}], [{"Ref": "JwtScopeWrite"}]
-    assert scopes == {
-        "GET /users": read,
-        "POST /users": write,
-        "GET /users/{id}": read,
-        "PATCH /users/{id}": write,
-        "DELETE /users/{id}": write,
-    }
+    # Each route's scope, as its declaration in shared/src/routes/ names it.
+    parameter = {"UsersRead": "JwtScopeRead", "UsersWrite": "JwtScopeWrite"}
+    assert scopes == {key: [{"Ref": parameter[route.scope]}]
+                      for key, route in declared.items() if route.scope}
     # The functions require the same names.
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["JWT_SCOPE_READ"] == {"Ref": "JwtScopeRead"}
@@ -181,6 +181,67 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
 
 # The methods `cargo lambda watch` stands for an `ANY` route with (it routes by exact method).
 OTHER_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH", "TRACE", "QUERY"}
+
+
+def test_the_templates_routes_are_the_declared_ones_each_to_its_declared_function(template):
+    """shared/src/routes/ declares each route once; the template routes each declared key, and
+    no other (bar the `ANY` routes of the 405s), to the function the declaration names, whose
+    `main` serves that route's module."""
+    declared = {(route.method, route.path, route.function) for route in declared_routes()}
+    explicit = {route for route in template_routes(template) if route[0] != "ANY"}
+    assert explicit == declared
+    for route in declared_routes():
+        main = (ROOT / "functions" / route.function / "src" / "main.rs").read_text()
+        assert f"routes::{route.module}::" in main, (route.function, route.module)
+
+
+def test_the_watch_router_routes_each_declared_route_and_every_other_method_of_its_paths():
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    router = cargo["workspace"]["metadata"]["lambda"]["watch"]["router"]
+    routes = declared_routes()
+    assert set(router) == {route.path for route in routes}
+    for path, entries in router.items():
+        served = {(route.method, route.function) for route in routes if route.path == path}
+        listed = {(entry["method"].upper(), entry["function"]) for entry in entries}
+        assert served <= listed, path
+        # Every other method goes to one function of the path, which answers 405.
+        others = listed - served
+        assert {method for method, _ in others} == OTHER_METHODS - {m for m, _ in served}, path
+        assert len({function for _, function in others}) == 1, path
+        assert {function for _, function in others} <= {f for _, f in served}, path
+
+
+def test_every_alarm_on_a_route_names_a_declared_route_and_the_version_of_its_function(template):
+    """The canary alarms watch one route of one version: the `route` dimension must be a key
+    the source declares (the functions emit exactly that), and the `version` one the version of
+    the function that serves it."""
+    declared = {route.key: route.function for route in declared_routes()}
+    resources = template["Resources"]
+
+    def dimension_sets(node):
+        if isinstance(node, dict):
+            if "Dimensions" in node and isinstance(node["Dimensions"], list):
+                yield node["Dimensions"]
+            for value in node.values():
+                yield from dimension_sets(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from dimension_sets(value)
+
+    watched = set()
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        for dimensions in dimension_sets(resource["Properties"]):
+            values = {d["Name"]: d["Value"] for d in dimensions}
+            if "route" not in values:
+                continue
+            key = values["route"]
+            assert key in declared, (name, key)
+            version = values["version"]["Fn::If"][2]["Fn::GetAtt"][0]
+            assert code_folder(resources[version]) == declared[key], (name, key, version)
+            watched.add(key)
+    assert watched, "no alarm watches a route"
 
 
 def test_routes_agree_with_the_watch_router(template):
@@ -220,22 +281,18 @@ def test_routes_agree_with_the_openapi_document_when_there_is_one(template):
         for method in operations
         if method in {"get", "post", "put", "patch", "delete"}
     }
-    routed = {(method, path) for method, path, _ in template_routes(template) if method != "ANY"}
-    assert routed == documented
+    assert documented == {(route.method, route.path) for route in declared_routes()}
     # Each operation requires the scope its route does, under the template's default names
     # (the functions' defaults too: shared/src/auth/mod.rs, ScopeNames).
     parameters = template["Parameters"]
     names = {"JwtScopeRead": parameters["JwtScopeRead"]["Default"],
              "JwtScopeWrite": parameters["JwtScopeWrite"]["Default"]}
     assert names == {"JwtScopeRead": "users:read", "JwtScopeWrite": "users:write"}
-    for resource in template["Resources"].values():
-        properties = resource.get("Properties", {})
-        if resource["Type"] != "AWS::ApiGatewayV2::Route" or "AuthorizationScopes" not in properties:
-            continue
-        method, path = properties["RouteKey"].split(" ")
-        [scope] = properties["AuthorizationScopes"]["Fn::If"][1]
-        operation = document["paths"][path][method.lower()]
-        assert operation["security"] == [{"bearerAuth": [names[scope["Ref"]]]}], (method, path)
+    parameter = {"UsersRead": "JwtScopeRead", "UsersWrite": "JwtScopeWrite"}
+    for route in declared_routes():
+        operation = document["paths"][route.path][route.method.lower()]
+        security = [{"bearerAuth": [names[parameter[route.scope]]]}] if route.scope else []
+        assert operation.get("security") == security, route.key
 
 
 def statements(template):

@@ -275,13 +275,12 @@ async fn credentials_at_init(bench: &Setup, config: &Config, report: &mut String
     }
     let _ = writeln!(
         report,
-        "## Credentials at init
-
-`health`'s init (exec to the first request for an event, the \
-         first connection included), {} fresh processes each, interleaved.\n\n\
+        "## Credentials at init\n\n`health`'s init (exec to the first request for an event, \
+         the first connection included), {} fresh processes each, interleaved.\n\n\
          | credentials | init p50 | init p90 |\n|---|---|---|\n\
          | `DATABASE_URL` | {} | {} |\n\
-         | `DB_SECRET_ID`: the SDK, configured by `aws-config`, reads the secret from moto | {} | {} |\n",
+         | `DB_SECRET_ID`: the SDK, configured by `aws-config`, reads the secret from moto \
+         | {} | {} |\n",
         config.cold_starts,
         ms(percentile(&mut url, 0.5)),
         ms(percentile(&mut url, 0.9)),

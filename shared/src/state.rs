@@ -8,6 +8,7 @@ use crate::{
     auth::Authenticator,
     config::{KeySource, Settings},
     db::Database,
+    http::Route,
     secrets::SecretsClient,
 };
 
@@ -28,8 +29,18 @@ pub enum Access {
     Public,
 }
 
+impl Access {
+    /// A route with a scope needs a token; one without is public.
+    pub fn of(route: &Route) -> Self {
+        match route.scope {
+            Some(_) => Self::Authenticated,
+            None => Self::Public,
+        }
+    }
+}
+
 impl AppState {
-    /// Reads the configuration and the secrets, parses the token keys and connects. Runs
+    /// Reads the configuration and the secrets and parses the token keys, as `route` needs. Runs
     /// in the Lambda init phase, so all of it happens once per execution environment, before
     /// the first request.
     ///
@@ -40,8 +51,8 @@ impl AppState {
     /// The state is the environment's, for as long as the process lives, so it is allocated
     /// once and never freed: every invocation borrows it, several at once on Lambda Managed
     /// Instances (`lambda_http::run_concurrent`).
-    pub async fn init_or_exit(access: Access) -> &'static Self {
-        match Self::from_env(access).await {
+    pub async fn init_or_exit(route: &Route) -> &'static Self {
+        match Self::from_env(Access::of(route)).await {
             Ok(state) => Box::leak(Box::new(state)),
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "init failed");

@@ -123,12 +123,15 @@ impl TestRequest {
         let mut event: Value =
             serde_json::from_str(self.source.fixture()).expect("fixture is valid JSON");
         let (path, query) = self.path.split_once('?').unwrap_or((&self.path, ""));
-        // What API Gateway's route `/users/{id}` would extract.
-        let id = path
-            .strip_prefix("/users/")
-            .filter(|_| self.source.has_routes());
-        let resource = if id.is_some() { "/users/{id}" } else { path };
-        let path_parameters = id.map_or(Value::Null, |id| json!({ "id": id }));
+        // The route API Gateway would match, and the path parameters it would extract.
+        let matched = route_of(path).filter(|_| self.source.has_routes());
+        let (resource, path_parameters) = match matched {
+            Some((resource, parameters)) if !parameters.is_empty() => {
+                (resource, Value::Object(parameters))
+            }
+            Some((resource, _)) => (resource, Value::Null),
+            None => (path.to_owned(), Value::Null),
+        };
         match self.source {
             Source::RestApi => {
                 event["resource"] = json!(resource);
@@ -197,5 +200,48 @@ impl TestRequest {
         let mut context = Context::default();
         context.request_id = request_id.clone();
         (request.with_lambda_context(context), request_id)
+    }
+}
+
+/// The workspace's manifest: its watch router lists the API's paths as API Gateway routes them
+/// (`tests/test_template.py` holds the two equal).
+const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
+
+/// The path template of the API's that `path` matches (segment by segment, `{name}` matching
+/// any one segment), with the path parameters it extracts.
+fn route_of(path: &str) -> Option<(String, serde_json::Map<String, Value>)> {
+    let templates = WORKSPACE_MANIFEST.lines().filter_map(|line| {
+        let (template, _) = line.strip_prefix('"')?.split_once("\" = [")?;
+        template.starts_with('/').then_some(template)
+    });
+    templates.into_iter().find_map(|template| {
+        let (mut want, mut have) = (template.split('/'), path.split('/'));
+        let mut parameters = serde_json::Map::new();
+        loop {
+            match (want.next(), have.next()) {
+                (None, None) => return Some((template.to_owned(), parameters)),
+                (Some(part), Some(segment)) if part.starts_with('{') && !segment.is_empty() => {
+                    let name = part.trim_start_matches('{').trim_end_matches('}');
+                    parameters.insert(name.to_owned(), json!(segment));
+                }
+                (Some(part), Some(segment)) if part == segment => {}
+                _ => return None,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_takes_the_parameters_of_the_template_it_matches_segment_by_segment() {
+        let (template, parameters) = route_of("/users/42").unwrap();
+        assert_eq!(template, "/users/{id}");
+        assert_eq!(parameters["id"], "42");
+        assert_eq!(route_of("/users").unwrap().0, "/users");
+        assert!(route_of("/users/42/activation").is_none());
+        assert!(route_of("/elsewhere").is_none());
     }
 }

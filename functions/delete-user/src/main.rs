@@ -1,12 +1,12 @@
 use lambda_http::{run_concurrent, service_fn, Error};
 use shared::{
-    routes::delete_user,
-    state::{Access, AppState},
+    routes::delete_user::{handler, ROUTE},
+    state::AppState,
 };
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(delete_user::ROUTE).await;
-    let state = AppState::init_or_exit(Access::Authenticated).await;
-    run_concurrent(service_fn(move |req| delete_user::handler(state, req))).await
+    shared::telemetry::init(ROUTE.key).await;
+    let state = AppState::init_or_exit(&ROUTE).await;
+    run_concurrent(service_fn(move |req| handler(state, req))).await
 }

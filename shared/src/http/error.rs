@@ -44,7 +44,7 @@ pub enum ApiError {
     Forbidden(String),
     /// `allow`: the resource's methods, as the `Allow` header lists them.
     #[error("This resource supports only {allow}.")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// A body larger than any request of this API needs, refused before it is read.
@@ -220,9 +220,10 @@ impl ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(IN_PROGRESS_RETRY_AFTER_SECONDS),
             )),
-            Self::MethodNotAllowed { allow } => {
-                Some((header::ALLOW, HeaderValue::from_static(allow)))
-            }
+            // Methods are tokens: always a valid header value.
+            Self::MethodNotAllowed { allow } => HeaderValue::from_str(allow)
+                .ok()
+                .map(|allow| (header::ALLOW, allow)),
             // RFC 6750 section 3: no error code when no credentials were sent.
             Self::Unauthorized(AuthError::Missing | AuthError::WrongScheme) => {
                 Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
@@ -364,7 +365,9 @@ mod tests {
             ApiError::BadRequest("b".into()),
             ApiError::Unauthorized(AuthError::Missing),
             ApiError::Forbidden("users:read".into()),
-            ApiError::MethodNotAllowed { allow: "GET" },
+            ApiError::MethodNotAllowed {
+                allow: "GET".into(),
+            },
             ApiError::UnsupportedMediaType("u".into()),
             ApiError::Validation(Vec::new()),
             ApiError::NotFound("n".into()),

@@ -9,12 +9,14 @@ mod error;
 mod json;
 mod query;
 mod request;
+mod route;
 
 pub use conditional::{etag, if_match, if_none_match};
 pub use error::{ApiError, FieldError, PROBLEM_TYPE_PREFIX};
 pub use json::JsonObject;
 pub use query::Query;
-pub use request::{idempotency_key, require_method, time_left, user_id_from_path};
+pub use request::{idempotency_key, time_left, user_id};
+pub use route::Route;
 
 use std::{
     borrow::Cow,

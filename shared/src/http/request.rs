@@ -1,40 +1,13 @@
 use std::time::{Duration, SystemTime};
 
-use lambda_http::{http::Method, Request, RequestExt};
+use lambda_http::{Request, RequestExt};
 
-use super::ApiError;
+use super::{ApiError, Route};
 use crate::domain::UserId;
 
-/// Rejects any method but `expected` with 405 and the resource's methods (`allow`, as the
-/// `Allow` header lists them). API Gateway sends each route's method to its function, and
-/// every other method of a path to one of that path's functions (template.yaml, `ANY`); a
-/// Function URL sends every method to the function.
-pub fn require_method(
-    req: &Request,
-    expected: Method,
-    allow: &'static str,
-) -> Result<(), ApiError> {
-    if *req.method() == expected {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed { allow })
-    }
-}
-
-/// The user id in `/users/{id}`.
-///
-/// API Gateway (REST and HTTP APIs) and `cargo lambda watch` pass it as the `id` path
-/// parameter. A Function URL has no routes and so no path parameters: there the id is the
-/// last segment of the path.
-pub fn user_id_from_path(req: &Request) -> Result<UserId, ApiError> {
-    let from_parameters = req
-        .path_parameters_ref()
-        .and_then(|params| params.first("id"))
-        .map(str::to_owned);
-    let raw = from_parameters.unwrap_or_else(|| {
-        let path = req.uri().path();
-        path.rsplit('/').next().unwrap_or_default().to_owned()
-    });
+/// The user id in the route's `{id}` (see [`Route::path_parameter`]); 400 when it is not one.
+pub fn user_id(req: &Request, route: &Route) -> Result<UserId, ApiError> {
+    let raw = route.path_parameter(req, "id").unwrap_or_default();
     UserId::parse(&raw).map_err(|err| ApiError::BadRequest(format!("The user id {err}.")))
 }
 

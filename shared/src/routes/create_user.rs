@@ -2,31 +2,34 @@
 //! repeat of the same request replays the first one's response (`Idempotent-Replayed: true`).
 
 use lambda_http::{
-    http::{HeaderName, HeaderValue, Method, StatusCode},
+    http::{HeaderName, HeaderValue, StatusCode},
     Body, Error, Request, Response,
 };
 
 use crate::{
     auth::Scope,
     domain::{Email, NewUser, User, UserName},
-    http::{self, ApiError, JsonObject},
+    http::{self, ApiError, JsonObject, Route},
     state::AppState,
     users::{self, Created},
 };
 
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// The route this module serves: the access log's `route` and the metrics' dimension.
-pub const ROUTE: &str = "POST /users";
+/// The route this module serves.
+pub const ROUTE: Route = Route {
+    key: "POST /users",
+    scope: Some(Scope::UsersWrite),
+    function: "create-user",
+};
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, ROUTE, create_user(state, &req)).await)
+    Ok(http::handle(&req, ROUTE.key, create_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Create a user", skip_all)]
 async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::POST, super::USERS)?;
-    let principal = state.auth.authorize(req, Scope::UsersWrite).await?;
+    let principal = super::admit(state, req, &ROUTE).await?;
     let key = http::idempotency_key(req)?;
     let body = JsonObject::from_request(req)?;
     let request_hash = body.canonical_hash();
@@ -36,7 +39,8 @@ async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
         tracing::debug!(user_id = %user.id, "user created");
         return created(StatusCode::CREATED, &user);
     };
-    let subject = principal.subject.unwrap_or_default();
+    let subject = principal.and_then(|principal| principal.subject);
+    let subject = subject.unwrap_or_default();
     let outcome =
         users::insert_idempotently(&state.db, &subject, &key, &request_hash, &new_user).await?;
     match outcome {

@@ -1,29 +1,32 @@
 //! `GET /users/{id}`: 200 with the user and its `ETag`; 304 when `If-None-Match` names it.
 
 use lambda_http::{
-    http::{header, HeaderValue, Method, StatusCode},
+    http::{header, HeaderValue, StatusCode},
     Body, Error, Request, Response,
 };
 
 use crate::{
     auth::Scope,
-    http::{self, ApiError},
+    http::{self, ApiError, Route},
     state::AppState,
     users,
 };
 
-/// The route this module serves: the access log's `route` and the metrics' dimension.
-pub const ROUTE: &str = "GET /users/{id}";
+/// The route this module serves.
+pub const ROUTE: Route = Route {
+    key: "GET /users/{id}",
+    scope: Some(Scope::UsersRead),
+    function: "get-user",
+};
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, ROUTE, get_user(state, &req)).await)
+    Ok(http::handle(&req, ROUTE.key, get_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Get a user", skip_all)]
 async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::GET, super::USER)?;
-    state.auth.authorize(req, Scope::UsersRead).await?;
-    let id = http::user_id_from_path(req)?;
+    super::admit(state, req, &ROUTE).await?;
+    let id = http::user_id(req, &ROUTE)?;
     let user = users::find(&state.db, id).await?;
     // A user that no longer exists answers 404 whatever the condition (RFC 9110, 13.2.1).
     let mut response = if http::if_none_match(req, user.version)? {

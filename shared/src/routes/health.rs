@@ -1,28 +1,29 @@
 //! `GET /health`: 200 once the database answers `SELECT 1`, 503 problem otherwise.
 
 use anyhow::anyhow;
-use lambda_http::{
-    http::{Method, StatusCode},
-    Body, Error, Request, Response,
-};
+use lambda_http::{http::StatusCode, Body, Error, Request, Response};
 use serde_json::json;
 
 use crate::{
     db,
-    http::{self, ApiError},
+    http::{self, ApiError, Route},
     state::AppState,
 };
 
-/// The route this module serves: the access log's `route` and the metrics' dimension.
-pub const ROUTE: &str = "GET /health";
+/// The route this module serves.
+pub const ROUTE: Route = Route {
+    key: "GET /health",
+    scope: None,
+    function: "health",
+};
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, ROUTE, health(state, &req)).await)
+    Ok(http::handle(&req, ROUTE.key, health(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Health check", skip_all)]
 async fn health(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::GET, super::HEALTH)?;
+    super::admit(state, req, &ROUTE).await?;
     // Shorter than the connect timeout: a health check must answer quickly, whatever the
     // database is doing.
     let check = state.db.read(|connection| Box::pin(db::ping(connection)));

@@ -1,16 +1,13 @@
 //! `GET /users?limit=&cursor=&email=`: 200 with a page of users by id ascending and the
 //! cursor of the next page (`null` on the last).
 
-use lambda_http::{
-    http::{Method, StatusCode},
-    Body, Error, Request, Response,
-};
+use lambda_http::{http::StatusCode, Body, Error, Request, Response};
 use serde::Serialize;
 
 use crate::{
     auth::Scope,
     domain::{Cursor, Email, User},
-    http::{self, ApiError, Query},
+    http::{self, ApiError, Query, Route},
     state::AppState,
     users,
 };
@@ -25,17 +22,20 @@ struct Page {
     next_cursor: Option<String>,
 }
 
-/// The route this module serves: the access log's `route` and the metrics' dimension.
-pub const ROUTE: &str = "GET /users";
+/// The route this module serves.
+pub const ROUTE: Route = Route {
+    key: "GET /users",
+    scope: Some(Scope::UsersRead),
+    function: "list-users",
+};
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, ROUTE, list_users(state, &req)).await)
+    Ok(http::handle(&req, ROUTE.key, list_users(state, &req)).await)
 }
 
 #[tracing::instrument(name = "List users", skip_all)]
 async fn list_users(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::GET, super::USERS)?;
-    state.auth.authorize(req, Scope::UsersRead).await?;
+    super::admit(state, req, &ROUTE).await?;
     let query = Query::from_request(req, &["limit", "cursor", "email"])?;
     let limit = query.parse("limit", parse_limit)?.unwrap_or(DEFAULT_LIMIT);
     let after = query

@@ -2,31 +2,31 @@
 //! user and its new `ETag`. With `If-Match`, only if the user is still in a version it names
 //! (412 otherwise), checked in the statement that makes the change.
 
-use lambda_http::{
-    http::{Method, StatusCode},
-    Body, Error, Request, Response,
-};
+use lambda_http::{http::StatusCode, Body, Error, Request, Response};
 
 use crate::{
     auth::Scope,
     domain::{Email, UserName, UserPatch},
-    http::{self, ApiError, JsonObject},
+    http::{self, ApiError, JsonObject, Route},
     state::AppState,
     users,
 };
 
-/// The route this module serves: the access log's `route` and the metrics' dimension.
-pub const ROUTE: &str = "PATCH /users/{id}";
+/// The route this module serves.
+pub const ROUTE: Route = Route {
+    key: "PATCH /users/{id}",
+    scope: Some(Scope::UsersWrite),
+    function: "update-user",
+};
 
 pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::handle(&req, ROUTE, update_user(state, &req)).await)
+    Ok(http::handle(&req, ROUTE.key, update_user(state, &req)).await)
 }
 
 #[tracing::instrument(name = "Update a user", skip_all)]
 async fn update_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::require_method(req, Method::PATCH, super::USER)?;
-    state.auth.authorize(req, Scope::UsersWrite).await?;
-    let id = http::user_id_from_path(req)?;
+    super::admit(state, req, &ROUTE).await?;
+    let id = http::user_id(req, &ROUTE)?;
     let expected = http::if_match(req)?;
     let patch = parse_patch(JsonObject::from_merge_patch(req)?)?;
     let user = users::update(&state.db, id, &patch, expected.as_deref()).await?;
