@@ -48,7 +48,7 @@ def test_every_function_folder_has_a_resource_and_every_resource_a_folder(templa
 def test_each_api_function_runs_on_demand_or_on_managed_instances_one_of_the_two(template):
     resources = functions_of(template)
     api = api_functions(template)
-    assert len(api) == 6
+    assert len(api) == len(declared_routes())
     for name in api:
         managed = name.replace("Function", "ManagedFunction")
         on_demand, on_instances = resources[name], resources[managed]
@@ -813,7 +813,7 @@ def test_every_api_function_shifts_its_alias_gradually_and_rolls_back_on_its_new
     resources = template["Resources"]
     routed = {aliased_function(r["Properties"]["IntegrationUri"]) for r in resources.values()
               if r["Type"] == "AWS::ApiGatewayV2::Integration"}
-    assert len(routed) == 6
+    assert len(routed) == len(declared_routes())
     for function in routed:
         preference = resources[function]["Properties"]["DeploymentPreference"]
         assert preference["Type"] == {"Ref": "DeploymentPreferenceType"}, function
