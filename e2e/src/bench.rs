@@ -573,14 +573,9 @@ const FLEET_POOL: u16 = 8;
 async fn fleet(bench: &Setup, config: &Config, report: &mut String) {
     let database = &bench.database;
     let limit = async |connections: i32| {
-        let statement = format!(
-            r#"ALTER DATABASE "{}" CONNECTION LIMIT {connections}"#,
-            database.name
-        );
-        sqlx::query(&statement)
-            .execute(&mut database.connect().await)
-            .await
-            .expect("set the database's connection limit");
+        database
+            .alter(&format!("CONNECTION LIMIT {connections}"))
+            .await;
     };
     limit(i32::from(FLEET_DATABASE_LIMIT)).await;
     let bouncer =

@@ -96,6 +96,16 @@ impl TestDatabase {
             .expect("connect to the test database")
     }
 
+    /// `ALTER DATABASE <this one> <change>`, e.g. `SET log_statement = 'all'`: sessions opened
+    /// after it see the change.
+    pub async fn alter(&self, change: &str) {
+        let statement = format!(r#"ALTER DATABASE "{}" {change}"#, self.name);
+        sqlx::query(&statement)
+            .execute(&mut self.connect().await)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+
     /// A login role with the grants the API needs on this database. Roles belong to the whole
     /// cluster, so the name gets this database's unique suffix; returns the role's name.
     pub async fn create_app_role(&self, role: &str, password: &str) -> String {

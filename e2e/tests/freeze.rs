@@ -108,13 +108,7 @@ async fn a_session_ended_while_frozen_is_replaced_within_the_next_request() {
 async fn a_session_the_server_closed_for_idling_while_frozen_is_replaced_within_the_next_request() {
     let database = database_with_a_user("freeze-idle-timeout").await;
     // The migrations' idle_session_timeout (5 minutes), shortened to fit in a test.
-    sqlx::query(&format!(
-        r#"ALTER DATABASE "{}" SET idle_session_timeout = '1s'"#,
-        database.name
-    ))
-    .execute(&mut database.connect().await)
-    .await
-    .expect("a shorter idle timeout");
+    database.alter("SET idle_session_timeout = '1s'").await;
     let pair = WarmPair::start(&database.url, &[]).await;
 
     pair.freeze();

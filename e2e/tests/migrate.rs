@@ -245,13 +245,7 @@ async fn the_application_roles_password_never_reaches_the_servers_log() {
     let role = format!("app_{}", database.name.trim_start_matches("e2e_"));
     let password = format!("never-logged-{}", std::process::id());
     // Every statement of every session on this database in the server's log, as with pgaudit.
-    sqlx::query(&format!(
-        r#"ALTER DATABASE "{}" SET log_statement = 'all'"#,
-        database.name
-    ))
-    .execute(&mut database.connect().await)
-    .await
-    .expect("log every statement");
+    database.alter("SET log_statement = 'all'").await;
     let moto = Moto::start().await;
     let (host, port) = (database.address.ip().to_string(), database.address.port());
     let app_secret = json!({

@@ -170,3 +170,11 @@ impl Drop for RefusingDatabase {
         self.task.abort();
     }
 }
+
+/// The rows `table` holds in the test's database.
+pub async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use test_support::{tokens, TestRequest};
 
-use crate::app::TestApp;
+use crate::app::{count, TestApp};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_body_over_8_kib_is_refused_413_before_it_is_read(pool: PgPool) {
@@ -28,11 +28,7 @@ async fn a_body_over_8_kib_is_refused_413_before_it_is_read(pool: PgPool) {
             "The request body is larger than 8192 bytes."
         );
     }
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(users, 0);
+    assert_eq!(count(&pool, "users").await, 0);
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]

@@ -4,7 +4,7 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use test_support::{TestRequest, SOURCES};
 
-use crate::app::TestApp;
+use crate::app::{count, TestApp};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn creating_a_user_returns_201_with_its_location_from_every_event_source(pool: PgPool) {
@@ -119,11 +119,7 @@ async fn a_body_naming_a_member_twice_returns_400_and_creates_nothing(pool: PgPo
         detail.starts_with("The request body names a member twice: \"email\""),
         "{detail}"
     );
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(users, 0);
+    assert_eq!(count(&pool, "users").await, 0);
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use test_support::{tokens, Reply, TestRequest};
 
-use crate::app::TestApp;
+use crate::app::{count, TestApp};
 
 impl TestApp {
     async fn create_with_key(&self, key: &str, body: &str) -> Reply {
@@ -18,13 +18,6 @@ impl TestApp {
         )
         .await
     }
-}
-
-async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 const ADA: &str = r#"{"email": "ada@example.com", "name": "Ada"}"#;
