@@ -25,6 +25,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::sync;
+
 #[derive(Debug)]
 pub(super) struct Backoff {
     min: Duration,
@@ -156,10 +158,8 @@ impl Backoff {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state is a few numbers, each write whole: a panic cannot leave it half-changed.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // A few numbers, each written whole.
+        sync::lock(&self.state)
     }
 
     /// The interval after the `failures`-th failure in a row, before jitter.

@@ -44,7 +44,7 @@ use super::{
     retry::{is_timeout, no_answer, Statement},
     Database, Error,
 };
-use crate::{config::DatabaseSettings, telemetry::metric};
+use crate::{config::DatabaseSettings, sync, telemetry::metric};
 
 /// The connections the environment holds, and the leave to open more.
 #[derive(Debug)]
@@ -66,10 +66,8 @@ impl Pool {
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
-        // Pushes and pops only: a panic cannot leave the list half-changed.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // Pushes and pops only.
+        sync::lock(&self.idle)
     }
 }
 

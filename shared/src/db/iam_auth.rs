@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
 use super::{options::connect_options, Credentials};
-use crate::config::DatabaseSettings;
+use crate::{config::DatabaseSettings, sync};
 
 const SERVICE: &str = "rds-db";
 /// The longest validity RDS accepts.
@@ -162,10 +162,7 @@ impl IamAuth {
     }
 
     fn cached_lock(&self) -> std::sync::MutexGuard<'_, Option<AwsCredentials>> {
-        // Only ever replaced whole: a panic elsewhere cannot leave it half-written.
-        self.cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        sync::lock(&self.cached)
     }
 }
 

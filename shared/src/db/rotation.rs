@@ -18,6 +18,7 @@ use super::{options::connect_options, Credentials};
 use crate::{
     config::DatabaseSettings,
     secrets::{SecretError, SecretValue, SecretsClient, Stage},
+    sync,
 };
 
 pub(super) struct Rotation {
@@ -98,10 +99,8 @@ impl Rotation {
     }
 
     fn options_lock(&self) -> std::sync::MutexGuard<'_, Option<PgConnectOptions>> {
-        // A poisoned lock only means a panic elsewhere; the options are replaced whole.
-        self.options
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // Replaced whole.
+        sync::lock(&self.options)
     }
 
     /// Re-reads the secret after the database rejected the credentials of generation `seen`, or

@@ -37,7 +37,7 @@ use opentelemetry_sdk::{
 use prost::Message;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::TracesSettings;
+use crate::{config::TracesSettings, sync::lock};
 
 /// Longest wait for the collector: it runs beside the function.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -63,12 +63,6 @@ impl SpanExporter for Kept {
         lock(&self.0).extend(batch);
         Ok(())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The OpenTelemetry layer, when `settings` name an endpoint (`None` otherwise: then tracing
