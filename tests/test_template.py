@@ -170,14 +170,17 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
                 continue
             scopes[properties["RouteKey"]] = properties["AuthorizationScopes"]["Fn::If"][1]
     # Each route's scope, as its declaration in shared/src/routes/ names it.
-    parameter = {"UsersRead": "JwtScopeRead", "UsersWrite": "JwtScopeWrite"}
-    assert scopes == {key: [{"Ref": parameter[route.scope]}]
+    assert scopes == {key: [{"Ref": SCOPE_PARAMETER[route.scope]}]
                       for key, route in declared.items() if route.scope}
     # The functions require the same names.
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["JWT_SCOPE_READ"] == {"Ref": "JwtScopeRead"}
     assert variables["JWT_SCOPE_WRITE"] == {"Ref": "JwtScopeWrite"}
 
+
+# The template parameter naming each `Scope` of shared/src/auth (what the authorizer requires and
+# the functions read as JWT_SCOPE_READ / JWT_SCOPE_WRITE).
+SCOPE_PARAMETER = {"UsersRead": "JwtScopeRead", "UsersWrite": "JwtScopeWrite"}
 
 # The methods `cargo lambda watch` stands for an `ANY` route with (it routes by exact method).
 OTHER_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH", "TRACE", "QUERY"}
@@ -288,10 +291,9 @@ def test_routes_agree_with_the_openapi_document_when_there_is_one(template):
     names = {"JwtScopeRead": parameters["JwtScopeRead"]["Default"],
              "JwtScopeWrite": parameters["JwtScopeWrite"]["Default"]}
     assert names == {"JwtScopeRead": "users:read", "JwtScopeWrite": "users:write"}
-    parameter = {"UsersRead": "JwtScopeRead", "UsersWrite": "JwtScopeWrite"}
     for route in declared_routes():
         operation = document["paths"][route.path][route.method.lower()]
-        security = [{"bearerAuth": [names[parameter[route.scope]]]}] if route.scope else []
+        security = [{"bearerAuth": [names[SCOPE_PARAMETER[route.scope]]]}] if route.scope else []
         assert operation.get("security") == security, route.key
 
 
