@@ -12,6 +12,11 @@ step "tools (.venv), in the background"
 scripts/bootstrap.sh --lint &
 bootstrap=$!
 
+step "cargo fetch: every platform's crates in Cargo.lock"
+# The build downloads only this platform's crates; `cargo deny --offline` runs `cargo metadata`,
+# which wants them all (windows-sys, android_system_properties...). A warm registry hid this.
+cargo fetch --locked
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
