@@ -1,13 +1,16 @@
 //! Frozen environments and dead connections: a function process is frozen between two
 //! invocations (SIGSTOP, as Lambda freezes the environment), its idle database connection dies
-//! meanwhile, and it is thawed (SIGCONT) for the next one, which must succeed, promptly, in the
-//! same process: no 503, no restart.
+//! meanwhile, and it is thawed (SIGCONT) for the next one, which must succeed in the same
+//! process: no 503, no restart. The dead connection is found by the check before use (a ping
+//! bounded by `DB_LIVENESS_TIMEOUT_MS`), not by a statement sent on it: no statement waits out
+//! the read timeout and is retried, and no write is left with an unknown outcome. That is what
+//! keeps the request prompt, and the logs show it, whatever the machine's speed.
 //!
 //! Two deaths: the server ends the session (`pg_terminate_backend`: the client meets an error
 //! or a reset on its next use), or the connection is black-holed (a proxy stops forwarding on
 //! it without closing it: nothing answers, nothing resets, as after a NAT forgets it).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::{proxy::Proxy, runtime::Function, TestDatabase};
 use serde_json::json;
@@ -16,8 +19,8 @@ use test_support::TestRequest;
 /// Longer than the quiet spell after which the connection is checked before use
 /// (`DB_IDLE_CHECK_AFTER_MS`, 1 s by default).
 const FROZEN_FOR: Duration = Duration::from_millis(1500);
-/// What the first request after the thaw may take, including replacing the connection.
-const PROMPTLY: Duration = Duration::from_secs(1);
+/// Logged when a statement met a lost connection and was sent again.
+const RETRIED: &str = "retrying on a new one";
 
 /// get-user and create-user over `database_url`, as Lambda would run them, with the test key
 /// and `env`, each having served one request (its statement prepared, its connection held).
@@ -53,18 +56,19 @@ impl WarmPair {
         self.create_user.thaw();
     }
 
-    /// A read, then a write: each answered promptly, after the function logged `replaced` (how
-    /// it found its connection dead), in the same processes as before.
+    /// A read, then a write: each answered after the function logged `replaced` (how it found
+    /// its connection dead before use), with no statement sent on the dead one, in the same
+    /// processes as before.
     async fn assert_served_promptly_after(&self, replaced: &str) {
         for (function, request, status) in [
             (&self.get_user, TestRequest::get("/users/1"), 200),
             (&self.create_user, create("after@example.com"), 201),
         ] {
-            let started = Instant::now();
             let reply = function.request(&request).await;
             assert_eq!(reply.status, status, "{}", reply.body);
-            assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
-            assert!(function.logs().contains(replaced), "{}", function.logs());
+            let logs = function.logs();
+            assert!(logs.contains(replaced), "{logs}");
+            assert!(!logs.contains(RETRIED), "{logs}");
         }
         let pids = (self.get_user.pid(), self.create_user.pid());
         assert_eq!(pids, self.pids, "no restart");
@@ -155,7 +159,7 @@ async fn a_statement_on_a_session_ended_moments_ago_is_retried_once_on_a_new_con
     assert_eq!(write.status, 201, "{}", write.body);
     for function in [&pair.get_user, &pair.create_user] {
         assert_eq!(
-            function.logs().matches("retrying on a new one").count(),
+            function.logs().matches(RETRIED).count(),
             1,
             "{}",
             function.logs()

@@ -117,8 +117,10 @@ async fn under_a_black_holed_database_503s_come_at_once_attempts_are_spaced_and_
             .collect();
         refused.sort();
         let median = refused[refused.len() / 2];
+        // At once: most without waiting at all, the few that meet a probe just begun no longer
+        // than DB_LIVENESS_TIMEOUT_MS (250 ms); none waits out the connect timeout (1 s).
         assert!(
-            refused.len() >= 10 && median <= Duration::from_millis(50),
+            refused.len() >= 10 && median < Duration::from_millis(250),
             "{name}: {} requests after the first failure, median {median:?}",
             refused.len()
         );

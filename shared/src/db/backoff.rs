@@ -4,11 +4,12 @@
 //! the connect timeout when the address answers nothing (a failover's old address, a black-holed
 //! route): the client waits seconds for its 503, and a fleet of environments keeps hammering a
 //! database that is trying to come back. So after a failed connect the environment refuses at
-//! once (a 503 with `Retry-After`) until an interval has passed, then lets one request try:
+//! once (a 503 with `Retry-After`) until an interval has passed, then tries once more (a
+//! probe), whether or not a request is waiting for it:
 //!
 //! - The interval starts at `DB_BACKOFF_MIN_MS` (1 s) and doubles with each failure up to
 //!   `DB_BACKOFF_MAX_MS` (1.5 s): at most about one attempt per second per environment, and a
-//!   database that comes back is used again within 1.5 s.
+//!   database that comes back is used again within 1.5 s and a connect.
 //! - It is jittered (half to all of it), so that environments that failed together do not try
 //!   again together.
 //! - It counts from the start of the failed attempt: an attempt that hung for the whole connect
@@ -42,8 +43,8 @@ struct State {
     failures: u32,
     /// When the next attempt may start (meaningful while `failures > 0`).
     next_attempt: Option<Instant>,
-    /// An attempt after a failure is in flight: every other request is refused meanwhile.
-    probing: bool,
+    /// When the attempt after a failure that is in flight began: no other starts meanwhile.
+    probing: Option<Instant>,
     /// Attempts begun so far: what the jitter is drawn from.
     attempts: u64,
     /// Why the last attempt failed, for the requests refused meanwhile.
@@ -55,6 +56,8 @@ struct State {
 pub(super) struct Refusal {
     /// When the next attempt is due (zero while another is in flight).
     pub(super) retry_after: Duration,
+    /// When the attempt in flight began, if one is.
+    pub(super) probe_started: Option<Instant>,
     /// Why the last attempt failed.
     pub(super) last_failure: Option<Arc<str>>,
 }
@@ -73,6 +76,11 @@ impl Attempt {
     /// Whether the attempt follows a failure (the database may still be unreachable).
     pub(super) fn is_probe(&self) -> bool {
         self.probe
+    }
+
+    /// When the attempt began.
+    pub(super) fn started(&self) -> Instant {
+        self.started
     }
 }
 
@@ -93,19 +101,29 @@ impl Backoff {
         let probe = state.failures > 0;
         if probe {
             let due = state.next_attempt.unwrap_or(now);
-            if state.probing || now < due {
+            if state.probing.is_some() || now < due {
                 return Err(Refusal {
                     retry_after: due.saturating_duration_since(now),
+                    probe_started: state.probing,
                     last_failure: state.last_failure.clone(),
                 });
             }
-            state.probing = true;
+            state.probing = Some(now);
         }
         state.attempts += 1;
         Ok(Attempt {
             started: now,
             probe,
         })
+    }
+
+    /// Leave to try the attempt after a failure, if it is due and none is in flight; `None`
+    /// also when the last attempt succeeded (nothing to probe).
+    pub(super) fn try_probe(&self) -> Option<Attempt> {
+        if self.lock().failures == 0 {
+            return None;
+        }
+        self.try_begin().ok().filter(Attempt::is_probe)
     }
 
     /// The connection opened: connect freely again.
@@ -127,7 +145,7 @@ impl Backoff {
     pub(super) fn failed(&self, attempt: Attempt, reason: &str) -> Duration {
         let mut state = self.lock();
         state.failures = state.failures.saturating_add(1);
-        state.probing = false;
+        state.probing = None;
         state.last_failure = Some(Arc::from(reason));
         let interval = self.jittered(self.interval(state.failures), state.attempts);
         let due = attempt.started + interval;
@@ -147,7 +165,7 @@ impl Backoff {
     /// The attempt ended without an outcome: the next one may start.
     pub(super) fn abandoned(&self, attempt: Attempt) {
         if attempt.probe {
-            self.lock().probing = false;
+            self.lock().probing = None;
         }
     }
 
@@ -257,8 +275,22 @@ mod tests {
         backoff.succeeded(probe);
 
         assert_eq!(meanwhile.retry_after, Duration::ZERO);
+        assert!(meanwhile.probe_started.is_some());
         assert!(!backoff.is_backing_off());
         assert!(backoff.try_begin().is_ok());
+    }
+
+    #[test]
+    fn a_probe_is_given_only_while_backing_off_once_due_and_with_none_in_flight() {
+        let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
+        assert!(backoff.try_probe().is_none(), "nothing failed");
+        backoff.failed(backoff.try_begin().unwrap(), "refused");
+
+        let probe = backoff.try_probe().expect("due at once");
+        assert!(backoff.try_probe().is_none(), "one in flight");
+        backoff.succeeded(probe);
+
+        assert!(backoff.try_probe().is_none(), "reachable again");
     }
 
     #[test]

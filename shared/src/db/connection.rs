@@ -19,12 +19,14 @@
 //!   Requests in a burst (closer together than that) pay no ping.
 //! - **New connections** are opened within the request that needs one while the database is
 //!   reachable. After a failed connect they are opened under the [`backoff`](super::backoff):
-//!   a request that needs one is refused at once (a 503 with `Retry-After`); when the next
-//!   attempt is due, the request that finds it so starts it in the background and waits for
-//!   it no longer than `DB_LIVENESS_TIMEOUT_MS`: a database that is back answers within that,
-//!   and the request is served; one that is not costs the request no more than that, and no
-//!   request waits out a connect timeout against an address that may not answer. A
-//!   connection the request stopped waiting for serves the next request.
+//!   one attempt at a time (a probe), in the background, as soon as the interval is over,
+//!   whether or not a request waits for it, so that a database that is back is used again
+//!   within the interval and a connect, however the requests come. A request that needs a
+//!   connection meanwhile is refused at once (a 503 with `Retry-After`), unless a probe began
+//!   less than `DB_LIVENESS_TIMEOUT_MS` ago: then it waits for the probe until then. A
+//!   database that is back answers within that, and the request is served; one that is not
+//!   costs the request no more than that, and no request waits out a connect timeout against
+//!   an address that may not answer. The probe's connection serves the next request.
 //!
 //! What a statement that meets a lost connection does is [`retry`](super::retry)'s.
 
@@ -36,7 +38,7 @@ use std::{
 };
 
 use sqlx::{Connection as _, PgConnection};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::{
     backoff::{Attempt, Backoff},
@@ -54,6 +56,8 @@ pub(super) struct Pool {
     /// One per connection lent or being opened: at most `max_connections` exist at once.
     permits: Arc<Semaphore>,
     backoff: Backoff,
+    /// Bumped whenever a probe ends, either way: what requests waiting for one watch.
+    probes_ended: watch::Sender<u64>,
 }
 
 impl Pool {
@@ -62,6 +66,7 @@ impl Pool {
             idle: Mutex::default(),
             permits: Arc::new(Semaphore::new(settings.max_connections)),
             backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
+            probes_ended: watch::Sender::new(0),
         }
     }
 
@@ -161,14 +166,20 @@ impl Database {
     /// `DB_LIVENESS_TIMEOUT_MS`), or a new one, opened under the backoff.
     pub async fn acquire(&self) -> Result<Connection<'_>, Error> {
         let permit = self.permit().await?;
+        match self.idle_that_answers().await {
+            Some(held) => Ok(self.lend(held, permit)),
+            None => self.open_for(permit).await,
+        }
+    }
+
+    /// The idle connection used last that is fit to lend, dropping those that are not.
+    async fn idle_that_answers(&self) -> Option<Held> {
         loop {
-            let next = self.inner.pool.idle().pop();
-            let Some(mut held) = next else { break };
+            let mut held = self.inner.pool.idle().pop()?;
             if self.answers(&mut held).await {
-                return Ok(self.lend(held, permit));
+                return Some(held);
             }
         }
-        self.open_for(permit).await
     }
 
     /// A newly opened connection for one request (the retry of a read whose connection was
@@ -233,83 +244,123 @@ impl Database {
         &self,
         permit: OwnedSemaphorePermit,
     ) -> Result<(PgConnection, OwnedSemaphorePermit), Error> {
-        let backoff = &self.inner.pool.backoff;
-        let attempt = backoff.try_begin().map_err(|refusal| Error::NoConnection {
-            retry_after: Some(refusal.retry_after),
-            cause: None,
-            last_failure: refusal.last_failure,
-        })?;
-        if attempt.is_probe() {
-            // The database failed the last attempt and may still not answer: try in the
-            // background, waiting briefly for the outcome.
-            let (outcome, opened) = oneshot::channel();
-            let database = self.clone();
-            tokio::spawn(async move { database.probe(attempt, outcome).await });
-            let patience = self.inner.settings.liveness_timeout;
-            return match tokio::time::timeout(patience, opened).await {
-                Ok(Ok(connection)) => Ok((connection, permit)),
-                _ => Err(Error::NoConnection {
-                    retry_after: Some(Duration::ZERO),
-                    cause: None,
-                    last_failure: None,
-                }),
-            };
+        let pool = &self.inner.pool;
+        // Watched before the backoff is asked, so that no probe's end is missed.
+        let mut probes_ended = pool.probes_ended.subscribe();
+        let probe_started = match pool.backoff.try_begin() {
+            Ok(attempt) if !attempt.is_probe() => return self.open_now(attempt, permit).await,
+            Ok(attempt) => {
+                let started = attempt.started();
+                tokio::spawn(self.clone().probe(attempt));
+                started
+            }
+            Err(refusal) => match refusal.probe_started {
+                Some(started) => started,
+                None => return Err(refused(refusal.retry_after, refusal.last_failure)),
+            },
+        };
+        // A probe is in flight: wait for it until the patience since it began is over.
+        let patience = self.inner.settings.liveness_timeout;
+        let until = tokio::time::Instant::from_std(probe_started + patience);
+        let _ = tokio::time::timeout_at(until, probes_ended.changed()).await;
+        if let Some(held) = self.idle_that_answers().await {
+            return Ok((held.connection, permit));
         }
+        // The probe failed or is still connecting, or another request took its connection.
+        match pool.backoff.try_begin() {
+            Ok(attempt) if !attempt.is_probe() => self.open_now(attempt, permit).await,
+            Ok(attempt) => {
+                tokio::spawn(self.clone().probe(attempt));
+                Err(refused(Duration::ZERO, None))
+            }
+            Err(refusal) => Err(refused(refusal.retry_after, refusal.last_failure)),
+        }
+    }
+
+    /// Opens a connection within the request, the database being reachable.
+    async fn open_now(
+        &self,
+        attempt: Attempt,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(PgConnection, OwnedSemaphorePermit), Error> {
         match self.open().await {
             Ok(connection) => {
-                backoff.succeeded(attempt);
+                self.inner.pool.backoff.succeeded(attempt);
                 Ok((connection, permit))
             }
             Err(cause) => Err(self.failed(attempt, cause)),
         }
     }
 
-    /// A connect attempt after a failure: its connection goes to the request that started it
-    /// if that one still waits, otherwise with the idle ones for the next request. It takes no
-    /// permit: while it runs the backoff lets no other connection open, and when it opens, no
-    /// more than `max_connections - 1` others are (the request that started it held a permit
-    /// and found none idle).
-    async fn probe(self, attempt: Attempt, outcome: oneshot::Sender<PgConnection>) {
-        let backoff = &self.inner.pool.backoff;
+    /// A connect attempt after a failure, off the request path: its connection goes with the
+    /// idle ones, for the request waiting for it or the next one. It takes no permit: while it
+    /// runs the backoff lets no other connection open, and when it opens, no more than
+    /// `max_connections - 1` others are (the attempt that failed before it was made for a
+    /// request that held a permit and found none idle).
+    async fn probe(self, attempt: Attempt) {
+        let pool = &self.inner.pool;
         // Ends the attempt should this task be dropped before it does (the runtime shutting
         // down): the next request may try again.
-        let mut attempt = AbandonOnDrop(backoff, Some(attempt));
+        let mut attempt = AbandonOnDrop(&pool.backoff, Some(attempt));
         let opened = self.open().await;
         let Some(attempt) = attempt.1.take() else {
             return;
         };
         match opened {
             Ok(connection) => {
-                if let Err(connection) = outcome.send(connection) {
-                    self.inner.pool.idle().push(Held {
-                        connection,
-                        idle_since: Instant::now(),
-                    });
-                }
-                backoff.succeeded(attempt);
+                pool.idle().push(Held {
+                    connection,
+                    idle_since: Instant::now(),
+                });
+                pool.backoff.succeeded(attempt);
             }
             Err(cause) => {
                 let err = self.failed(attempt, cause);
                 tracing::info!(error = %err, "the database is still unreachable");
             }
         }
+        pool.probes_ended
+            .send_modify(|ended| *ended = ended.wrapping_add(1));
     }
 
-    /// The error for a failed connect, which the backoff counts unless no connect was tried.
+    /// The error for a failed connect, which the backoff counts unless no connect was tried;
+    /// the next attempt is then made when due, in the background.
     fn failed(&self, attempt: Attempt, cause: sqlx::Error) -> Error {
         let backoff = &self.inner.pool.backoff;
         let retry_after = if no_credentials_yet(&cause) {
-            // The secret could not be read: its own interval applies.
+            // The secret could not be read: its own interval applies, on the next request.
             backoff.abandoned(attempt);
             None
         } else {
-            Some(backoff.failed(attempt, &cause.to_string()))
+            let due_in = backoff.failed(attempt, &cause.to_string());
+            tokio::spawn(self.clone().probe_when_due(due_in));
+            Some(due_in)
         };
         Error::NoConnection {
             retry_after,
             cause: Some(cause),
             last_failure: None,
         }
+    }
+
+    /// Makes the next attempt after `due_in`, unless a request has made it first, another
+    /// failure has put it off (whoever put it off waits for it), or the database is reachable
+    /// again. Under Lambda's freeze the timer waits with the environment, and fires as the next
+    /// invocation thaws it.
+    async fn probe_when_due(self, due_in: Duration) {
+        tokio::time::sleep(due_in).await;
+        if let Some(attempt) = self.inner.pool.backoff.try_probe() {
+            self.probe(attempt).await;
+        }
+    }
+}
+
+/// No connection, for the backoff's reason.
+fn refused(retry_after: Duration, last_failure: Option<Arc<str>>) -> Error {
+    Error::NoConnection {
+        retry_after: Some(retry_after),
+        cause: None,
+        last_failure,
     }
 }
 
