@@ -7,8 +7,8 @@
 //! Create, get and health; a password rotation; the migrate custom resource creating the
 //! schema and the application's login straight on the database, then the API logging in as
 //! that role through the proxy; the per-session limits reaching the sessions without any
-//! per-session statement; and the proxy's own refusals answered 503. Many environments
-//! sharing a few server connections: `fleet.rs`.
+//! per-session statement. The proxy's own refusals: `outage.rs`. Many environments sharing a
+//! few server connections: `fleet.rs`.
 
 use e2e::{
     cloudformation::{properties, CustomResource},
@@ -130,35 +130,6 @@ async fn a_password_rotation_is_followed_through_the_proxy() {
         1,
         "{}",
         proxied.stack.logs()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_proxys_own_refusals_are_503_and_pass() {
-    let proxied = BehindTheProxy::start("proxy-refusal", "proxy-refusal-1", TRANSACTIONS).await;
-    let name = &proxied.database.name;
-
-    // New connections refused by the proxy itself, open ones cut.
-    proxied.bouncer.admin(&format!("DISABLE {name}")).await;
-    proxied.bouncer.admin(&format!("KILL {name}")).await;
-    for reply in [
-        proxied.stack.get("/users/1").await,
-        proxied.stack.get("/health").await,
-    ] {
-        reply.assert_unavailable();
-    }
-
-    proxied.bouncer.admin(&format!("ENABLE {name}")).await;
-    proxied.bouncer.admin(&format!("RESUME {name}")).await;
-    // Each environment tries again when its backoff interval (1.5 s at most) is over, with or
-    // without a request: within two seconds both serve again.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let fetched = proxied.stack.get("/users/1").await;
-    assert_eq!(fetched.status, 200, "{}", fetched.body);
-    assert_eq!(proxied.stack.get("/health").await.status, 200);
-    assert!(
-        !proxied.stack.logs().contains("proxy-refusal-1"),
-        "the password reached the log"
     );
 }
 

@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use e2e::{moto::Moto, proxy::Proxy, run_init, Stack, TestDatabase};
+use e2e::{moto::Moto, run_init, Stack, TestDatabase};
 
 const REFETCH_LOG: &str = "re-fetched the database secret";
-/// How soon after the database's return every environment serves again: the longest backoff
-/// interval (`DB_BACKOFF_MAX_MS`, 1.5 s) and a connect.
-const RECOVERY: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_secret_and_an_rds_json_secret_both_give_a_working_api() {
@@ -298,50 +295,5 @@ async fn an_alternating_users_rotation_switches_to_the_other_role() {
     assert_eq!(
         warm.database.session_roles().await,
         vec![warm.roles[1].clone()]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_gets_503s_without_refetching_and_recovers_by_itself() {
-    let database = TestDatabase::create("outage").await;
-    let role = database.create_app_role("out_app", "outage-pw-1").await;
-    let proxy = Proxy::start(database.address).await;
-    let moto = Moto::start().await;
-    moto.create_secret("db", &database.rds_secret(proxy.port, &role, "outage-pw-1"))
-        .await;
-    let stack = Stack::spawn("outage", &moto.database_env("db")).await;
-    stack.create_and_fetch_a_user("up@example.com").await;
-
-    proxy.down();
-    for _ in 0..3 {
-        for reply in [stack.get("/users/1").await, stack.get("/health").await] {
-            reply.assert_unavailable();
-        }
-    }
-    assert_eq!(
-        stack.log_lines_containing(REFETCH_LOG),
-        0,
-        "{}",
-        stack.logs()
-    );
-
-    proxy.up();
-    // No request until then: each environment tries again when its backoff interval is over
-    // (1.5 s at most), with or without a request waiting, so within RECOVERY of the database's
-    // return every one has its connection again, and serves its next request on it.
-    tokio::time::sleep(RECOVERY).await;
-    let connections = proxy.accepted();
-    assert_eq!(stack.get("/users/1").await.status, 200);
-    assert_eq!(stack.get("/health").await.status, 200);
-    assert_eq!(
-        proxy.accepted(),
-        connections,
-        "both environments had connected again before their request came"
-    );
-    assert_eq!(
-        stack.log_lines_containing(REFETCH_LOG),
-        0,
-        "{}",
-        stack.logs()
     );
 }
