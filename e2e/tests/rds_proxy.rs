@@ -10,14 +10,19 @@
 //! per-session statement. The proxy's own refusals: `outage.rs`. Many environments sharing a
 //! few server connections: `fleet.rs`.
 
+use std::{net::SocketAddr, str::FromStr};
+
 use e2e::{
     cloudformation::{properties, CustomResource},
     moto::Moto,
     pgbouncer::{PgBouncer, Pooling},
+    proxy::Proxy,
     runtime::Function,
     Stack, TestDatabase,
 };
-use sqlx::{Connection, PgConnection};
+use futures_util::future::join;
+use serde_json::json;
+use sqlx::{postgres::PgConnectOptions, types::Json, Connection, PgConnection};
 
 const REFETCH_LOG: &str = "re-fetched the database secret";
 /// RDS Proxy's multiplexing, with a small pool.
@@ -162,4 +167,42 @@ async fn migrate_creates_the_login_on_the_database_and_the_api_logs_in_through_t
     // The API then logs in as that role, through the proxy.
     let api = Stack::spawn("proxy-migrate-api", &moto.database_env("db/app")).await;
     api.create_and_fetch_a_user("migrated@example.com").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jsonb_parameter_goes_in_one_flight_through_transaction_pooling() {
+    // `Json<T>` encodes a version byte that only jsonb takes, a patch filled from the
+    // parameter's type: from Parse's declared types, not from a described statement.
+    let database = TestDatabase::create("proxy-jsonb").await;
+    let role = database.create_app_role("jsonb", "proxy-jsonb-1").await;
+    let bouncer =
+        PgBouncer::start_pooling(database.address, Pooling::Transaction { size: 1 }).await;
+    let counted = Proxy::start(SocketAddr::from(([127, 0, 0, 1], bouncer.port))).await;
+    let url = format!(
+        "postgres://{role}:proxy-jsonb-1@127.0.0.1:{}/{}",
+        counted.port, database.name
+    );
+    let options = PgConnectOptions::from_str(&url)
+        .expect("a URL")
+        .statement_cache_capacity(0);
+    let connect = || async { PgConnection::connect_with(&options).await.expect("connect") };
+    let (mut a, mut b) = (connect().await, connect().await);
+    let before = counted.sent();
+
+    // Two clients at once, over one server connection.
+    join(echo_rounds("a", &mut a), echo_rounds("b", &mut b)).await;
+
+    assert_eq!(counted.sent() - before, 40, "one flight per statement");
+}
+
+/// Twenty statements with a `jsonb` parameter, each checked for its own answer.
+async fn echo_rounds(client: &str, connection: &mut PgConnection) {
+    for round in 0..20 {
+        let echoed: String = sqlx::query_scalar("SELECT ($1::jsonb) ->> 'client'")
+            .bind(Json(json!({"client": client, "round": round})))
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap_or_else(|err| panic!("{client}, round {round}: {err}"));
+        assert_eq!(echoed, client, "round {round}");
+    }
 }

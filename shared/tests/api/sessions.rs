@@ -2,7 +2,7 @@
 //! to keep for it (RDS Proxy pins such a session; PgBouncer would hand it to another client).
 
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool, Row};
 use test_support::TestRequest;
 
 use crate::app::TestApp;
@@ -60,4 +60,72 @@ async fn every_route_leaves_no_prepared_statement_and_no_changed_setting_on_its_
         Vec::<String>::new(),
         "settings changed by the session"
     );
+}
+
+/// A connection as the functions open theirs: no statement cache, so every statement with
+/// arguments goes unnamed, in one flight with its execution (vendor/README.md).
+async fn uncached_connection(pool: &PgPool) -> sqlx::PgConnection {
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .statement_cache_capacity(0);
+    sqlx::PgConnection::connect_with(&options)
+        .await
+        .expect("connect")
+}
+
+#[derive(Debug, PartialEq, sqlx::Type)]
+#[sqlx(type_name = "mood", rename_all = "lowercase")]
+enum Mood {
+    Calm,
+    Merry,
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_column_of_a_type_the_connection_has_not_met_is_read_with_checked_getters(pool: PgPool) {
+    sqlx::query("CREATE TYPE mood AS ENUM ('calm', 'merry')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut connection = uncached_connection(&pool).await;
+
+    for _ in 0..2 {
+        // The first time, the rows wait for the type's lookup; the second, it is cached.
+        let row = sqlx::query("SELECT $1::text::mood AS one, ARRAY['calm', $1]::mood[] AS many")
+            .bind("merry")
+            .fetch_one(&mut connection)
+            .await
+            .expect("the statement");
+
+        assert_eq!(row.try_get::<Mood, _>("one").unwrap(), Mood::Merry);
+        assert_eq!(
+            row.try_get::<Vec<Mood>, _>("many").unwrap(),
+            [Mood::Calm, Mood::Merry]
+        );
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_statement_whose_bind_cannot_be_encoded_leaves_nothing_for_the_next_one(pool: PgPool) {
+    let mut connection = uncached_connection(&pool).await;
+    // Two parameters of 1.1 GB each: each fits the protocol, their Bind does not (2 GiB at
+    // most). The statement names a table that does not exist: sent, its Parse would fail.
+    let big = vec![0_u8; 1_100_000_000];
+
+    let refused = sqlx::query("SELECT length($1) + length($2) FROM no_such_table")
+        .bind(big.as_slice())
+        .bind(big.as_slice())
+        .fetch_optional(&mut connection)
+        .await;
+    drop(big);
+    let next: i32 = sqlx::query_scalar("SELECT $1::int4 + 1")
+        .bind(41)
+        .fetch_one(&mut connection)
+        .await
+        .expect("the next statement, on the same connection");
+
+    let refused = refused.expect_err("a Bind over the protocol's limit");
+    assert!(refused.to_string().contains("out of range"), "{refused}");
+    assert_eq!(next, 42);
 }

@@ -164,12 +164,6 @@ impl<'q> Arguments<'q> for PgArguments {
 }
 
 impl PgArgumentBuffer {
-    /// Whether encoding left patches that need the parameter types the server describes (as
-    /// opposed to type OIDs, which are looked up by name).
-    pub(crate) fn needs_parameter_types(&self) -> bool {
-        !self.patches.is_empty()
-    }
-
     pub(crate) fn encode<'q, T>(&mut self, value: T) -> Result<(), BoxDynError>
     where
         T: Encode<'q, Postgres>,

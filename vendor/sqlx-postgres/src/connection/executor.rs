@@ -4,8 +4,8 @@ use crate::executor::{Execute, Executor};
 use crate::io::{PortalId, StatementId};
 use crate::logger::QueryLogger;
 use crate::message::{
-    self, BackendMessageFormat, Bind, Close, CommandComplete, DataRow, ParameterDescription, Parse,
-    ParseComplete, Query, RowDescription,
+    self, BackendMessageFormat, Bind, Close, CommandComplete, DataRow, EncodeMessage,
+    ParameterDescription, Parse, ParseComplete, Query, RowDescription,
 };
 use crate::statement::PgStatementMetadata;
 use crate::{
@@ -17,6 +17,7 @@ use futures_core::stream::BoxStream;
 use futures_core::Stream;
 use futures_util::TryStreamExt;
 use sqlx_core::arguments::Arguments;
+use sqlx_core::io::ProtocolEncode;
 use sqlx_core::Either;
 use std::{borrow::Cow, pin::pin, sync::Arc};
 
@@ -208,6 +209,9 @@ impl PgConnection {
         self.wait_until_ready().await?;
 
         let mut metadata: Arc<PgStatementMetadata>;
+        // Whether a `RowDescription` may name types this connection does not know yet, whose
+        // rows then wait for the end of the answer (see below).
+        let mut deferrable_columns = false;
 
         let format = if let Some(mut arguments) = arguments {
             // Check this before we write anything to the stream.
@@ -228,37 +232,33 @@ impl PgConnection {
             // behind a transaction-pooling proxy another client would meet it.
             let persistent = persistent && self.inner.cache_statement.is_enabled();
 
-            let (statement, in_this_flight) = if !persistent
+            // An unnamed statement goes in the same flight as its execution: Parse, Bind,
+            // Describe (the portal, for the columns), Execute, Close, Sync. One round trip
+            // instead of two, and nothing waits on a `Sync` in between, so a transaction-pooling
+            // proxy (PgBouncer, RDS Proxy) cannot hand the Bind to another server connection
+            // than the Parse. The columns arrive as a `RowDescription` before the rows.
+            let in_this_flight = !persistent
                 && metadata_opt.is_none()
-                && !arguments.buffer.needs_parameter_types()
-                && !self.inner.cache_statement.contains_key(query)
-            {
-                // An unnamed statement goes in the same flight as its execution: Parse, Bind,
-                // Describe (the portal, for the columns), Execute, Sync. One round trip instead
-                // of two, and nothing waits on a `Sync` in between, so a transaction-pooling
-                // proxy (PgBouncer, RDS Proxy) cannot hand the Bind to another server
-                // connection than the Parse. The columns arrive as a `RowDescription` before
-                // the rows, as for a simple query.
+                && !self.inner.cache_statement.contains_key(query);
+
+            let (statement, param_types) = if in_this_flight {
                 let mut param_types = Vec::with_capacity(arguments.types.len());
                 for ty in &arguments.types {
                     param_types.push(self.resolve_type_id(&ty.0).await?);
                 }
 
-                // fill the holes left for type OIDs during encoding (no patch needs the
-                // described parameter types: checked above)
-                arguments.apply_patches(self, &[]).await?;
+                // Parse declares the parameters' types, and the server gives the parameters
+                // exactly those: they are what the patches left by encoding (`Json<T>`'s
+                // version byte, say) are filled from, as the two flights fill them from the
+                // types the server describes.
+                let declared = arguments.types.clone();
+                arguments.apply_patches(self, &declared).await?;
 
                 self.wait_until_ready().await?;
 
-                self.inner.stream.write_msg(Parse {
-                    param_types: &param_types,
-                    query,
-                    statement: StatementId::UNNAMED,
-                })?;
-
                 metadata = Arc::new(PgStatementMetadata::default());
 
-                (StatementId::UNNAMED, true)
+                (StatementId::UNNAMED, Some(param_types))
             } else {
                 // prepare the statement if this our first time executing it
                 // always return the statement ID here
@@ -274,53 +274,45 @@ impl PgConnection {
                 // consume messages till `ReadyForQuery` before bind and execute
                 self.wait_until_ready().await?;
 
-                (statement, false)
+                (statement, None)
             };
 
-            // bind to attach the arguments to the statement and create a portal
-            self.inner.stream.write_msg(Bind {
-                portal: PortalId::UNNAMED,
-                statement,
-                formats: &[PgValueFormat::Binary],
-                num_params,
-                params: &arguments.buffer,
-                result_formats: &[PgValueFormat::Binary],
-            })?;
-
-            if in_this_flight {
-                // the columns of the statement parsed in this flight
-                self.inner
-                    .stream
-                    .write_msg(message::Describe::Portal(PortalId::UNNAMED))?;
+            // The flight is encoded whole before any of it counts as written: should a message
+            // fail to encode (a Bind too large for the protocol), none of it is left in the
+            // buffer to go out ahead of the next statement.
+            let write_buffer = self.inner.stream.write_buffer_mut();
+            let flight = write_buffer.buf_mut();
+            let start = flight.len();
+            let encoded = encode_flight(
+                flight,
+                param_types.as_deref().map(|param_types| Parse {
+                    param_types,
+                    query,
+                    statement: StatementId::UNNAMED,
+                }),
+                Bind {
+                    portal: PortalId::UNNAMED,
+                    statement,
+                    formats: &[PgValueFormat::Binary],
+                    num_params,
+                    params: &arguments.buffer,
+                    result_formats: &[PgValueFormat::Binary],
+                },
+            );
+            match encoded {
+                Ok(()) => {
+                    let written = flight.len() - start;
+                    write_buffer.advance(written);
+                }
+                Err(err) => {
+                    flight.truncate(start);
+                    return Err(err);
+                }
             }
 
-            // executes the portal up to the passed limit
-            // the protocol-level limit acts nearly identically to the `LIMIT` in SQL
-            self.inner.stream.write_msg(message::Execute {
-                portal: PortalId::UNNAMED,
-                // Non-zero limits cause query plan pessimization by disabling parallel workers:
-                // https://github.com/launchbadge/sqlx/issues/3673
-                limit: 0,
-            })?;
-            // From https://www.postgresql.org/docs/current/protocol-flow.html:
-            //
-            // "An unnamed portal is destroyed at the end of the transaction, or as
-            // soon as the next Bind statement specifying the unnamed portal as
-            // destination is issued. (Note that a simple Query message also
-            // destroys the unnamed portal."
-
-            // we ask the database server to close the unnamed portal and free the associated resources
-            // earlier - after the execution of the current query.
-            self.inner
-                .stream
-                .write_msg(Close::Portal(PortalId::UNNAMED))?;
-
-            // finally, [Sync] asks postgres to process the messages that we sent and respond with
-            // a [ReadyForQuery] message when it's completely done. Theoretically, we could send
-            // dozens of queries before a [Sync] and postgres can handle that. Execution on the server
-            // is still serial but it would reduce round-trips. Some kind of builder pattern that is
-            // termed batching might suit this.
-            self.write_sync();
+            // the flight ends with a Sync, which Postgres answers with a ReadyForQuery
+            self.inner.pending_ready_for_query_count += 1;
+            deferrable_columns = in_this_flight;
 
             // prepared statements are binary
             PgValueFormat::Binary
@@ -339,8 +331,34 @@ impl PgConnection {
         self.inner.stream.flush().await?;
 
         Ok(try_stream! {
+            // A `RowDescription` read mid-answer can name a type only from the connection's
+            // cache: no query can run until the answer ends. When it names types the cache
+            // lacks (an enum, a composite, an array of them: the first time a connection
+            // meets one, in the one-flight path), the rows wait for the `ReadyForQuery`, the
+            // types are then looked up, and the rows go out with them, so that checked getters
+            // (`try_get`) work as they do for a statement prepared first.
+            let mut deferred: Option<(RowDescription, Vec<Either<PgQueryResult, DataRow>>)> = None;
+
             loop {
-                let message = self.inner.stream.recv().await?;
+                let message = match self.inner.stream.recv().await {
+                    Ok(message) => message,
+                    Err(err) => {
+                        // What was read before the error goes out first, as it can.
+                        if let Some((desc, held)) = deferred.take() {
+                            let (columns, column_names) =
+                                self.handle_row_description(Some(desc), false).await?;
+                            metadata = Arc::new(PgStatementMetadata {
+                                column_names: Arc::new(column_names),
+                                columns,
+                                parameters: Vec::default(),
+                            });
+                            for item in held {
+                                r#yield!(with_metadata(item, format, &metadata));
+                            }
+                        }
+                        return Err(err);
+                    }
+                };
 
                 match message.format {
                     BackendMessageFormat::BindComplete
@@ -363,9 +381,11 @@ impl PgConnection {
 
                         let rows_affected = cc.rows_affected();
                         logger.increase_rows_affected(rows_affected);
-                        r#yield!(Either::Left(PgQueryResult {
-                            rows_affected,
-                        }));
+                        let done = PgQueryResult { rows_affected };
+                        match &mut deferred {
+                            Some((_, held)) => held.push(Either::Left(done)),
+                            None => r#yield!(Either::Left(done)),
+                        }
                     }
 
                     BackendMessageFormat::EmptyQueryResponse => {
@@ -379,8 +399,13 @@ impl PgConnection {
 
                     BackendMessageFormat::RowDescription => {
                         // indicates that a *new* set of rows are about to be returned
+                        let desc: RowDescription = message.decode()?;
+                        if deferrable_columns && !self.knows_the_types_of(&desc) {
+                            deferred = Some((desc, Vec::new()));
+                            continue;
+                        }
                         let (columns, column_names) = self
-                            .handle_row_description(Some(message.decode()?), false)
+                            .handle_row_description(Some(desc), false)
                             .await?;
 
                         metadata = Arc::new(PgStatementMetadata {
@@ -395,6 +420,10 @@ impl PgConnection {
 
                         // one of the set of rows returned by a SELECT, FETCH, etc query
                         let data: DataRow = message.decode()?;
+                        if let Some((_, held)) = &mut deferred {
+                            held.push(Either::Right(data));
+                            continue;
+                        }
                         let row = PgRow {
                             data,
                             format,
@@ -407,6 +436,19 @@ impl PgConnection {
                     BackendMessageFormat::ReadyForQuery => {
                         // processing of the query string is complete
                         self.handle_ready_for_query(message)?;
+                        if let Some((desc, held)) = deferred.take() {
+                            // the connection is idle again: the types can be looked up now
+                            let (columns, column_names) =
+                                self.handle_row_description(Some(desc), true).await?;
+                            metadata = Arc::new(PgStatementMetadata {
+                                column_names: Arc::new(column_names),
+                                columns,
+                                parameters: Vec::default(),
+                            });
+                            for item in held {
+                                r#yield!(with_metadata(item, format, &metadata));
+                            }
+                        }
                         break;
                     }
 
@@ -420,6 +462,67 @@ impl PgConnection {
             }
 
             Ok(())
+        })
+    }
+}
+
+/// Appends a statement's flight to `buf`: its Parse (when parsed in this flight), Bind,
+/// Describe of the portal (when parsed in this flight, for the columns), Execute, Close of the
+/// portal and Sync. On an error, `buf` may hold part of it: the caller drops what was appended.
+fn encode_flight(buf: &mut Vec<u8>, parse: Option<Parse<'_>>, bind: Bind<'_>) -> Result<(), Error> {
+    let in_this_flight = parse.is_some();
+    if let Some(parse) = parse {
+        EncodeMessage(parse).encode_with(buf, ())?;
+    }
+    // bind to attach the arguments to the statement and create a portal
+    EncodeMessage(bind).encode_with(buf, ())?;
+    if in_this_flight {
+        // the columns of the statement parsed in this flight
+        EncodeMessage(message::Describe::Portal(PortalId::UNNAMED)).encode_with(buf, ())?;
+    }
+    // executes the portal up to the passed limit
+    // the protocol-level limit acts nearly identically to the `LIMIT` in SQL
+    EncodeMessage(message::Execute {
+        portal: PortalId::UNNAMED,
+        // Non-zero limits cause query plan pessimization by disabling parallel workers:
+        // https://github.com/launchbadge/sqlx/issues/3673
+        limit: 0,
+    })
+    .encode_with(buf, ())?;
+    // From https://www.postgresql.org/docs/current/protocol-flow.html:
+    //
+    // "An unnamed portal is destroyed at the end of the transaction, or as
+    // soon as the next Bind statement specifying the unnamed portal as
+    // destination is issued. (Note that a simple Query message also
+    // destroys the unnamed portal."
+    //
+    // we ask the database server to close the unnamed portal and free the associated resources
+    // earlier - after the execution of the current query.
+    EncodeMessage(Close::Portal(PortalId::UNNAMED)).encode_with(buf, ())?;
+    // finally, [Sync] asks postgres to process the messages that we sent and respond with
+    // a [ReadyForQuery] message when it's completely done.
+    EncodeMessage(message::Sync).encode_with(buf, ())
+}
+
+/// A held result, with the columns its rows are read with.
+fn with_metadata(
+    item: Either<PgQueryResult, DataRow>,
+    format: PgValueFormat,
+    metadata: &Arc<PgStatementMetadata>,
+) -> Either<PgQueryResult, PgRow> {
+    item.map_right(|data| PgRow {
+        data,
+        format,
+        metadata: Arc::clone(metadata),
+    })
+}
+
+impl PgConnection {
+    /// Whether every column of `desc` has a type this connection can name without a query.
+    fn knows_the_types_of(&self, desc: &RowDescription) -> bool {
+        desc.fields.iter().all(|field| {
+            PgTypeInfo::try_from_oid(field.data_type_id).is_some()
+                || self.inner.cache_type_info.contains_key(&field.data_type_id)
         })
     }
 }
