@@ -1,6 +1,7 @@
 //! Deploys that go wrong, played as CloudFormation plays them against the custom resource: a
-//! failed Update and its rollback, a migration past the deadline, a migration blocked by a
-//! lock, a panic, an unreadable request, and two deploys at once.
+//! failed Update and its rollback, the previous release deployed again over the newer schema,
+//! a migration edited after it was applied, a migration past the deadline, a migration blocked
+//! by a lock, a panic, an unreadable request, and two deploys at once.
 //!
 //! The test-only `migrate-fixtures` function is the real custom resource (protocol and
 //! migration runner) over fixture migrations that fail, block or hang; the concurrency case
@@ -104,6 +105,62 @@ async fn a_failed_update_is_rolled_back_without_applying_anything() {
     let fixed = resource.update(&v3, properties("3")).await;
     assert_eq!(fixed["Status"], "SUCCESS", "{fixed}");
     assert_ne!(snapshot(&mut connection).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_release_deploys_again_over_the_newer_schema_and_runs_on_it() {
+    // Release N created the stack: v1's migration, then the column v2 adds.
+    let database = TestDatabase::create_empty("redeploy").await;
+    let mut resource = CustomResource::default();
+    let v2 = fixture(&database, "v2-adds-a-column").await;
+    let created = resource.create(&v2, properties("2")).await;
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let mut connection = database.connect().await;
+    let before = snapshot(&mut connection).await;
+
+    // N misbehaves after its canary: the operator deploys N-1 again, its binary and its
+    // properties (a deploy, not CloudFormation's rollback).
+    let v1 = fixture(&database, "v1").await;
+    let redeployed = resource.update(&v1, properties("1")).await;
+
+    assert_eq!(redeployed["Status"], "SUCCESS", "{redeployed}");
+    assert_eq!(redeployed["Data"]["SchemaVersion"], "1", "{redeployed}");
+    assert_eq!(redeployed["Data"]["NewerMigrations"], "2", "{redeployed}");
+    assert_eq!(snapshot(&mut connection).await, before, "nothing undone");
+    assert!(v1.logs().contains("does not know"), "{}", v1.logs());
+    // N-1's own queries run on the expanded table.
+    let kept: String = sqlx::query_scalar("SELECT name FROM accounts WHERE id = 1")
+        .fetch_one(&mut connection)
+        .await
+        .expect("v1's query on v2's schema");
+    assert_eq!(kept, "kept");
+    sqlx::query("INSERT INTO accounts (id, name) VALUES (2, 'written by v1')")
+        .execute(&mut connection)
+        .await
+        .expect("v1's insert on v2's schema");
+
+    // And N deploys once more, fixed: nothing left to apply.
+    let again = resource.update(&v2, properties("3")).await;
+    assert_eq!(again["Status"], "SUCCESS", "{again}");
+    assert_eq!(again["Data"].get("NewerMigrations"), None, "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_edited_after_it_was_applied_is_refused_with_the_reason() {
+    let (database, mut resource) = created_with_v1("edited").await;
+    let mut connection = database.connect().await;
+    let before = snapshot(&mut connection).await;
+
+    let edited = fixture(&database, "v1-edited").await;
+    let refused = resource.update(&edited, properties("2")).await;
+
+    assert_eq!(refused["Status"], "FAILED", "{refused}");
+    let reason = reason(&refused);
+    assert!(
+        reason.contains("Migration 1 was applied with other text") && reason.contains("checksum"),
+        "{refused}"
+    );
+    assert_eq!(snapshot(&mut connection).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,36 @@ async fn create_migrates_an_empty_database_update_is_idempotent_and_delete_chang
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_release_deploys_over_a_newer_releases_schema_and_its_api_works_on_it() {
+    let database = TestDatabase::create_empty("migrate-newer").await;
+    let function = Function::start("migrate", &[("DATABASE_URL", database.url.as_str())]).await;
+    let mut resource = CustomResource::default();
+    let created = resource.create(&function, properties("1")).await;
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    // A newer release expanded the schema: a column this release never reads, recorded as a
+    // migration this release does not have.
+    let mut connection = database.connect().await;
+    for statement in [
+        "ALTER TABLE users ADD COLUMN nickname text",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'a newer release', true, '\\x00', 0)",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut connection)
+            .await
+            .expect("the newer release's migration");
+    }
+
+    // This release is deployed again over it (the rollback of a release that misbehaved).
+    let redeployed = resource.update(&function, properties("2")).await;
+
+    assert_eq!(redeployed["Status"], "SUCCESS", "{redeployed}");
+    assert_eq!(redeployed["Data"]["NewerMigrations"], "99990101000000");
+    let stack = Stack::spawn("migrate-newer", &[("DATABASE_URL", database.url.as_str())]).await;
+    stack.create_and_fetch_a_user("newer@example.com").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_migration_answers_failed_with_the_reason() {
     let database = TestDatabase::create_empty("migrate-conflict").await;
     // Someone's table is in the way of migration 0001.

@@ -4,6 +4,11 @@
 //!   a migration twice: the second waits, then finds nothing left to do.
 //! - Each migration runs in its own transaction (SQLx's default): one that fails leaves the
 //!   database as it was before it.
+//! - Migrations recorded in the database that this release does not know come from a newer
+//!   release: redeploying the previous release (what an operator does first when a release
+//!   misbehaves) runs on the newer schema, since migrations are expand-only (docs/operations.md),
+//!   so they are logged and let be. An applied migration whose text differs from this
+//!   release's copy is refused: the schema is not what the release was built for.
 //! - DDL waits for a lock at most [`LOCK_TIMEOUT`]: an `ALTER TABLE` queued behind a long
 //!   query would otherwise queue every API query behind itself. A migration that times out
 //!   waiting is retried while the budget lasts.
@@ -12,7 +17,7 @@
 //!   notices the client has gone. Its `statement_timeout` (the time left, and a little more) is
 //!   the backstop.
 
-use std::{borrow::Cow, time::Duration};
+use std::{borrow::Cow, collections::HashSet, time::Duration};
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
@@ -78,13 +83,20 @@ pub async fn apply(
                  cancelled on the server and rolled back"
             ))
         });
-    if let Err(err) = migrated {
-        // Whatever went wrong, the session may still hold the advisory lock.
-        terminate(&database, pid).await;
-        return Err(err);
-    }
+    let newer = match migrated {
+        Ok(newer) => newer,
+        Err(err) => {
+            // Whatever went wrong, the session may still hold the advisory lock.
+            terminate(&database, pid).await;
+            return Err(err);
+        }
+    };
     let version = migrator.iter().map(|m| m.version).max().unwrap_or_default();
     let mut data = json!({ "SchemaVersion": version.to_string() });
+    if !newer.is_empty() {
+        let newer: Vec<String> = newer.iter().map(i64::to_string).collect();
+        data["NewerMigrations"] = json!(newer.join(","));
+    }
     if let (Some(secret_id), Some(secrets)) = (&settings.app_role_secret_id, &secrets) {
         let login = application_login(secrets, secret_id).await?;
         app_role::ensure_login(&mut session, &login)
@@ -103,11 +115,13 @@ pub async fn apply(
     Ok(data)
 }
 
+/// Applies what `migrator` has that the database lacks; answers the versions the database has
+/// that `migrator` lacks (a newer release's).
 async fn migrate(
     session: &mut PgConnection,
     migrator: &'static Migrator,
     deadline: Instant,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<i64>> {
     // The deadline itself is enforced from here (the session is terminated when it passes);
     // the server's own limit is the backstop should that fail, so it comes a little later and
     // the two never race to report the same overrun.
@@ -128,6 +142,8 @@ async fn migrate(
     let unlocked = Migrator {
         migrations: Cow::Borrowed(&migrator.migrations),
         locking: false,
+        // A newer release's migrations: this release runs on the schema they expanded.
+        ignore_missing: true,
         ..Migrator::DEFAULT
     };
     let mut attempt = 1;
@@ -146,6 +162,14 @@ async fn migrate(
                 attempt += 1;
                 tokio::time::sleep(LOCK_RETRY_PAUSE).await;
             }
+            Err(MigrateError::VersionMismatch(version)) => {
+                return Err(anyhow::anyhow!(
+                    "Migration {version} was applied with other text than this release's copy \
+                     (its checksum differs from the one recorded in _sqlx_migrations). An \
+                     applied migration must never change: restore its text and make the change \
+                     in a new migration"
+                ))
+            }
             Err(err) => {
                 return Err(anyhow::Error::new(err).context("Failed to apply the migrations"))
             }
@@ -160,11 +184,28 @@ async fn migrate(
     metrics::counter!(crate::telemetry::metric::MIGRATIONS_APPLIED)
         .increment(u64::try_from(applied).unwrap_or_default());
     tracing::info!(applied, "migrations applied");
+    let recorded: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+        .fetch_all(&mut *session)
+        .await
+        .context("Failed to read the migrations recorded")?;
+    let known: HashSet<i64> = migrator.iter().map(|m| m.version).collect();
+    let mut newer: Vec<i64> = recorded
+        .into_iter()
+        .filter(|version| !known.contains(version))
+        .collect();
+    newer.sort_unstable();
+    if !newer.is_empty() {
+        tracing::warn!(
+            ?newer,
+            "the database has migrations this release does not know, from a newer release; \
+             they are expand-only, so this release runs on the schema they left"
+        );
+    }
     session
         .unlock()
         .await
         .context("Failed to release the migrations' advisory lock")?;
-    Ok(())
+    Ok(newer)
 }
 
 /// `SET <name>` for this session, in milliseconds.
