@@ -552,8 +552,9 @@ CONNECTIONS_PER_ENVIRONMENT = 1
 # Each environment counted this many times: two versions side by side during a canary, and the
 # sessions of environments Lambda reclaimed before the server's idle_session_timeout closed them.
 SESSIONS_PER_ENVIRONMENT = 3
-# Besides the API: migrate's session, and a rotation's two (the master's, the new login's test).
-MIGRATE, ROTATION = 1, 2
+# Besides the API: migrate's session, the scheduled purge's, and a rotation's two (the master's,
+# the new login's test).
+MIGRATE, PURGE, ROTATION = 1, 1, 2
 # Never the API's: superuser_reserved_connections (3) and rds.rds_superuser_reserved_connections (2).
 RESERVED_BY_THE_SERVER = 5
 
@@ -580,7 +581,8 @@ def api_functions(template):
 
 def worst_case(template, budget, proxied):
     """The most connections the database serves, from the template's own numbers: the API's
-    (every environment's sessions directly, or the proxy's pool), migrate's and a rotation's."""
+    (every environment's sessions directly, or the proxy's pool), migrate's, the purge's and a
+    rotation's."""
     resources = template["Resources"]
     concurrency = [from_budget(resources[f]["Properties"]["ReservedConcurrentExecutions"], template, budget)
                    for f in api_functions(template)]
@@ -591,7 +593,7 @@ def worst_case(template, budget, proxied):
     pool = max_connections * percent // 100
     api = pool if proxied else sessions
     return {"sessions": sessions, "pool": pool, "concurrency": sum(concurrency),
-            "database": api + MIGRATE + ROTATION, "max_connections": max_connections}
+            "database": api + MIGRATE + PURGE + ROTATION, "max_connections": max_connections}
 
 
 @pytest.mark.parametrize("proxied", [False, True], ids=["direct", "through the proxy"])

@@ -10,8 +10,9 @@
 //! - [`moto`]: a local Secrets Manager; [`jwks`]: a token issuer's key set;
 //!   [`otlp`]: an OpenTelemetry collector's OTLP/HTTP traces endpoint;
 //!   [`cloudformation`]: a custom resource's response URL and CloudFormation's sequence of
-//!   requests; [`proxy`]: a database connection that can be cut; [`pgbouncer`]: a connection
-//!   pooler standing in for RDS Proxy.
+//!   requests; [`proxy`]: a database connection that can be cut; [`pg_fault`]: one cut at a
+//!   chosen message of the server's answer; [`pgbouncer`]: a connection pooler standing in for
+//!   RDS Proxy.
 //!
 //! `cargo lambda` and `moto_server` come from the project's virtualenv (`scripts/bootstrap.sh`).
 
@@ -25,6 +26,7 @@ pub mod init;
 pub mod jwks;
 pub mod moto;
 pub mod otlp;
+pub mod pg_fault;
 pub mod pgbouncer;
 pub mod proxy;
 pub mod runtime;

@@ -1,11 +1,12 @@
 //! The users API's shared library. Each Lambda function in `functions/` is a thin adapter over
-//! one of the [`routes`] (or, for `migrate`, the [`custom_resource`]); everything else lives
-//! here. Dependencies run one way, from the top of this list down: a module uses only modules
+//! one of the [`routes`] (or, for `migrate`, the [`custom_resource`]; for the scheduled purge,
+//! [`maintenance`]); everything else lives here. Dependencies run one way, from the top of this list down: a module uses only modules
 //! below it, and [`config`] uses none.
 //!
 //! - [`routes`]: one module per route, each declaring its `ROUTE` and exposing
 //!   `handler(&AppState, Request)`.
 //! - [`custom_resource`]: the `migrate` function, a CloudFormation custom resource.
+//! - [`maintenance`]: work on a schedule (expired idempotency keys purged).
 //! - [`state`]: `AppState`, what a function builds once per execution environment.
 //! - [`http`]: the inbound HTTP edge: request parsing, JSON responses, RFC 9457 problems.
 //! - [`auth`]: bearer tokens (JWT) and scopes, verified with keys parsed once.
@@ -27,6 +28,7 @@ pub mod custom_resource;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod maintenance;
 pub mod outbound_http;
 pub mod routes;
 pub mod secrets;

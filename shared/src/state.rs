@@ -52,7 +52,12 @@ impl AppState {
     /// once and never freed: every invocation borrows it, several at once on Lambda Managed
     /// Instances (`lambda_http::run_concurrent`).
     pub async fn init_or_exit(route: &Route) -> &'static Self {
-        match Self::from_env(Access::of(route)).await {
+        Self::init_or_exit_with(Access::of(route)).await
+    }
+
+    /// [`AppState::init_or_exit`] for a function that serves no route (the scheduled purge).
+    pub async fn init_or_exit_with(access: Access) -> &'static Self {
+        match Self::from_env(access).await {
             Ok(state) => Box::leak(Box::new(state)),
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "init failed");

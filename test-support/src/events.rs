@@ -45,6 +45,8 @@ pub struct TestRequest {
     body: Option<String>,
     base64: bool,
     authorization: Option<String>,
+    /// The invocation's deadline, in milliseconds since the epoch, as Lambda sends it.
+    deadline_ms: Option<u64>,
 }
 
 impl TestRequest {
@@ -57,6 +59,7 @@ impl TestRequest {
             body: None,
             base64: false,
             authorization: Some(tokens::bearer(FULL_SCOPE)),
+            deadline_ms: None,
         }
     }
 
@@ -93,6 +96,14 @@ impl TestRequest {
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The invocation's deadline, as Lambda gives it (none by default, as `cargo lambda watch`
+    /// gives none usable).
+    pub fn deadline(mut self, at: std::time::SystemTime) -> Self {
+        let since_epoch = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.deadline_ms = u64::try_from(since_epoch.as_millis()).ok();
         self
     }
 
@@ -199,6 +210,9 @@ impl TestRequest {
             .expect("lambda_http parses the event");
         let mut context = Context::default();
         context.request_id = request_id.clone();
+        if let Some(deadline) = self.deadline_ms {
+            context.deadline = deadline;
+        }
         (request.with_lambda_context(context), request_id)
     }
 }

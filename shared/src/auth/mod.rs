@@ -76,12 +76,26 @@ pub enum AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: Option<String>,
+    /// The client the token was issued to, when it says (Cognito's `client_id`).
+    pub client_id: Option<String>,
     scopes: Vec<String>,
 }
 
 impl Principal {
     pub fn has_scope(&self, name: &str) -> bool {
         self.scopes.iter().any(|granted| granted == name)
+    }
+
+    /// Who owns what this caller records (its idempotency keys): its `sub`; without one (a
+    /// client-credentials token of an issuer that sets none), the client it authenticated as,
+    /// in a namespace of its own. `None` when the token names neither: such a caller cannot be
+    /// told from another.
+    pub fn owner(&self) -> Option<String> {
+        match (&self.subject, &self.client_id) {
+            (Some(subject), _) => Some(subject.clone()),
+            (None, Some(client)) => Some(format!("client_id:{client}")),
+            (None, None) => None,
+        }
     }
 }
 
@@ -205,6 +219,7 @@ impl Authenticator {
         let scopes = [claims.scope, claims.scp].into_iter().flatten();
         Ok(Principal {
             subject: claims.sub,
+            client_id: claims.client_id,
             scopes: scopes.flat_map(StringOrList::scopes).collect(),
         })
     }

@@ -31,7 +31,7 @@ pub use connection::Connection;
 pub use credentials::{Credentials, CredentialsError};
 use iam_auth::IamAuth;
 use options::connect_options;
-pub use retry::Statement;
+pub use retry::{write_returning, Statement};
 use rotation::Rotation;
 
 use crate::telemetry::metric;
@@ -75,6 +75,10 @@ pub enum Error {
     /// The statement failed, on a connection that was open.
     #[error(transparent)]
     Query(#[from] sqlx::Error),
+    /// A write's connection was lost where the write may have committed: not retried (see
+    /// [`retry`]).
+    #[error("the outcome of the write is unknown: {0}")]
+    OutcomeUnknown(#[source] sqlx::Error),
 }
 
 fn because(last_failure: &Option<Arc<str>>) -> String {
@@ -96,7 +100,7 @@ impl Error {
     /// now), as opposed to a bug or a bad query.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::NoConnection { .. } => true,
+            Self::NoConnection { .. } | Self::OutcomeUnknown(_) => true,
             Self::Query(err) => is_unavailable(err),
         }
     }
@@ -105,7 +109,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::NoConnection { retry_after, .. } => *retry_after,
-            Self::Query(_) => None,
+            Self::Query(_) | Self::OutcomeUnknown(_) => None,
         }
     }
 }

@@ -2,17 +2,21 @@
 //!
 //! - **A read** that meets a lost connection, or no answer within `DB_READ_TIMEOUT_MS` (a
 //!   connection gone silent), is sent once more, on a newly opened connection.
-//! - **A write** is retried only when the error proves nothing was committed: writing the
-//!   statement failed (`EPIPE`: the peer had closed, the server read no complete message), or
-//!   the server said it is ending the session (`57P01`-`57P03`, read in order) before any row.
-//!   A write is one statement returning every row it changes (`RETURNING`), fetched with
-//!   `fetch_one` or `fetch_optional`: had it committed, its row would have been sent, and
-//!   read, before the server's goodbye. A connection lost any other way mid-statement (a reset,
-//!   a timeout) could have committed it: the client gets a 503 instead. Only the deadline
-//!   bounds a write's wait.
+//! - **A write** is sent again only when the error proves it committed nothing. A write is one
+//!   statement that returns every row it changes (`RETURNING`), read with [`write_returning`]
+//!   to the end of its answer; Postgres commits it at the `Sync` that follows its rows and its
+//!   `CommandComplete`. So the proofs are: sending it failed with `EPIPE` (the kernel reports
+//!   it only once the peer has closed: the server read no complete message), or the server
+//!   said it is ending the session (`57P01`-`57P03`, read in order on the connection) before
+//!   any row came. Anything else (a reset or an end of stream, at any point; the server's
+//!   goodbye after a row, where the commit may have happened before it) leaves the outcome
+//!   unknown: the client gets [`Error::OutcomeUnknown`], a 503 of its own that says how to find
+//!   out or retry safely, never a retry that would answer 409, 412 or 404 to a change that was
+//!   made. Only the deadline bounds a write's wait.
 
 use std::{future::Future, io, pin::Pin, time::Duration};
 
+use futures_util::{Stream, StreamExt};
 use sqlx::PgConnection;
 
 use super::{Database, Error};
@@ -65,18 +69,57 @@ impl Database {
             Retry::Write => committed_nothing(&err),
         };
         if !retried {
-            tracing::warn!(error = %err, "the connection was lost during a write; not retried");
-            return Err(err.into());
+            tracing::warn!(
+                error = %err,
+                "the connection was lost during a write, which may have committed; not retried"
+            );
+            return Err(Error::OutcomeUnknown(err));
         }
         tracing::warn!(error = %err, ?retry, "the connection was lost; retrying on a new one");
         let mut connection = self.acquire_new().await?;
         let result = connection.run(&mut statement, timeout).await;
-        if result.as_ref().is_err_and(is_connection_lost) {
-            connection.discard();
+        match result {
+            Err(err) if is_connection_lost(&err) => {
+                connection.discard();
+                match retry == Retry::Write && !committed_nothing(&err) {
+                    true => Err(Error::OutcomeUnknown(err)),
+                    false => Err(err.into()),
+                }
+            }
+            result => Ok(result?),
         }
-        Ok(result?)
     }
 }
+
+/// The first row a write returned, reading its answer to the end (a write returns every row it
+/// changes: see the module). A lost connection after a row is reported as such: the statement
+/// ran, and may have committed.
+pub async fn write_returning<T>(
+    rows: impl Stream<Item = Result<T, sqlx::Error>>,
+) -> Result<Option<T>, sqlx::Error> {
+    let mut rows = std::pin::pin!(rows);
+    let mut first = None;
+    while let Some(next) = rows.next().await {
+        match next {
+            Ok(row) => {
+                first.get_or_insert(row);
+            }
+            Err(err) if first.is_some() && is_connection_lost(&err) => {
+                return Err(sqlx::Error::Io(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    LostAfterARow(err),
+                )))
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(first)
+}
+
+/// The connection was lost after the write had returned a row.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection was lost after the write returned a row: {0}")]
+struct LostAfterARow(#[source] sqlx::Error);
 
 /// A read that got no answer in time.
 pub(super) fn no_answer(timeout: Duration) -> sqlx::Error {
@@ -103,12 +146,12 @@ fn is_connection_lost(err: &sqlx::Error) -> bool {
     }
 }
 
-/// Whether a write (one `RETURNING` statement, no row read yet) provably committed nothing:
-/// sending it failed with `EPIPE`, which the kernel reports only once the peer has closed, so
-/// the server read no complete message; or the server reported it is ending the session
-/// (`57P01` terminated by an administrator, `57P02` crash, `57P03` not accepting), read in
-/// order with no row before it, while a committed statement's row precedes anything after
-/// the commit.
+/// Whether a write (one `RETURNING` statement read with [`write_returning`]) provably committed
+/// nothing: sending it failed with `EPIPE`, which the kernel reports only once the peer has
+/// closed, so the server read no complete message; or the server reported it is ending the
+/// session (`57P01` terminated by an administrator, `57P02` crash, `57P03` not accepting) with
+/// no row before it (an error after a row comes wrapped in [`LostAfterARow`], an I/O error),
+/// while a committed statement's rows precede its commit.
 fn committed_nothing(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(io) => io.kind() == io::ErrorKind::BrokenPipe,
@@ -138,6 +181,21 @@ mod tests {
         }
         assert!(!committed_nothing(&sqlx::Error::RowNotFound));
         assert!(!is_connection_lost(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn the_servers_goodbye_proves_nothing_was_committed_only_before_any_row() {
+        let goodbye = || sqlx::Error::Protocol("57P01".into());
+        let after_a_row = sqlx::Error::Io(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            LostAfterARow(goodbye()),
+        ));
+
+        assert!(is_connection_lost(&after_a_row));
+        assert!(!committed_nothing(&after_a_row));
+        assert!(after_a_row
+            .to_string()
+            .contains("after the write returned a row"));
     }
 
     #[test]

@@ -15,19 +15,28 @@ pub fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// `If-Match` for a change: `None` when it is absent or `*` (the user must exist, which every
-/// change requires anyway), otherwise the versions it names. Weak tags never match a strong
-/// comparison and tags this API did not issue name no version, so both are left out: with no
-/// version left, no version matches.
-pub fn if_match(req: &Request) -> Result<Option<Vec<i64>>, ApiError> {
+/// What `If-Match` asks of a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any current version, so long as there is one.
+    Any,
+    /// One of these versions. Weak tags never match a strong comparison and tags this API did
+    /// not issue name no version, so both are left out: with no version left, none matches.
+    Versions(Vec<i64>),
+}
+
+/// `If-Match` for a change: `None` when it is absent. Either way, with no current user the
+/// condition is false (RFC 9110, section 13.1.1): 412, not 404.
+pub fn if_match(req: &Request) -> Result<Option<IfMatch>, ApiError> {
     Ok(match EntityTags::from_request(req, header::IF_MATCH)? {
-        None | Some(EntityTags::Any) => None,
-        Some(EntityTags::List(tags)) => Some(
+        None => None,
+        Some(EntityTags::Any) => Some(IfMatch::Any),
+        Some(EntityTags::List(tags)) => Some(IfMatch::Versions(
             tags.iter()
                 .filter(|tag| !tag.weak)
                 .filter_map(|tag| version_of(&tag.opaque))
                 .collect(),
-        ),
+        )),
     })
 }
 
@@ -141,17 +150,17 @@ mod tests {
     #[test]
     fn if_match_names_the_strong_versions_this_api_issued() {
         for (value, expected) in [
-            ("*", None),
-            ("\"3\"", Some(vec![3])),
-            (" \"3\" , \"5\",", Some(vec![3, 5])),
-            ("W/\"3\"", Some(vec![])),
-            ("\"03\", \"x\", \"3\"", Some(vec![3])),
-            ("\"a,b\", \"4\",, ", Some(vec![4])),
-            ("\"\"", Some(vec![])),
+            ("*", IfMatch::Any),
+            ("\"3\"", IfMatch::Versions(vec![3])),
+            (" \"3\" , \"5\",", IfMatch::Versions(vec![3, 5])),
+            ("W/\"3\"", IfMatch::Versions(vec![])),
+            ("\"03\", \"x\", \"3\"", IfMatch::Versions(vec![3])),
+            ("\"a,b\", \"4\",, ", IfMatch::Versions(vec![4])),
+            ("\"\"", IfMatch::Versions(vec![])),
         ] {
             assert_eq!(
                 if_match(&with("if-match", value)).ok(),
-                Some(expected),
+                Some(Some(expected)),
                 "{value}"
             );
         }

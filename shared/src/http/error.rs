@@ -86,6 +86,15 @@ pub enum ApiError {
         retry_after_seconds(.0)
     )]
     Unavailable(#[source] anyhow::Error),
+    /// A write whose connection to the database was lost where it may have committed: not
+    /// retried, since a retry could answer 409, 412 or 404 to a change that was made.
+    #[error(
+        "The connection to the database was lost before the outcome of this change was known: \
+         it may or may not have been made. Read the user to find out. To retry safely, send a \
+         create again with the same Idempotency-Key (a create without one may then find its \
+         email taken), or an update or a delete with If-Match naming the version you read."
+    )]
+    OutcomeUnknown(#[source] anyhow::Error),
     /// A bug or an unexpected failure: logged in full, answered generically.
     #[error("An unexpected error occurred. Quote the request_id if you report it.")]
     Internal(#[source] anyhow::Error),
@@ -149,6 +158,9 @@ impl ApiError {
                 "service-unavailable",
                 "Service unavailable",
             ),
+            Self::OutcomeUnknown(_) => {
+                (S::SERVICE_UNAVAILABLE, "outcome-unknown", "Outcome unknown")
+            }
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         };
         Kind {
@@ -220,6 +232,8 @@ impl ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(IN_PROGRESS_RETRY_AFTER_SECONDS),
             )),
+            // The database answered a moment ago: reading the outcome may start at once.
+            Self::OutcomeUnknown(_) => Some((header::RETRY_AFTER, HeaderValue::from(1_u32))),
             // Methods are tokens: always a valid header value.
             Self::MethodNotAllowed { allow } => HeaderValue::from_str(allow)
                 .ok()
@@ -259,7 +273,9 @@ impl ApiError {
 
     fn cause(&self) -> Option<&anyhow::Error> {
         match self {
-            Self::Unavailable(cause) | Self::Internal(cause) => Some(cause),
+            Self::Unavailable(cause) | Self::OutcomeUnknown(cause) | Self::Internal(cause) => {
+                Some(cause)
+            }
             _ => None,
         }
     }
@@ -325,7 +341,9 @@ impl From<Denied> for ApiError {
 
 impl From<db::Error> for ApiError {
     fn from(err: db::Error) -> Self {
-        if err.is_unavailable() {
+        if matches!(err, db::Error::OutcomeUnknown(_)) {
+            Self::OutcomeUnknown(err.into())
+        } else if err.is_unavailable() {
             Self::Unavailable(err.into())
         } else {
             Self::Internal(anyhow::Error::new(err).context("Database query failed"))
@@ -346,6 +364,9 @@ impl From<StoreError> for ApiError {
                  retry with its new ETag."
                     .to_owned(),
             ),
+            StoreError::NoVersionToMatch(id) => Self::PreconditionFailed(format!(
+                "No user has the id {id}, so no version of it matches If-Match."
+            )),
             StoreError::KeyInFlight => Self::RequestInProgress,
             StoreError::KeyReused => Self::IdempotencyKeyReused,
             StoreError::CreatedUserDeleted => Self::CreatedUserDeleted,
@@ -378,6 +399,7 @@ mod tests {
             ApiError::IdempotencyKeyReused,
             ApiError::PayloadTooLarge { limit: 8192 },
             ApiError::Unavailable(anyhow::anyhow!("down")),
+            ApiError::OutcomeUnknown(anyhow::anyhow!("lost")),
             ApiError::Internal(anyhow::anyhow!("bug")),
         ]
     }

@@ -11,7 +11,7 @@ mod query;
 mod request;
 mod route;
 
-pub use conditional::{etag, if_match, if_none_match};
+pub use conditional::{etag, if_match, if_none_match, IfMatch};
 pub use error::{ApiError, FieldError, PROBLEM_TYPE_PREFIX};
 pub use json::JsonObject;
 pub use query::Query;
@@ -85,10 +85,20 @@ pub async fn handle(
     // A route only borrows the state built at init; what it may leave half-changed when it
     // panics is behind locks that recover from poisoning (auth's key cache).
     let span = request_span(req, route);
-    let guarded = AssertUnwindSafe(future)
+    // Boxed: the route's state machine, which holds every statement's future, lives on the heap
+    // rather than in whatever stack polls this one (one allocation a request; a debug build's
+    // futures reach megabytes, and a test thread's stack is 2 MiB).
+    let guarded = AssertUnwindSafe(Box::pin(future))
         .catch_unwind()
         .instrument(span.clone());
-    let (outcome, caller) = auth::with_caller(tokio::time::timeout(budget, guarded)).await;
+    let (outcome, caller) = match budget.is_zero() {
+        // Whatever the route would do, its answer would come too late.
+        true => (Err(None), None),
+        false => {
+            let run = async { tokio::time::timeout(budget, guarded).await.map_err(Some) };
+            auth::with_caller(run).await
+        }
+    };
     let result = match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => {
@@ -97,8 +107,12 @@ pub async fn handle(
                 "the request handler panicked: {message}"
             )))
         }
-        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(
+        Err(Some(_elapsed)) => Err(ApiError::Unavailable(anyhow::anyhow!(
             "the request did not finish within the {budget:?} left before the deadline"
+        ))),
+        Err(None) => Err(ApiError::Unavailable(anyhow::anyhow!(
+            "the invocation's deadline was {ANSWER_MARGIN:?} away or had passed when the \
+             request came: not handled"
         ))),
     };
     let problem = result

@@ -1,4 +1,4 @@
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_http::{Request, RequestExt};
 
@@ -42,9 +42,41 @@ pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
 /// (`cargo lambda watch` sends a duration where Lambda sends a timestamp; tests send none).
 const ASSUMED_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The time left before the invocation's deadline.
+/// A deadline before this (2001-09-09, 10^12 ms after the epoch) is no timestamp: a duration,
+/// or none at all.
+const EARLIEST_DEADLINE: Duration = Duration::from_secs(1_000_000_000);
+
+/// The time left before the invocation's deadline: none once it has passed.
 pub fn time_left(req: &Request) -> Duration {
-    req.lambda_context_ref()
-        .and_then(|context| context.deadline().duration_since(SystemTime::now()).ok())
-        .unwrap_or(ASSUMED_TIMEOUT)
+    let Some(context) = req.lambda_context_ref() else {
+        return ASSUMED_TIMEOUT;
+    };
+    time_left_until(context.deadline(), SystemTime::now())
+}
+
+fn time_left_until(deadline: SystemTime, now: SystemTime) -> Duration {
+    let since_epoch = deadline.duration_since(UNIX_EPOCH).unwrap_or_default();
+    if since_epoch < EARLIEST_DEADLINE {
+        return ASSUMED_TIMEOUT;
+    }
+    deadline.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_that_has_passed_leaves_no_time_and_one_that_is_no_timestamp_the_assumed() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+
+        let passed = time_left_until(now - Duration::from_millis(1), now);
+        let ahead = time_left_until(now + Duration::from_secs(3), now);
+        let a_duration = time_left_until(UNIX_EPOCH + Duration::from_secs(30), now);
+        let none = time_left_until(UNIX_EPOCH, now);
+
+        assert_eq!(passed, Duration::ZERO);
+        assert_eq!(ahead, Duration::from_secs(3));
+        assert_eq!((a_duration, none), (ASSUMED_TIMEOUT, ASSUMED_TIMEOUT));
+    }
 }

@@ -5,9 +5,9 @@ use lambda_http::{Request, RequestExt};
 
 use crate::auth::Scope;
 
-/// One route of the API. `routes::ROUTES` lists every one; `tests/test_routes.py` holds
-/// `Cargo.toml`'s watch router, `template.yaml`'s routes and authorizer scopes and
-/// `openapi.yaml`'s operations to that list.
+/// One route of the API. `routes::ROUTES` lists every one; `tests/test_template.py` (through
+/// `devtools/routes.py`, which reads the declarations) holds `Cargo.toml`'s watch router,
+/// `template.yaml`'s routes and authorizer scopes and `openapi.yaml`'s operations to that list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// API Gateway's route key, `<METHOD> <path>`, with `{name}` for a path parameter: the

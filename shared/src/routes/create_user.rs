@@ -7,7 +7,7 @@ use lambda_http::{
 };
 
 use crate::{
-    auth::Scope,
+    auth::{Principal, Scope},
     domain::{Email, NewUser, User, UserName},
     http::{self, ApiError, JsonObject, Route},
     state::AppState,
@@ -39,10 +39,21 @@ async fn create_user(state: &AppState, req: &Request) -> Result<Response<Body>, 
         tracing::debug!(user_id = %user.id, "user created");
         return created(StatusCode::CREATED, &user);
     };
-    let subject = principal.and_then(|principal| principal.subject);
-    let subject = subject.unwrap_or_default();
+    // A key belongs to its caller: without a claim that says who that is, one caller could
+    // replay another's create.
+    let owner = principal
+        .as_ref()
+        .and_then(Principal::owner)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "An Idempotency-Key belongs to its caller, and this token names none (no sub \
+                 or client_id claim). Send the request without the key, or with a token that \
+                 identifies its caller."
+                    .to_owned(),
+            )
+        })?;
     let outcome =
-        users::insert_idempotently(&state.db, &subject, &key, &request_hash, &new_user).await?;
+        users::insert_idempotently(&state.db, &owner, &key, &request_hash, &new_user).await?;
     match outcome {
         Created::New(user) => {
             tracing::debug!(user_id = %user.id, "user created");

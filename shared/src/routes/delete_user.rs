@@ -25,8 +25,8 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 async fn delete_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     super::admit(state, req, &ROUTE).await?;
     let id = http::user_id(req, &ROUTE)?;
-    let expected = http::if_match(req)?;
-    users::delete(&state.db, id, expected.as_deref()).await?;
+    let if_match = http::if_match(req)?;
+    users::delete(&state.db, id, super::precondition(&if_match)).await?;
     tracing::debug!(user_id = %id, "user deleted");
     Ok(http::no_content())
 }

@@ -13,8 +13,9 @@ use lambda_http::Request;
 
 use crate::{
     auth::Principal,
-    http::{ApiError, Route},
+    http::{self, ApiError, Route},
     state::AppState,
+    users,
 };
 
 /// Every route, in the order a path's methods are listed in `Allow`.
@@ -44,6 +45,15 @@ pub async fn admit(
     match route.scope {
         Some(scope) => Ok(Some(state.auth.authorize(req, scope).await?)),
         None => Ok(None),
+    }
+}
+
+/// What a change's `If-Match` asks of the user, as the store checks it.
+fn precondition(if_match: &Option<http::IfMatch>) -> users::Precondition<'_> {
+    match if_match {
+        None => users::Precondition::None,
+        Some(http::IfMatch::Any) => users::Precondition::Exists,
+        Some(http::IfMatch::Versions(versions)) => users::Precondition::OneOf(versions),
     }
 }
 

@@ -27,9 +27,9 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 async fn update_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     super::admit(state, req, &ROUTE).await?;
     let id = http::user_id(req, &ROUTE)?;
-    let expected = http::if_match(req)?;
+    let if_match = http::if_match(req)?;
     let patch = parse_patch(JsonObject::from_merge_patch(req)?)?;
-    let user = users::update(&state.db, id, &patch, expected.as_deref()).await?;
+    let user = users::update(&state.db, id, &patch, super::precondition(&if_match)).await?;
     tracing::debug!(user_id = %user.id, version = user.version, "user updated");
     Ok(http::with_etag(
         http::json(StatusCode::OK, &user)?,

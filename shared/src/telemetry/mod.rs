@@ -52,6 +52,8 @@ pub mod metric {
     pub const MIGRATIONS_APPLIED: &str = "MigrationsApplied";
     /// Failed runs of the `migrate` function (count).
     pub const MIGRATION_FAILURES: &str = "MigrationFailures";
+    /// Expired idempotency keys the scheduled purge deleted (count).
+    pub const IDEMPOTENCY_KEYS_PURGED: &str = "IdempotencyKeysPurged";
 }
 
 /// The EMF recorder, once [`init`] has installed it, and whether its documents may be tagged
@@ -103,6 +105,7 @@ fn describe() {
         JWKS_REFRESHES,
         MIGRATIONS_APPLIED,
         MIGRATION_FAILURES,
+        IDEMPOTENCY_KEYS_PURGED,
     ] {
         metrics::describe_counter!(counter, Unit::Count, "");
     }

@@ -11,7 +11,7 @@ mod statements;
 
 use statements::{
     delete_row, find_by_email_row, find_row, insert_idempotently_row, insert_row, list_rows,
-    update_row,
+    purge_expired_keys_row, update_row,
 };
 
 use crate::{
@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The user exists, in a version the request's `If-Match` does not name.
     #[error("the user has changed since the version the request names")]
     VersionMismatch,
+    /// The request's `If-Match` names a version, and there is no such user.
+    #[error("no user has the id {0}, so no version of it matches")]
+    NoVersionToMatch(UserId),
     /// Another request with the same idempotency key is being processed (or finished after
     /// this statement began): retrying later replays its response.
     #[error("a request with this idempotency key is still in progress")]
@@ -56,7 +59,7 @@ impl From<db::Error> for StoreError {
             db::Error::Query(query) => query.as_database_error().is_some_and(|db| {
                 db.is_unique_violation() && db.constraint() == Some(EMAIL_UNIQUE_INDEX)
             }),
-            db::Error::NoConnection { .. } => false,
+            db::Error::NoConnection { .. } | db::Error::OutcomeUnknown(_) => false,
         };
         match taken {
             true => Self::EmailTaken,
@@ -65,8 +68,26 @@ impl From<db::Error> for StoreError {
     }
 }
 
-/// The versions a change is conditional on (`If-Match`); `None` for an unconditional change.
-pub type Expected<'a> = Option<&'a [i64]>;
+/// What a change requires of the user's current version (`If-Match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition<'a> {
+    /// Whatever version there is.
+    None,
+    /// Any version, but a user there must be.
+    Exists,
+    /// One of these versions.
+    OneOf(&'a [i64]),
+}
+
+impl Precondition<'_> {
+    /// The versions the statement checks; `None` when any will do.
+    fn versions(&self) -> Option<Vec<i64>> {
+        match self {
+            Self::OneOf(versions) => Some(versions.to_vec()),
+            Self::None | Self::Exists => None,
+        }
+    }
+}
 
 /// What an idempotent create answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +105,10 @@ pub const IDEMPOTENCY_KEY_HOURS: i32 = 24;
 /// the table shrinks back whenever keyed traffic falls.
 const PURGED_PER_CREATE: i64 = 4;
 
+/// Expired idempotency keys purged per statement by [`purge_expired_keys`]: each statement's
+/// transaction, and the locks it holds, stay short.
+const PURGED_PER_STATEMENT: i64 = 1000;
+
 #[tracing::instrument(name = "Insert a user", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn insert(db: &Database, new_user: &NewUser) -> Result<User, StoreError> {
     let inserted = db.write(|connection| {
@@ -94,7 +119,8 @@ pub async fn insert(db: &Database, new_user: &NewUser) -> Result<User, StoreErro
     Ok(inserted.await?)
 }
 
-/// Creates the user under an idempotency key of `subject`'s (see migrations/0006): replays the
+/// Creates the user under an idempotency key of `subject`'s, the caller's
+/// ([`Principal::owner`](crate::auth::Principal::owner); see migrations/0006): replays the
 /// recorded response when the key was used with the same request (`request_hash`) in the last
 /// [`IDEMPOTENCY_KEY_HOURS`], refuses a key used with another request or still in flight, and
 /// otherwise inserts the user, the key and the response together. Also purges a few expired
@@ -122,9 +148,10 @@ pub async fn insert_idempotently(
         return Err(StoreError::KeyInFlight);
     };
     match (row.replayed, row.request_hash == request_hash.as_slice()) {
+        // A tombstone (see `delete`): the user is gone, and so are its email, its name and the
+        // hash of the request that made it, so any body gets this answer.
+        (true, _) if row.status == 410 => Err(StoreError::CreatedUserDeleted),
         (true, false) => Err(StoreError::KeyReused),
-        // A tombstone (see `delete`): the user is gone, and so is its email and name.
-        (true, true) if row.status == 410 => Err(StoreError::CreatedUserDeleted),
         (replayed, _) => {
             let (Some(email), Some(name)) = (row.email, row.name) else {
                 return Err(StoreError::Database(db::Error::Query(sqlx::Error::Decode(
@@ -146,6 +173,27 @@ pub async fn insert_idempotently(
                     user,
                 },
             })
+        }
+    }
+}
+
+/// Deletes every idempotency key past its expiry, with the response recorded for it, a batch
+/// per statement; answers how many. Run on a schedule (`maintenance`), so that a quiet API
+/// keeps nothing a create recorded past its expiry and the schedule's period.
+#[tracing::instrument(
+    name = "Purge expired idempotency keys",
+    skip_all,
+    fields(db.system.name = "postgresql")
+)]
+pub async fn purge_expired_keys(db: &Database) -> Result<u64, StoreError> {
+    let mut purged = 0;
+    loop {
+        let batch = db
+            .write(|connection| Box::pin(purge_expired_keys_row(connection, PURGED_PER_STATEMENT)));
+        let batch = batch.await?;
+        purged += u64::try_from(batch).unwrap_or_default();
+        if batch < PURGED_PER_STATEMENT {
+            return Ok(purged);
         }
     }
 }
@@ -187,21 +235,21 @@ pub async fn find_by_email(
     Ok(found.await?)
 }
 
-/// Applies `patch` to the user, if it is in one of the `expected` versions. A patch that
-/// changes nothing leaves the user, its version and `updated_at` as they were.
+/// Applies `patch` to the user, if it meets `precondition`. A patch that changes nothing leaves
+/// the user, its version and `updated_at` as they were.
 #[tracing::instrument(name = "Update a user", skip_all, fields(db.system.name = "postgresql"))]
 pub async fn update(
     db: &Database,
     id: UserId,
     patch: &UserPatch,
-    expected: Expected<'_>,
+    precondition: Precondition<'_>,
 ) -> Result<User, StoreError> {
     let updated = db.write(|connection| {
-        let (patch, expected) = (patch.clone(), expected.map(<[i64]>::to_vec));
+        let (patch, expected) = (patch.clone(), precondition.versions());
         Box::pin(async move { update_row(connection, id, &patch, expected.as_deref()).await })
     });
     let Some(row) = updated.await? else {
-        return Err(StoreError::NotFound(id));
+        return Err(missing(id, precondition));
     };
     let user = (|| {
         Some(User {
@@ -213,30 +261,43 @@ pub async fn update(
             version: row.version?,
         })
     })();
-    user.ok_or_else(|| missed(id, expected))
+    user.ok_or_else(|| missed(id, precondition))
 }
 
-/// Deletes the user, if it is in one of the `expected` versions, and, in the same statement,
-/// every copy of its data: the responses recorded for its idempotent creates become tombstones
-/// (migrations/0008).
+/// Deletes the user, if it meets `precondition`, and, in the same statement, every copy of
+/// its data: the responses recorded for its idempotent creates become tombstones, and their
+/// keys keep no hash of the request that made it (migrations/0008).
 #[tracing::instrument(name = "Delete a user", skip_all, fields(db.system.name = "postgresql"))]
-pub async fn delete(db: &Database, id: UserId, expected: Expected<'_>) -> Result<(), StoreError> {
+pub async fn delete(
+    db: &Database,
+    id: UserId,
+    precondition: Precondition<'_>,
+) -> Result<(), StoreError> {
     let deleted = db.write(|connection| {
-        let expected = expected.map(<[i64]>::to_vec);
+        let expected = precondition.versions();
         Box::pin(async move { delete_row(connection, id, expected.as_deref()).await })
     });
     match deleted.await? {
-        None => Err(StoreError::NotFound(id)),
+        None => Err(missing(id, precondition)),
         Some(true) => Ok(()),
-        Some(false) => Err(missed(id, expected)),
+        Some(false) => Err(missed(id, precondition)),
     }
 }
 
-/// Why a user the statement found was not changed: its version did not match, or (with no
-/// version expected) a concurrent delete took it first.
-fn missed(id: UserId, expected: Expected<'_>) -> StoreError {
-    match expected {
-        Some(_) => StoreError::VersionMismatch,
-        None => StoreError::NotFound(id),
+/// Why a change found no user: there is none, which fails any `If-Match`.
+fn missing(id: UserId, precondition: Precondition<'_>) -> StoreError {
+    match precondition {
+        Precondition::None => StoreError::NotFound(id),
+        Precondition::Exists | Precondition::OneOf(_) => StoreError::NoVersionToMatch(id),
+    }
+}
+
+/// Why a user the statement found was not changed: its version did not match, or a
+/// concurrent delete took it first.
+fn missed(id: UserId, precondition: Precondition<'_>) -> StoreError {
+    match precondition {
+        Precondition::OneOf(_) => StoreError::VersionMismatch,
+        Precondition::None => StoreError::NotFound(id),
+        Precondition::Exists => StoreError::NoVersionToMatch(id),
     }
 }

@@ -1,17 +1,22 @@
 //! The statements themselves, one per operation, each returning what the database sent: what
-//! it means (a refusal, a replay) is read in `users/mod.rs`.
+//! it means (a refusal, a replay) is read in `users/mod.rs`. A write returns every row it
+//! changes and is read with `db::write_returning`, which tells a connection lost after a row
+//! (the write may have committed) from one lost before.
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::{Expected, IDEMPOTENCY_KEY_HOURS, PURGED_PER_CREATE};
-use crate::domain::{Email, NewUser, User, UserId, UserPatch};
+use super::{IDEMPOTENCY_KEY_HOURS, PURGED_PER_CREATE};
+use crate::{
+    db::write_returning,
+    domain::{Email, NewUser, User, UserId, UserPatch},
+};
 
 pub(super) async fn insert_row(
     connection: &mut PgConnection,
     new_user: &NewUser,
 ) -> sqlx::Result<User> {
-    sqlx::query_as!(
+    let rows = sqlx::query_as!(
         User,
         r#"
         INSERT INTO users (email, name)
@@ -21,8 +26,8 @@ pub(super) async fn insert_row(
         new_user.email.as_ref(),
         new_user.name.as_ref(),
     )
-    .fetch_one(connection)
-    .await
+    .fetch(connection);
+    write_returning(rows).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// What an idempotent create's statement found or made.
@@ -45,7 +50,7 @@ pub(super) async fn insert_idempotently_row(
     request_hash: &[u8; 32],
     new_user: &NewUser,
 ) -> sqlx::Result<Option<IdempotentRow>> {
-    sqlx::query_as!(
+    let rows = sqlx::query_as!(
         IdempotentRow,
         r#"
         WITH existing AS (
@@ -112,8 +117,8 @@ pub(super) async fn insert_idempotently_row(
         IDEMPOTENCY_KEY_HOURS,
         PURGED_PER_CREATE,
     )
-    .fetch_optional(connection)
-    .await
+    .fetch(connection);
+    write_returning(rows).await
 }
 
 pub(super) async fn find_row(
@@ -187,11 +192,11 @@ pub(super) async fn update_row(
     connection: &mut PgConnection,
     id: UserId,
     patch: &UserPatch,
-    expected: Expected<'_>,
+    expected: Option<&[i64]>,
 ) -> sqlx::Result<Option<UpdatedRow>> {
     // `target` is the row as the statement found it; the UPDATE re-checks the version against
     // the latest row, waiting for any concurrent change to commit first.
-    sqlx::query_as!(
+    let rows = sqlx::query_as!(
         UpdatedRow,
         r#"
         WITH target AS (
@@ -213,17 +218,17 @@ pub(super) async fn update_row(
         patch.name.as_ref().map(AsRef::as_ref),
         expected,
     )
-    .fetch_optional(connection)
-    .await
+    .fetch(connection);
+    write_returning(rows).await
 }
 
 /// Whether the user was deleted; `None` when there was no such user.
 pub(super) async fn delete_row(
     connection: &mut PgConnection,
     id: UserId,
-    expected: Expected<'_>,
+    expected: Option<&[i64]>,
 ) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar!(
+    let rows = sqlx::query_scalar!(
         r#"
         WITH target AS (
             SELECT id FROM users WHERE id = $1
@@ -233,11 +238,20 @@ pub(super) async fn delete_row(
             WHERE id = $1 AND ($2::bigint[] IS NULL OR version = ANY($2))
             RETURNING id
         ),
-        -- Erasure: the responses recorded for the creates of this user keep no copy of it.
+        -- Erasure: the responses recorded for the creates of this user keep no copy of it,
+        -- nor do their keys keep the hash of the request that made it (a dictionary of likely
+        -- addresses would reverse it): a tombstone answers 410 whatever the body.
         erased AS (
             UPDATE idempotent_responses
             SET status = 410, email = NULL, name = NULL
             WHERE user_id IN (SELECT id FROM deleted)
+        ),
+        unhashed AS (
+            UPDATE idempotency_keys k
+            SET request_hash = '\x0000000000000000000000000000000000000000000000000000000000000000'
+            FROM idempotent_responses r
+            WHERE r.user_id IN (SELECT id FROM deleted)
+              AND (k.subject, k.key) = (r.subject, r.key)
         )
         SELECT EXISTS (SELECT FROM deleted) AS "deleted!"
         FROM target
@@ -245,6 +259,33 @@ pub(super) async fn delete_row(
         id.get(),
         expected,
     )
-    .fetch_optional(connection)
-    .await
+    .fetch(connection);
+    write_returning(rows).await
+}
+
+/// Deletes up to `limit` expired idempotency keys, oldest first (their recorded responses go
+/// with them: `ON DELETE CASCADE`); answers how many.
+pub(super) async fn purge_expired_keys_row(
+    connection: &mut PgConnection,
+    limit: i64,
+) -> sqlx::Result<i64> {
+    let rows = sqlx::query_scalar!(
+        r#"
+        WITH purged AS (
+            DELETE FROM idempotency_keys
+            WHERE (subject, key) IN (
+                SELECT subject, key FROM idempotency_keys
+                WHERE expires_at <= now()
+                ORDER BY expires_at
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING 1
+        )
+        SELECT count(*) AS "purged!" FROM purged
+        "#,
+        limit,
+    )
+    .fetch(connection);
+    write_returning(rows).await?.ok_or(sqlx::Error::RowNotFound)
 }

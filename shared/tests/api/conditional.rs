@@ -134,7 +134,35 @@ async fn a_patch_or_delete_on_the_current_etag_goes_ahead(pool: PgPool) {
     assert_eq!(patched.header("etag"), Some("\"2\""));
     assert_eq!(any.status, 200, "{}", any.body);
     assert_eq!(deleted.status, 204, "{}", deleted.body);
-    gone.assert_problem_of_type(404, "not-found");
+    gone.assert_problem_of_type(412, "precondition-failed");
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn if_match_on_a_user_that_does_not_exist_is_a_412_and_without_it_a_404(pool: PgPool) {
+    // RFC 9110, section 13.1.1: with no current representation, If-Match is false, `*` too.
+    let app = TestApp::new(&pool).await;
+    let patch = |if_match: Option<&str>| {
+        let request = TestRequest::patch("/users/42").json(&json!({"name": "B"}));
+        match if_match {
+            Some(tags) => request.header("if-match", tags),
+            None => request,
+        }
+    };
+    let delete = |if_match: &str| TestRequest::delete("/users/42").header("if-match", if_match);
+
+    for tags in ["\"1\"", "*"] {
+        let patched = app.update_user(patch(Some(tags))).await;
+        let deleted = app.delete_user(delete(tags)).await;
+
+        patched.assert_problem_of_type(412, "precondition-failed");
+        deleted.assert_problem_of_type(412, "precondition-failed");
+    }
+    app.update_user(patch(None))
+        .await
+        .assert_problem_of_type(404, "not-found");
+    app.delete_user(TestRequest::delete("/users/42"))
+        .await
+        .assert_problem_of_type(404, "not-found");
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]

@@ -34,3 +34,20 @@ async fn an_unexpected_database_error_returns_a_generic_500(pool: PgPool) {
         }
     }
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_request_whose_deadline_has_passed_is_a_503_at_once_and_changes_nothing(pool: PgPool) {
+    let app = TestApp::new(&pool).await;
+    let passed = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+
+    let created = app
+        .create_user(
+            TestRequest::post("/users")
+                .json(&json!({"email": "late@example.com", "name": "Late"}))
+                .deadline(passed),
+        )
+        .await;
+
+    created.assert_unavailable();
+    assert_eq!(crate::app::count(&pool, "users").await, 0);
+}
