@@ -375,7 +375,7 @@ async fn keys_are_kept_24_hours_and_each_keyed_create_purges_expired_ones(pool: 
 async fn the_scheduled_purge_deletes_every_expired_key_and_keeps_the_live_ones(pool: PgPool) {
     let app = TestApp::new(&pool).await;
     let kept = app.create_with_key("live", ADA).await;
-    app.delete_user(TestRequest::delete(&format!("/users/{}", kept.body["id"])))
+    app.delete_user(TestRequest::delete(format!("/users/{}", kept.body["id"])))
         .await;
     // More expired keys than one statement purges (1000), with their responses, beside a live key
     // whose user was since deleted (a tombstone), which waits for its own expiry.
