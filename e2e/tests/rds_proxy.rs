@@ -195,14 +195,16 @@ async fn a_jsonb_parameter_goes_in_one_flight_through_transaction_pooling() {
     assert_eq!(counted.sent() - before, 40, "one flight per statement");
 }
 
-/// Twenty statements with a `jsonb` parameter, each checked for its own answer.
+/// Twenty statements with a `jsonb` parameter, each checked for its own answer. Each client's
+/// statement text is its own, so a Bind that met the other client's Parse would answer wrong.
 async fn echo_rounds(client: &str, connection: &mut PgConnection) {
+    let sql = format!("SELECT '{client}:' || (($1::jsonb) ->> 'round')");
     for round in 0..20 {
-        let echoed: String = sqlx::query_scalar("SELECT ($1::jsonb) ->> 'client'")
-            .bind(Json(json!({"client": client, "round": round})))
+        let echoed: String = sqlx::query_scalar(&sql)
+            .bind(Json(json!({"round": round})))
             .fetch_one(&mut *connection)
             .await
             .unwrap_or_else(|err| panic!("{client}, round {round}: {err}"));
-        assert_eq!(echoed, client, "round {round}");
+        assert_eq!(echoed, format!("{client}:{round}"));
     }
 }

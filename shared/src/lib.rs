@@ -1,7 +1,7 @@
 //! The users API's shared library. Each Lambda function in `functions/` is a thin adapter over
 //! one of the [`routes`] (or, for `migrate`, the [`custom_resource`]; for the scheduled purge,
-//! [`maintenance`]); everything else lives here. Dependencies run one way, from the top of this list down: a module uses only modules
-//! below it, and [`config`] uses none.
+//! [`maintenance`]); everything else lives here. Dependencies run one way, from the top of this
+//! list down: a module uses only modules below it, and [`config`] uses none.
 //!
 //! - [`routes`]: one module per route, each declaring its `ROUTE` and exposing
 //!   `handler(&AppState, Request)`.

@@ -91,8 +91,10 @@ impl Principal {
     /// in a namespace of its own. `None` when the token names neither: such a caller cannot be
     /// told from another.
     pub fn owner(&self) -> Option<String> {
-        match (&self.subject, &self.client_id) {
-            (Some(subject), _) => Some(subject.clone()),
+        // An empty claim names nobody: every caller with one would share it.
+        let named = |claim: &Option<String>| claim.clone().filter(|value| !value.is_empty());
+        match (named(&self.subject), named(&self.client_id)) {
+            (Some(subject), _) => Some(subject),
             (None, Some(client)) => Some(format!("client_id:{client}")),
             (None, None) => None,
         }

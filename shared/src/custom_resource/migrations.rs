@@ -146,6 +146,25 @@ async fn migrate(
         ignore_missing: true,
         ..Migrator::DEFAULT
     };
+    let known: HashSet<i64> = migrator.iter().map(|m| m.version).collect();
+    let newest = known.iter().copied().max().unwrap_or_default();
+    // Only a newer release's migrations may be unknown: one older than this release's newest
+    // was deleted or renumbered since it was applied, and the schema is not what this release
+    // was written for.
+    let vanished: Vec<String> = recorded_versions(session)
+        .await?
+        .into_iter()
+        .filter(|version| !known.contains(version) && *version < newest)
+        .map(|version| version.to_string())
+        .collect();
+    if !vanished.is_empty() {
+        return Err(anyhow::anyhow!(
+            "Migrations {} were applied but this release has no such migration, though it has \
+             newer ones: a migration was deleted or renumbered after it was applied. Restore it \
+             under its version",
+            vanished.join(", ")
+        ));
+    }
     let mut attempt = 1;
     loop {
         match unlocked.run_direct(session).await {
@@ -184,12 +203,23 @@ async fn migrate(
     metrics::counter!(crate::telemetry::metric::MIGRATIONS_APPLIED)
         .increment(u64::try_from(applied).unwrap_or_default());
     tracing::info!(applied, "migrations applied");
-    let recorded: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
-        .fetch_all(&mut *session)
-        .await
-        .context("Failed to read the migrations recorded")?;
-    let known: HashSet<i64> = migrator.iter().map(|m| m.version).collect();
-    let mut newer: Vec<i64> = recorded
+    // A `CREATE INDEX CONCURRENTLY` that failed leaves its index INVALID, which a retry's
+    // `IF NOT EXISTS` would skip: refuse to call the schema current while one is.
+    let invalid: Vec<String> = sqlx::query_scalar(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1",
+    )
+    .fetch_all(&mut *session)
+    .await
+    .context("Failed to look for invalid indexes")?;
+    if !invalid.is_empty() {
+        return Err(anyhow::anyhow!(
+            "Index {} is INVALID: a CREATE INDEX CONCURRENTLY failed. Drop it (DROP INDEX \
+             CONCURRENTLY) and deploy again",
+            invalid.join(", ")
+        ));
+    }
+    let mut newer: Vec<i64> = recorded_versions(session)
+        .await?
         .into_iter()
         .filter(|version| !known.contains(version))
         .collect();
@@ -206,6 +236,21 @@ async fn migrate(
         .await
         .context("Failed to release the migrations' advisory lock")?;
     Ok(newer)
+}
+
+/// The versions `_sqlx_migrations` records (none before the first deploy made it).
+async fn recorded_versions(session: &mut PgConnection) -> anyhow::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+        .fetch_all(&mut *session)
+        .await
+        .or_else(
+            |err| match err.as_database_error().and_then(|db| db.code()) {
+                // 42P01: no such table yet.
+                Some(code) if code == "42P01" => Ok(Vec::new()),
+                _ => Err(err),
+            },
+        )
+        .context("Failed to read the migrations recorded")
 }
 
 /// `SET <name>` for this session, in milliseconds.

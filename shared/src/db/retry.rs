@@ -45,7 +45,8 @@ impl Database {
 
     /// Runs `write` on a connection; once more on a new one only when the first attempt
     /// provably committed nothing. `write` must be one statement that returns every row it
-    /// changes (`RETURNING`), fetched with `fetch_one` or `fetch_optional`.
+    /// changes (`RETURNING`), read with [`write_returning`] (never `fetch_one` or
+    /// `fetch_optional`, which report the server's goodbye even when a row came first).
     pub async fn write<T, F>(&self, write: F) -> Result<T, Error>
     where
         F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,

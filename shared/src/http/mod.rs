@@ -107,6 +107,12 @@ pub async fn handle(
                 "the request handler panicked: {message}"
             )))
         }
+        // A change cut off may have been sent, and committed, already: its outcome is unknown.
+        Err(Some(_elapsed)) if !req.method().is_safe() => {
+            Err(ApiError::OutcomeUnknown(anyhow::anyhow!(
+                "the change did not finish within the {budget:?} left before the deadline"
+            )))
+        }
         Err(Some(_elapsed)) => Err(ApiError::Unavailable(anyhow::anyhow!(
             "the request did not finish within the {budget:?} left before the deadline"
         ))),

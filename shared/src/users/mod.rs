@@ -177,25 +177,30 @@ pub async fn insert_idempotently(
     }
 }
 
-/// Deletes every idempotency key past its expiry, with the response recorded for it, a batch
-/// per statement; answers how many. Run on a schedule (`maintenance`), so that a quiet API
-/// keeps nothing a create recorded past its expiry and the schedule's period.
+/// Deletes the idempotency keys past their expiry, with the responses recorded for them, a
+/// batch per statement, starting no batch after `until`; answers how many, and whether it
+/// got to the end of them. Run on a schedule (`maintenance`), so that a quiet API keeps nothing
+/// a create recorded past its expiry and the schedule's period.
 #[tracing::instrument(
     name = "Purge expired idempotency keys",
     skip_all,
     fields(db.system.name = "postgresql")
 )]
-pub async fn purge_expired_keys(db: &Database) -> Result<u64, StoreError> {
+pub async fn purge_expired_keys(
+    db: &Database,
+    until: std::time::Instant,
+) -> Result<(u64, bool), StoreError> {
     let mut purged = 0;
-    loop {
+    while std::time::Instant::now() < until {
         let batch = db
             .write(|connection| Box::pin(purge_expired_keys_row(connection, PURGED_PER_STATEMENT)));
         let batch = batch.await?;
         purged += u64::try_from(batch).unwrap_or_default();
         if batch < PURGED_PER_STATEMENT {
-            return Ok(purged);
+            return Ok((purged, true));
         }
     }
+    Ok((purged, false))
 }
 
 #[tracing::instrument(name = "Find a user by id", skip_all, fields(db.system.name = "postgresql"))]

@@ -36,6 +36,37 @@ async fn an_unexpected_database_error_returns_a_generic_500(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_change_cut_off_by_the_deadline_is_an_unknown_outcome_and_a_read_is_unavailable(
+    pool: PgPool,
+) {
+    let app = TestApp::new(&pool).await;
+    let user = app.given_a_user("ada@example.com", "Ada").await;
+    let path = format!("/users/{}", user["id"]);
+    // The table locked until both requests have answered: neither can finish.
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let soon = || std::time::SystemTime::now() + std::time::Duration::from_millis(1500);
+
+    let patched = app
+        .update_user(
+            TestRequest::patch(path.as_str())
+                .json(&json!({"name": "Ada Lovelace"}))
+                .deadline(soon()),
+        )
+        .await;
+    let read = app
+        .get_user(TestRequest::get(path.as_str()).deadline(soon()))
+        .await;
+    lock.rollback().await.unwrap();
+
+    patched.assert_problem_of_type(503, "outcome-unknown");
+    read.assert_unavailable();
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_request_whose_deadline_has_passed_is_a_503_at_once_and_changes_nothing(pool: PgPool) {
     let app = TestApp::new(&pool).await;
     let passed = std::time::SystemTime::now() - std::time::Duration::from_secs(1);

@@ -226,6 +226,9 @@ async fn without_a_sub_keys_belong_to_the_client_and_without_either_a_key_is_ref
     let nobody = app
         .create_user(as_caller(json!({"sub": null}), "k", ADA))
         .await;
+    let empty = app
+        .create_user(as_caller(json!({"sub": "", "client_id": ""}), "k", ADA))
+        .await;
 
     assert_eq!(first.status, 201, "{}", first.body);
     assert_eq!(second.status, 201, "{}", second.body);
@@ -233,6 +236,7 @@ async fn without_a_sub_keys_belong_to_the_client_and_without_either_a_key_is_ref
     assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
     assert_eq!(replayed.body, first.body);
     nobody.assert_problem_of_type(400, "bad-request");
+    empty.assert_problem_of_type(400, "bad-request");
     assert!(
         nobody.body["detail"]
             .as_str()
@@ -392,16 +396,27 @@ async fn the_scheduled_purge_deletes_every_expired_key_and_keeps_the_live_ones(p
     .await
     .unwrap();
 
-    let event = lambda_runtime::LambdaEvent::new(json!({}), lambda_runtime::Context::default());
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = u64::try_from(
+        (std::time::SystemTime::now() + Duration::from_secs(60))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let event = lambda_runtime::LambdaEvent::new(json!({}), context);
     let answer = shared::maintenance::purge_expired_keys(&app.state, event)
         .await
         .unwrap();
-    let again = shared::users::purge_expired_keys(&app.state.db)
-        .await
-        .unwrap();
+    let again = shared::users::purge_expired_keys(
+        &app.state.db,
+        std::time::Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(answer, json!({ "purged": 2500 }));
-    assert_eq!(again, 0);
+    assert_eq!(again, (0, true));
     assert_eq!(count(&pool, "idempotency_keys").await, 1);
     assert_eq!(count(&pool, "idempotent_responses").await, 1);
     let replay = app.create_with_key("live", ADA).await;

@@ -438,8 +438,27 @@ impl PgConnection {
                         self.handle_ready_for_query(message)?;
                         if let Some((desc, held)) = deferred.take() {
                             // the connection is idle again: the types can be looked up now
-                            let (columns, column_names) =
-                                self.handle_row_description(Some(desc), true).await?;
+                            let looked_up =
+                                self.handle_row_description(Some(desc.clone()), true).await;
+                            let (columns, column_names) = match looked_up {
+                                Ok(found) => found,
+                                Err(err) => {
+                                    // The statement ran to its end: its rows go out first (the
+                                    // unchecked getters read them), so that a caller never
+                                    // takes a lookup's error for a statement that sent none.
+                                    let (columns, column_names) =
+                                        self.handle_row_description(Some(desc), false).await?;
+                                    metadata = Arc::new(PgStatementMetadata {
+                                        column_names: Arc::new(column_names),
+                                        columns,
+                                        parameters: Vec::default(),
+                                    });
+                                    for item in held {
+                                        r#yield!(with_metadata(item, format, &metadata));
+                                    }
+                                    return Err(err);
+                                }
+                            };
                             metadata = Arc::new(PgStatementMetadata {
                                 column_names: Arc::new(column_names),
                                 columns,

@@ -5,12 +5,12 @@ use crate::io::BufExt;
 use crate::message::{BackendMessage, BackendMessageFormat};
 use crate::types::Oid;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RowDescription {
     pub fields: Vec<Field>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Field {
     /// The name of the field.
     pub name: String,
