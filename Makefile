@@ -45,6 +45,7 @@ e2e:
 	scripts/bootstrap.sh
 	cargo build --workspace --bins
 	E2E_LIBFAKETIME=$$(scripts/libfaketime.sh) E2E_PGBOUNCER=$$(scripts/pgbouncer.sh) \
+	  E2E_CHROMIUM=$$(scripts/chromium.sh) \
 	  scripts/with-postgres.sh cargo test -p e2e --test $(T) $(ARGS)
 
 ## Cold-start benchmark (release build): init with DATABASE_URL vs a Secrets Manager secret.

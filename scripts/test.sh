@@ -73,12 +73,13 @@ SAM_BUILD_MODE=debug sam build --build-dir "$sam_build_dir"
 step "template and source rules (pytest)"
 SAM_BUILD_DIR="$sam_build_dir" python3 -m pytest -q tests
 
-step "libfaketime and PgBouncer (Debian's, installed when missing)"
+step "libfaketime, PgBouncer and Chromium (Debian's, installed when missing)"
 # The IAM authentication test freezes a function's clock with libfaketime; PgBouncer stands in
-# for RDS Proxy (e2e/tests/rds_proxy.rs).
+# for RDS Proxy (e2e/tests/rds_proxy.rs); Chromium is the browser of e2e/tests/browser.rs.
 E2E_LIBFAKETIME=$(scripts/libfaketime.sh)
 E2E_PGBOUNCER=$(scripts/pgbouncer.sh)
-export E2E_LIBFAKETIME E2E_PGBOUNCER
+E2E_CHROMIUM=$(scripts/chromium.sh)
+export E2E_LIBFAKETIME E2E_PGBOUNCER E2E_CHROMIUM
 
 step "unit, integration and end-to-end tests"
 # `#[sqlx::test]` creates a fresh database per test through DATABASE_URL; the end-to-end

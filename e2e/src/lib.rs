@@ -13,14 +13,19 @@
 //!   requests; [`proxy`]: a database connection that can be cut; [`pg_fault`]: one cut at a
 //!   chosen message of the server's answer; [`pgbouncer`]: a connection pooler standing in for
 //!   RDS Proxy.
+//! - [`template`]: template.yaml evaluated for a set of parameters; [`gateway`]: the HTTP API it
+//!   declares (routes, JWT authorizer, CORS, throttles, access log), in front of the function
+//!   binaries; [`browser`]: headless Chromium loading a page from an origin of its own.
 //!
 //! `cargo lambda` and `moto_server` come from the project's virtualenv (`scripts/bootstrap.sh`).
 
 pub mod bench;
+pub mod browser;
 pub mod cloudformation;
 pub mod container_credentials;
 pub mod database;
 pub mod emf;
+pub mod gateway;
 mod http1;
 pub mod init;
 pub mod jwks;
@@ -31,6 +36,7 @@ pub mod pgbouncer;
 pub mod proxy;
 pub mod runtime;
 pub mod stack;
+pub mod template;
 pub mod tls;
 
 use std::{net::TcpListener, path::PathBuf};

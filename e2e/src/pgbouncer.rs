@@ -88,7 +88,7 @@ impl PgBouncer {
                  auth_file = {auth_file}\n\
                  auth_user = {admin}\n\
                  admin_users = {admin}\n\
-                 max_client_conn = 200\n\
+                 max_client_conn = 500\n\
                  server_login_retry = 1\n",
                 host = upstream.ip(),
                 upstream_port = upstream.port(),
