@@ -165,7 +165,7 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
                 "Fn::If": ["UseApiJwtAuthorizerCondition", "JWT", "NONE"]}
             assert properties["AuthorizerId"]["Fn::If"][1] == {"Ref": "UsersJwtAuthorizer"}
             # Any valid token for the 405s of other methods.
-            if properties["RouteKey"].startswith("ANY "):
+            if properties["RouteKey"] not in declared:
                 assert "AuthorizationScopes" not in properties
                 continue
             scopes[properties["RouteKey"]] = properties["AuthorizationScopes"]["Fn::If"][1]
@@ -182,17 +182,31 @@ def test_the_jwt_authorizer_guards_each_users_route_with_its_scope_once_there_is
 # the functions read as JWT_SCOPE_READ / JWT_SCOPE_WRITE).
 SCOPE_PARAMETER = {"UsersRead": "JwtScopeRead", "UsersWrite": "JwtScopeWrite"}
 
-# The methods `cargo lambda watch` stands for an `ANY` route with (it routes by exact method).
+# The methods `cargo lambda watch` stands for the template's 405 routes with (it routes by exact
+# method, and answers preflights itself).
 OTHER_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH", "TRACE", "QUERY"}
+
+# The methods the template routes on every path: the declared ones, and a 405 route for each of
+# the others. Never OPTIONS, nor ANY, which takes OPTIONS too: with no route for it, API Gateway
+# answers a browser's preflight from the CORS configuration, with no token and no throttle.
+GATEWAY_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+
+
+def other_method_routes(template):
+    """The template's 405 routes: (method, path, function) of every route no declaration names."""
+    declared = {(route.method, route.path) for route in declared_routes()}
+    return {route for route in template_routes(template) if route[:2] not in declared}
 
 
 def test_the_templates_routes_are_the_declared_ones_each_to_its_declared_function(template):
     """shared/src/routes/ declares each route once; the template routes each declared key, and
-    no other (bar the `ANY` routes of the 405s), to the function the declaration names, whose
+    no other (bar the 405s of the other methods), to the function the declaration names, whose
     `main` serves that route's module."""
     declared = {(route.method, route.path, route.function) for route in declared_routes()}
-    explicit = {route for route in template_routes(template) if route[0] != "ANY"}
-    assert explicit == declared
+    routes = template_routes(template)
+    assert routes - other_method_routes(template) == declared
+    for path in {route.path for route in declared_routes()}:
+        assert {method for method, p, _ in routes if p == path} == GATEWAY_METHODS, path
     for route in declared_routes():
         main = (ROOT / "functions" / route.function / "src" / "main.rs").read_text()
         assert f"routes::{route.module}::" in main, (route.function, route.module)
@@ -255,21 +269,22 @@ def test_routes_agree_with_the_watch_router(template):
         for path, routes in router.items()
         for route in routes
     }
-    routes = template_routes(template)
-    explicit = {route for route in routes if route[0] != "ANY"}
+    others = other_method_routes(template)
+    explicit = template_routes(template) - others
     expected = set(explicit)
-    for _, path, function in routes - explicit:
+    for _, path, function in others:
         taken = {method for method, route_path, _ in explicit if route_path == path}
         expected |= {(method, path, function) for method in OTHER_METHODS - taken}
     assert watch_routes == expected
 
 
 def test_every_path_answers_other_methods_from_one_of_its_own_functions(template):
-    routes = template_routes(template)
-    for path in {path for _, path, _ in routes}:
-        own = {function for method, p, function in routes if p == path and method != "ANY"}
-        catch_all = [function for method, p, function in routes if p == path and method == "ANY"]
-        assert len(catch_all) == 1 and catch_all[0] in own, (path, catch_all, own)
+    others = other_method_routes(template)
+    explicit = template_routes(template) - others
+    for path in {path for _, path, _ in explicit}:
+        own = {function for _, p, function in explicit if p == path}
+        catch_all = {function for _, p, function in others if p == path}
+        assert len(catch_all) == 1 and catch_all <= own, (path, catch_all, own)
 
 
 def test_routes_agree_with_the_openapi_document_when_there_is_one(template):
@@ -579,12 +594,24 @@ def api_functions(template):
             if r["Type"] == "AWS::ApiGatewayV2::Integration"}
 
 
+# Lambda's default concurrency per account and Region, of which 100 must stay unreserved.
+ACCOUNT_CONCURRENCY, UNRESERVED = 1000, 100
+
+
+def by_topology(node):
+    """The (through the proxy, directly) branches of a `!If [UseRdsProxyCondition, …]`."""
+    condition, proxied, direct = node["Fn::If"]
+    assert condition == "UseRdsProxyCondition", node
+    return proxied, direct
+
+
 def worst_case(template, budget, proxied):
     """The most connections the database serves, from the template's own numbers: the API's
     (every environment's sessions directly, or the proxy's pool), migrate's, the purge's and a
     rotation's."""
     resources = template["Resources"]
-    concurrency = [from_budget(resources[f]["Properties"]["ReservedConcurrentExecutions"], template, budget)
+    concurrency = [from_budget(by_topology(resources[f]["Properties"]["ReservedConcurrentExecutions"])[1],
+                               template, budget)
                    for f in api_functions(template)]
     sessions = sum(concurrency) * CONNECTIONS_PER_ENVIRONMENT * SESSIONS_PER_ENVIRONMENT
     pool_config = resources["RdsProxyTargetGroup"]["Properties"]["ConnectionPoolConfigurationInfo"]
@@ -601,10 +628,37 @@ def test_the_worst_case_fits_the_databases_max_connections_for_every_budget(temp
     for budget in budgets(template):
         case = worst_case(template, budget, proxied)
 
-        assert case["sessions"] <= budget, (budget, case)
         assert case["database"] <= case["max_connections"] - RESERVED_BY_THE_SERVER, (budget, case)
-        # The proxy lends a connection to every invocation the functions may run at once.
-        assert case["pool"] >= case["concurrency"], (budget, case)
+        if proxied:
+            # The budget is the proxy's pool: the largest share of max_connections within B.
+            percent = budget_value(template, budget, "ProxyMaxConnectionsPercent")
+            assert case["pool"] <= budget < case["max_connections"] * (percent + 1) // 100, (budget, case)
+        else:
+            assert case["sessions"] <= budget, (budget, case)
+
+
+def test_through_the_proxy_the_environments_and_throttles_follow_the_load_not_max_connections(template):
+    """Behind the proxy, the environments are the proxy's clients: each API function's reserved
+    concurrency is ProxiedFunctionConcurrency, whatever the budget, each route takes a burst of as
+    many, and the default fits the account's default concurrency with the rest of the stack."""
+    resources = template["Resources"]
+    parameter = template["Parameters"]["ProxiedFunctionConcurrency"]
+    for function in api_functions(template):
+        proxied, _ = by_topology(resources[function]["Properties"]["ReservedConcurrentExecutions"])
+        assert proxied == {"Ref": "ProxiedFunctionConcurrency"}, function
+    settings = resources["ApiStage"]["Properties"]["DefaultRouteSettings"]
+    for concurrency in parameter["AllowedValues"]:
+        row = template["Mappings"]["ProxiedCapacity"][str(concurrency)]
+        for key, column in (("ThrottlingBurstLimit", "RouteBurst"), ("ThrottlingRateLimit", "RouteRate")):
+            proxied, _ = by_topology(settings[key])
+            assert proxied == {"Fn::FindInMap": [
+                "ProxiedCapacity", {"Ref": "ProxiedFunctionConcurrency"}, column]}, key
+        assert row == {"RouteBurst": concurrency, "RouteRate": 25 * concurrency}, concurrency
+    default = parameter["Default"]
+    # A burst of at least 100 at once on a route (e2e/tests/gateway.rs proves it behind PgBouncer).
+    assert default >= 100
+    reserved = len(api_functions(template)) * default + MIGRATE + PURGE
+    assert reserved <= ACCOUNT_CONCURRENCY - UNRESERVED, reserved
 
 
 def rule_holds(node, parameters):
@@ -674,18 +728,18 @@ def test_every_route_is_throttled_to_what_its_functions_environments_serve(templ
     stage = resources["ApiStage"]["Properties"]
     for budget in budgets(template):
         concurrency = budget_value(template, budget, "FunctionConcurrency")
-        burst = from_budget(stage["DefaultRouteSettings"]["ThrottlingBurstLimit"], template, budget)
-        rate = from_budget(stage["DefaultRouteSettings"]["ThrottlingRateLimit"], template, budget)
+        _, burst = by_topology(stage["DefaultRouteSettings"]["ThrottlingBurstLimit"])
+        _, rate = by_topology(stage["DefaultRouteSettings"]["ThrottlingRateLimit"])
+        burst, rate = from_budget(burst, template, budget), from_budget(rate, template, budget)
         assert burst <= concurrency and rate == 25 * concurrency, budget
     # The routes that serve no user go at a health check's pace.
-    unauthenticated = {r["Properties"]["RouteKey"] for r in resources.values()
-                       if r["Type"] == "AWS::ApiGatewayV2::Route" and r["Properties"]["RouteKey"].startswith("ANY ")}
+    unauthenticated = {f"{method} {path}" for method, path, _ in other_method_routes(template)}
     unauthenticated.add("GET /health")
     assert set(stage["RouteSettings"]) == unauthenticated
     for route, settings in stage["RouteSettings"].items():
         assert settings == {"ThrottlingBurstLimit": 1, "ThrottlingRateLimit": 5}, route
     for function in api_functions(template):
-        reserved = resources[function]["Properties"]["ReservedConcurrentExecutions"]
+        _, reserved = by_topology(resources[function]["Properties"]["ReservedConcurrentExecutions"])
         assert reserved["Fn::FindInMap"][2] == "FunctionConcurrency", function
     # Migrate: one run, one session, as the worst case counts it (MIGRATE).
     assert resources["MigrateFunction"]["Properties"]["ReservedConcurrentExecutions"] == MIGRATE
@@ -800,8 +854,9 @@ def assert_refers_to_what_exists(template, name):
 
 
 def route_of(template, function):
-    return next(f"{m} {p}" for m, p, folder in template_routes(template)
-                if m != "ANY" and folder == code_folder(template["Resources"][function]))
+    declared = template_routes(template) - other_method_routes(template)
+    return next(f"{m} {p}" for m, p, folder in declared
+                if folder == code_folder(template["Resources"][function]))
 
 
 def metric_names(alarm):

@@ -1,0 +1,120 @@
+//! What a default deploy absorbs, through the gateway template.yaml declares: behind the proxy
+//! (PgBouncer in transaction mode standing in for RDS Proxy, its pool at 8 server connections),
+//! a burst of 100 requests at once on one route, with 200 environments sharing the pool;
+//! directly against the database, the budget's few environments, and 429s for the rest at once.
+
+use std::time::Duration;
+
+use e2e::{
+    gateway::{rsa_token, Deployment},
+    pgbouncer::Pooling,
+};
+use futures_util::future::join_all;
+use reqwest::Client;
+use serde_json::json;
+use test_support::tokens::FULL_SCOPE;
+
+/// Server connections the pooler may open to the database.
+const POOL: u16 = 8;
+/// Requests sent at once to each route.
+const BURST: usize = 100;
+
+/// `GET` of each path, all at once, with a read token; the statuses.
+async fn all_at_once(deployment: &Deployment, paths: &[String]) -> Vec<u16> {
+    let client = Client::new();
+    let token = rsa_token(FULL_SCOPE, json!({}));
+    let requests = paths.iter().map(|path| {
+        client
+            .get(format!("{}{path}", deployment.gateway.url))
+            .bearer_auth(&token)
+            .timeout(Duration::from_secs(120))
+            .send()
+    });
+    join_all(requests)
+        .await
+        .into_iter()
+        .map(|response| response.expect("the gateway answers").status().as_u16())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_proxy_a_default_deploy_takes_bursts_of_100_on_200_environments_over_8_connections(
+) {
+    // A created database: the proxy in front of it (UseRdsProxy=auto), every other default kept.
+    let deployment = Deployment::start_pooled(
+        "burst_proxied",
+        &[("CreateDatabase", "true")],
+        Some(Pooling::Transaction { size: POOL }),
+    )
+    .await;
+    sqlx::query(
+        "INSERT INTO users (email, name) \
+         SELECT 'burst' || n || '@example.com', 'Burst' FROM generate_series(1, 100) AS n",
+    )
+    .execute(&mut deployment.database.connect().await)
+    .await
+    .expect("users");
+    let api = deployment.gateway.api();
+    let get = api.route("GET /users/{id}").expect("the route");
+    let list = api.route("GET /users").expect("the route");
+    // Each function's environments ready, as a burst's cold starts would leave them: each
+    // one's init has opened its session (through the pooler).
+    for route in [get, list] {
+        deployment
+            .environments
+            .prewarm(&route.function, BURST, 20)
+            .await;
+    }
+    let sessions = deployment.database.watch_sessions().await;
+    deployment.gateway.freeze_throttle_clock();
+
+    let users: Vec<String> = (1..=BURST).map(|id| format!("/users/{id}")).collect();
+    let lists: Vec<String> = (0..BURST)
+        .map(|n| format!("/users?limit={}", n % 10 + 1))
+        .collect();
+    let paths: Vec<String> = users.into_iter().chain(lists).collect();
+    let statuses = all_at_once(&deployment, &paths).await;
+    let peak = sessions.peak().await;
+
+    assert!(api.throttle_for(&get.key).burst >= BURST as f64);
+    assert!(get.function.reserved >= Some(BURST));
+    assert_eq!(statuses.len(), 2 * BURST);
+    assert!(
+        statuses.iter().all(|status| *status == 200),
+        "every request answered 200: {statuses:?}"
+    );
+    assert_eq!(deployment.environments.started_in_all(), 2 * BURST);
+    assert!(
+        (1..=i64::from(POOL)).contains(&peak),
+        "{peak} server connections for {} environments",
+        2 * BURST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directly_a_default_deploy_serves_its_budget_and_answers_the_rest_429_at_once() {
+    let deployment = Deployment::start("burst_direct", &[]).await;
+    let api = deployment.gateway.api();
+    let get = api.route("GET /users/{id}").expect("the route");
+    let burst = api.throttle_for(&get.key).burst as usize;
+    deployment.gateway.freeze_throttle_clock();
+
+    let paths: Vec<String> = (0..BURST).map(|_| "/users/1".to_owned()).collect();
+    let statuses = all_at_once(&deployment, &paths).await;
+
+    assert_eq!(
+        Some(burst),
+        get.function.reserved,
+        "the throttle is what the environments serve"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 404).count(),
+        burst,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 429).count(),
+        BURST - burst
+    );
+    assert!(deployment.environments.started_in_all() <= burst);
+}
