@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local API: a throwaway Postgres, migrations, then every function behind
-# `cargo lambda watch` on http://localhost:${PORT:-9000}, reloading on code changes.
+# `cargo lambda watch`, reloading on code changes, and in front of it on
+# http://localhost:${PORT:-9000} the gateway template.yaml declares (see `serve` below).
 # Ctrl-C stops everything this script started. Data persists between runs in $DEV_DB_DIR;
 # `make dev-reset` removes it.
 #
@@ -36,18 +37,36 @@ if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $POR
   exit 1
 fi
 
+# The API on $PORT is the gateway template.yaml declares (e2e/src/bin/gateway.rs: its routes,
+# CORS from CORS_ALLOWED_ORIGINS, throttles, access log), in front of `cargo lambda watch`'s
+# Invoke API on a port of its own, which builds and runs the functions (reloading on changes).
+gateway_pid=""
+stop_gateway() { if [ -n "$gateway_pid" ]; then kill "$gateway_pid" 2>/dev/null || true; fi; }
+serve() {
+  local watch_port target_dir
+  watch_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  target_dir=$(python3 -m devtools.paths target-dir)
+  cargo build --quiet -p e2e --bin gateway
+  GATEWAY_PORT=$PORT WATCH_URL="http://127.0.0.1:$watch_port" "$target_dir/debug/gateway" &
+  gateway_pid=$!
+  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$watch_port"
+}
+
 if [ "${DEV_AWS:-0}" = 1 ]; then
   if [ -z "${DB_SECRET_ID:-}" ]; then
     echo "dev-aws: set DB_SECRET_ID (and AWS_PROFILE, or credentials in the environment)" >&2
     exit 2
   fi
   echo "dev: database credentials: secret $DB_SECRET_ID, read with ${AWS_PROFILE:+profile $AWS_PROFILE's}${AWS_PROFILE:-the environment's} AWS credentials" >&2
-  exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT"
+  trap stop_gateway EXIT
+  serve
+  exit
 fi
 
 started_postgres=true
 if scripts/postgres.sh status "$DEV_DB_DIR"; then started_postgres=false; fi
 cleanup() {
+  stop_gateway
   if $started_postgres; then scripts/postgres.sh stop "$DEV_DB_DIR"; fi
 }
 trap cleanup EXIT
@@ -81,4 +100,4 @@ dev: $database_line
 dev: Ctrl-C stops the API and the database.
 
 MSG
-cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT"
+serve

@@ -598,11 +598,21 @@ def api_functions(template):
 ACCOUNT_CONCURRENCY, UNRESERVED = 1000, 100
 
 
-def by_topology(node):
-    """The (through the proxy, directly) branches of a `!If [UseRdsProxyCondition, …]`."""
-    condition, proxied, direct = node["Fn::If"]
-    assert condition == "UseRdsProxyCondition", node
+def by_topology(node, condition="UseRdsProxyCondition"):
+    """The (through the proxy, directly) branches of a `!If [<condition>, …]`."""
+    named, proxied, direct = node["Fn::If"]
+    assert named == condition, node
     return proxied, direct
+
+
+def test_managed_instances_keep_the_budgets_throttle_behind_the_proxy_too(template):
+    """Managed Instances' environments follow the budget in either topology, so the proxied
+    throttle applies only to on-demand environments."""
+    assert template["Conditions"]["ProxiedOnDemand"] == {"Fn::And": [
+        {"Condition": "UseRdsProxyCondition"}, {"Condition": "OnDemandEnvironments"}]}
+    settings = template["Resources"]["ApiStage"]["Properties"]["DefaultRouteSettings"]
+    for key in ("ThrottlingBurstLimit", "ThrottlingRateLimit"):
+        by_topology(settings[key], "ProxiedOnDemand")
 
 
 def worst_case(template, budget, proxied):
@@ -650,7 +660,7 @@ def test_through_the_proxy_the_environments_and_throttles_follow_the_load_not_ma
     for concurrency in parameter["AllowedValues"]:
         row = template["Mappings"]["ProxiedCapacity"][str(concurrency)]
         for key, column in (("ThrottlingBurstLimit", "RouteBurst"), ("ThrottlingRateLimit", "RouteRate")):
-            proxied, _ = by_topology(settings[key])
+            proxied, _ = by_topology(settings[key], "ProxiedOnDemand")
             assert proxied == {"Fn::FindInMap": [
                 "ProxiedCapacity", {"Ref": "ProxiedFunctionConcurrency"}, column]}, key
         assert row == {"RouteBurst": concurrency, "RouteRate": 25 * concurrency}, concurrency
@@ -728,8 +738,8 @@ def test_every_route_is_throttled_to_what_its_functions_environments_serve(templ
     stage = resources["ApiStage"]["Properties"]
     for budget in budgets(template):
         concurrency = budget_value(template, budget, "FunctionConcurrency")
-        _, burst = by_topology(stage["DefaultRouteSettings"]["ThrottlingBurstLimit"])
-        _, rate = by_topology(stage["DefaultRouteSettings"]["ThrottlingRateLimit"])
+        _, burst = by_topology(stage["DefaultRouteSettings"]["ThrottlingBurstLimit"], "ProxiedOnDemand")
+        _, rate = by_topology(stage["DefaultRouteSettings"]["ThrottlingRateLimit"], "ProxiedOnDemand")
         burst, rate = from_budget(burst, template, budget), from_budget(rate, template, budget)
         assert burst <= concurrency and rate == 25 * concurrency, budget
     # The routes that serve no user go at a health check's pace.

@@ -20,6 +20,7 @@ use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection}
 use test_support::{tokens, TestRequest};
 
 use crate::{
+    gateway::{rsa_token, Deployment},
     jwks::JwksServer,
     moto::Moto,
     otlp::Collector,
@@ -46,6 +47,8 @@ pub struct Config {
     pub fleet_bursts: usize,
     /// Requests at each concurrency for the environment that takes several at once.
     pub concurrent_requests: usize,
+    /// Requests in each burst of the gateway section, all at once on one route.
+    pub gateway_burst: usize,
 }
 
 /// One-way delays of the distances a Lambda function has to its dependencies in AWS (issue
@@ -66,6 +69,7 @@ pub async fn run(config: &Config) -> String {
     traces(&bench, config, &mut report).await;
     round_trips(&bench, &mut report).await;
     fleet(&bench, config, &mut report).await;
+    gateway_bursts(config, &mut report).await;
     managed_instances(&bench, config, &mut report).await;
     report
 }
@@ -656,6 +660,93 @@ async fn fleet(bench: &Setup, config: &Config, report: &mut String) {
         );
     }
     limit(-1).await;
+    let _ = writeln!(report);
+}
+
+/// What a default deploy absorbs: the gateway template.yaml declares, with its throttles
+/// running in real time, in front of the release binaries, one environment per concurrent
+/// invocation up to the template's reserved concurrency; behind the proxy (PgBouncer in
+/// transaction pooling, [`FLEET_POOL`] server connections) and directly. Two bursts of
+/// [`Config::gateway_burst`] `GET /users/{id}` at once: the first meets no environment (cold starts),
+/// the second the ones the first left.
+async fn gateway_bursts(config: &Config, report: &mut String) {
+    let _ = writeln!(
+        report,
+        "## Bursts through the gateway
+
+A default deploy, read from template.yaml by the \
+         gateway stand-in (e2e/src/gateway.rs: routes, JWT authorizer, throttles), in front of \
+         the release binaries, one environment per concurrent invocation up to each function's \
+         reserved concurrency: behind the proxy (`CreateDatabase=true`, PgBouncer in \
+         transaction pooling with {FLEET_POOL} server connections standing in for RDS Proxy) \
+         and directly against the database. Two bursts of {} `GET /users/{{id}}` \
+         at once each, the first cold, the second on the environments the first left; latency \
+         is the client's.\n\n\
+         | topology | burst | 200 | 429 | 5xx | p50 | p99 | environments | peak server \
+         connections |\n|---|---|---|---|---|---|---|---|---|",
+        config.gateway_burst
+    );
+    for (n, (label, parameters, pooling)) in [
+        (
+            "behind the proxy",
+            &[("CreateDatabase", "true")][..],
+            Some(Pooling::Transaction { size: FLEET_POOL }),
+        ),
+        ("directly", &[][..], None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let database =
+            TestDatabase::create_on(&config.admin_url, &format!("bench_burst_{n}")).await;
+        sqlx::query(
+            "INSERT INTO users (email, name) \
+             SELECT 'burst' || n || '@example.com', 'Burst' FROM generate_series(1, 100) AS n",
+        )
+        .execute(&mut database.connect().await)
+        .await
+        .expect("users");
+        let deployment =
+            Deployment::start_on(database, parameters, pooling, Some(&config.bin_dir)).await;
+        let client = reqwest::Client::new();
+        let token = rsa_token(tokens::FULL_SCOPE, json!({}));
+        let sessions = deployment.database.watch_sessions().await;
+        for burst in ["cold", "warm"] {
+            let requests = (1..=config.gateway_burst).map(|id| {
+                let request = client
+                    .get(format!("{}/users/{id}", deployment.gateway.url))
+                    .bearer_auth(&token)
+                    .timeout(Duration::from_secs(60));
+                async move {
+                    let started = Instant::now();
+                    let status = request.send().await.map(|r| r.status().as_u16());
+                    (started.elapsed(), status.unwrap_or(0))
+                }
+            });
+            let answers = join_all(requests).await;
+            let count = |wanted: fn(u16) -> bool| {
+                answers.iter().filter(|(_, status)| wanted(*status)).count()
+            };
+            let mut latencies: Vec<Duration> = answers.iter().map(|(took, _)| *took).collect();
+            let _ = writeln!(
+                report,
+                "| {label} | {} ({burst}) | {} | {} | {} | {} | {} | {} | |",
+                config.gateway_burst,
+                count(|status| status == 200),
+                count(|status| status == 429),
+                count(|status| status >= 500 || status == 0),
+                ms(percentile(&mut latencies, 0.5)),
+                ms(percentile(&mut latencies, 0.99)),
+                deployment.environments.started_in_all(),
+            );
+        }
+        let peak = sessions.peak().await;
+        // The peak belongs to the topology's two rows: written into the last one.
+        if report.ends_with(" | |\n") {
+            report.truncate(report.len() - 2);
+            let _ = writeln!(report, "{peak} |");
+        }
+    }
     let _ = writeln!(report);
 }
 

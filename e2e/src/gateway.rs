@@ -169,11 +169,15 @@ impl HttpApi {
                 };
                 let jwt = (route.properties["AuthorizationType"] == "JWT")
                     .then(|| strings(&route.properties["AuthorizationScopes"]));
+                let key = route.properties["RouteKey"].as_str().expect("a route key");
+                // Not modelled: `$default` and greedy `{proxy+}` paths take other requests
+                // (preflights among them) on AWS than here; a template with one must not pass.
+                assert!(
+                    key.contains(' ') && !key.contains("+}"),
+                    "the gateway stand-in does not model the route {key}"
+                );
                 Route {
-                    key: route.properties["RouteKey"]
-                        .as_str()
-                        .expect("a route key")
-                        .to_owned(),
+                    key: key.to_owned(),
                     function: function_spec(template, &function),
                     jwt,
                 }
@@ -343,6 +347,8 @@ pub enum Invocation {
 /// started on demand (a cold start) up to its reserved concurrency, then kept and reused.
 pub struct Environments {
     env: Vec<(String, String)>,
+    /// Where the binaries are; `None`: beside the test binary (`target/<profile>`).
+    bin_dir: Option<std::path::PathBuf>,
     pools: Mutex<HashMap<String, Pool>>,
 }
 
@@ -355,13 +361,28 @@ struct Pool {
 impl Environments {
     /// Environments whose processes get these variables.
     pub fn new(env: &[(&str, &str)]) -> Arc<Self> {
+        Self::with_binaries_in(None, env)
+    }
+
+    /// Environments of the binaries in `bin_dir` (`make bench`: a release build).
+    pub fn with_binaries_in(bin_dir: Option<&std::path::Path>, env: &[(&str, &str)]) -> Arc<Self> {
         Arc::new(Self {
             env: env
                 .iter()
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
                 .collect(),
+            bin_dir: bin_dir.map(std::path::Path::to_path_buf),
             pools: Mutex::new(HashMap::new()),
         })
+    }
+
+    async fn start(&self, binary: &str) -> Function {
+        let environment = match &self.bin_dir {
+            Some(dir) => Function::start_at(&dir.join(binary), &self.env).await,
+            None => Function::start(binary, &self.env).await,
+        };
+        environment.initialized().await;
+        environment
     }
 
     /// How many environments of `binary` were started.
@@ -395,9 +416,7 @@ impl Environments {
                     );
                     pool.started += 1;
                 }
-                let environment = Function::start(&function.binary, &self.env).await;
-                environment.initialized().await;
-                environment
+                self.start(&function.binary).await
             }))
             .await;
             lock(&self.pools)
@@ -424,9 +443,7 @@ impl Environments {
             }
             pool.started += 1;
         }
-        let environment = Function::start(&function.binary, &self.env).await;
-        environment.initialized().await;
-        Ok(environment)
+        Ok(self.start(&function.binary).await)
     }
 }
 
@@ -438,15 +455,26 @@ impl Backend for Environments {
     ) -> BoxFuture<'a, Result<Value, Invocation>> {
         Box::pin(async move {
             let environment = self.acquire(function).await?;
-            let outcome = environment.invoke(&event, FUNCTION_TIMEOUT).await;
-            lock(&self.pools)
-                .entry(function.binary.clone())
-                .or_default()
-                .idle
-                .push(environment);
+            // Lambda ends an invocation at the function's timeout (the harness would only
+            // panic a second later): the environment goes, and its concurrency is free again.
+            let invoked = environment.invoke(&event, FUNCTION_TIMEOUT);
+            let outcome = tokio::time::timeout(FUNCTION_TIMEOUT, invoked).await;
+            let mut pools = lock(&self.pools);
+            let pool = pools.entry(function.binary.clone()).or_default();
             match outcome {
-                Outcome::Response(response) => Ok(response),
-                Outcome::Error(error) => Err(Invocation::Failed(error)),
+                Ok(Outcome::Response(response)) => {
+                    pool.idle.push(environment);
+                    Ok(response)
+                }
+                Ok(Outcome::Error(error)) => {
+                    pool.idle.push(environment);
+                    Err(Invocation::Failed(error))
+                }
+                Err(_) => {
+                    pool.started -= 1;
+                    drop(environment);
+                    Err(Invocation::Failed(json!({"errorType": "Sandbox.Timedout"})))
+                }
             }
         })
     }
@@ -468,6 +496,8 @@ struct State {
     keys: tokio::sync::Mutex<Option<JwkSet>>,
     http: reqwest::Client,
     access_log: Mutex<Vec<String>>,
+    /// Also print each access log line (`make dev`).
+    print_access_log: std::sync::atomic::AtomicBool,
     requests: AtomicU64,
 }
 
@@ -513,9 +543,61 @@ impl Answer {
     }
 }
 
+/// Lambda's Invoke API, as `cargo lambda watch` serves it for the functions it builds and runs
+/// (`make dev`): one environment per function, no reserved concurrency.
+pub struct WatchInvoke {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl WatchInvoke {
+    /// `cargo lambda watch` on `url` (`http://127.0.0.1:<invoke port>`).
+    pub fn new(url: &str) -> Arc<Self> {
+        Arc::new(Self {
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        })
+    }
+}
+
+impl Backend for WatchInvoke {
+    fn invoke<'a>(
+        &'a self,
+        function: &'a FunctionSpec,
+        event: Value,
+    ) -> BoxFuture<'a, Result<Value, Invocation>> {
+        Box::pin(async move {
+            let url = format!(
+                "{}/2015-03-31/functions/{}/invocations",
+                self.url, function.binary
+            );
+            // The first invocation of a function may wait for its build.
+            let sent = self.http.post(url).json(&event).send().await;
+            let failed = |error: String| Invocation::Failed(json!({ "errorMessage": error }));
+            let response = sent.map_err(|err| failed(err.to_string()))?;
+            let ok = response.status().is_success();
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|err| failed(err.to_string()))?;
+            match ok && body.get("errorType").is_none() {
+                true => Ok(body),
+                false => Err(Invocation::Failed(body)),
+            }
+        })
+    }
+}
+
 impl Gateway {
     pub async fn start(api: HttpApi, backend: Arc<dyn Backend>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_at("127.0.0.1:0", api, backend).await
+    }
+
+    /// Serving on `address` (`make dev`: the port the API is known by).
+    pub async fn start_at(address: &str, api: HttpApi, backend: Arc<dyn Backend>) -> Self {
+        let listener = TcpListener::bind(address)
+            .await
+            .unwrap_or_else(|err| panic!("bind {address}: {err}"));
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let state = Arc::new(State {
             api,
@@ -525,12 +607,27 @@ impl Gateway {
             keys: tokio::sync::Mutex::new(None),
             http: reqwest::Client::new(),
             access_log: Mutex::new(Vec::new()),
+            print_access_log: std::sync::atomic::AtomicBool::new(false),
             requests: AtomicU64::new(0),
         });
         let serving = Arc::clone(&state);
+        if serving.api.authorizer.is_some() {
+            // Read before the first request, so that no request waits on it (API Gateway has
+            // the issuer's keys long before a burst).
+            let keys = serving.fetch_keys(Duration::from_secs(10)).await;
+            *serving.keys.lock().await = Some(keys.expect("the issuer's JWKS"));
+        }
         let server = tokio::spawn(async move {
-            while let Ok((stream, peer)) = listener.accept().await {
-                tokio::spawn(connection(stream, peer, Arc::clone(&serving)));
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(connection(stream, peer, Arc::clone(&serving)));
+                    }
+                    Err(err) => {
+                        eprintln!("gateway: accept: {err}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
             }
         });
         Self { url, state, server }
@@ -550,6 +647,11 @@ impl Gateway {
         if let Some(at) = lock(&self.state.frozen).as_mut() {
             *at += by;
         }
+    }
+
+    /// Prints each access log line to standard output from now on.
+    pub fn print_access_log(&self) {
+        self.state.print_access_log.store(true, Ordering::Relaxed);
     }
 
     /// The access log's lines so far, in the stage's format.
@@ -757,18 +859,8 @@ impl State {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "not a JWT".to_owned())?;
         let mut keys = self.keys.lock().await;
         if keys.is_none() {
-            let fetched = self
-                .http
-                .get(&self.api.jwks_url)
-                .timeout(Duration::from_millis(1500))
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status);
-            let set = match fetched {
-                Ok(response) => response.json::<JwkSet>().await.ok(),
-                Err(_) => None,
-            };
-            *keys = Some(set.ok_or("the JWKS could not be read")?);
+            // API Gateway's timeout for a JWKS endpoint.
+            *keys = Some(self.fetch_keys(Duration::from_millis(1500)).await?);
         }
         let set = keys.as_ref().ok_or("no JWKS")?;
         let jwk = match &header.kid {
@@ -786,6 +878,21 @@ impl State {
         jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|err| format!("the token is not valid: {err}"))
+    }
+
+    async fn fetch_keys(&self, timeout: Duration) -> Result<JwkSet, String> {
+        let fetched = self
+            .http
+            .get(&self.api.jwks_url)
+            .timeout(timeout)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        match fetched {
+            Ok(response) => response.json::<JwkSet>().await.ok(),
+            Err(_) => None,
+        }
+        .ok_or_else(|| "the JWKS could not be read".to_owned())
     }
 
     fn add_cors(&self, request: &http1::Request, answer: &mut Answer) {
@@ -860,6 +967,9 @@ impl State {
             rest = &rest[name_start + name.len()..];
         }
         line.push_str(rest);
+        if self.print_access_log.load(Ordering::Relaxed) {
+            println!("{line}");
+        }
         lock(&self.access_log).push(line);
     }
 }
@@ -894,6 +1004,9 @@ impl Cors {
             ));
             if let Some(max_age) = self.max_age {
                 headers.push(("access-control-max-age".into(), max_age.to_string()));
+            }
+            if self.allow_credentials {
+                headers.push(("access-control-allow-credentials".into(), "true".into()));
             }
         }
         Answer {
@@ -1074,8 +1187,9 @@ pub struct Deployment {
     pub gateway: Gateway,
     pub environments: Arc<Environments>,
     pub database: crate::TestDatabase,
+    /// The proxy's stand-in, when the deployment has one.
+    pub pooler: Option<crate::pgbouncer::PgBouncer>,
     _jwks: crate::jwks::JwksServer,
-    _pooler: Option<crate::pgbouncer::PgBouncer>,
 }
 
 impl Deployment {
@@ -1090,8 +1204,18 @@ impl Deployment {
         parameters: &[(&str, &str)],
         pooling: Option<crate::pgbouncer::Pooling>,
     ) -> Self {
-        use test_support::tokens::{JWKS_KEYS, TEST_AUDIENCE, TEST_ISSUER};
         let database = crate::TestDatabase::create(name).await;
+        Self::start_on(database, parameters, pooling, None).await
+    }
+
+    /// Over `database`, pooled as given, with the binaries in `bin_dir` (`None`: this build's).
+    pub async fn start_on(
+        database: crate::TestDatabase,
+        parameters: &[(&str, &str)],
+        pooling: Option<crate::pgbouncer::Pooling>,
+        bin_dir: Option<&std::path::Path>,
+    ) -> Self {
+        use test_support::tokens::{JWKS_KEYS, TEST_AUDIENCE, TEST_ISSUER};
         let pooler = match pooling {
             Some(pooling) => {
                 Some(crate::pgbouncer::PgBouncer::start_pooling(database.address, pooling).await)
@@ -1111,12 +1235,15 @@ impl Deployment {
         ];
         all.extend_from_slice(parameters);
         let api = HttpApi::from_template(&Template::workspace(&all));
-        let environments = Environments::new(&[
-            ("DATABASE_URL", url.as_str()),
-            ("JWT_JWKS_URL", jwks.url.as_str()),
-            ("JWT_ISSUER", TEST_ISSUER),
-            ("JWT_AUDIENCE", TEST_AUDIENCE),
-        ]);
+        let environments = Environments::with_binaries_in(
+            bin_dir,
+            &[
+                ("DATABASE_URL", url.as_str()),
+                ("JWT_JWKS_URL", jwks.url.as_str()),
+                ("JWT_ISSUER", TEST_ISSUER),
+                ("JWT_AUDIENCE", TEST_AUDIENCE),
+            ],
+        );
         let backend: Arc<dyn Backend> = environments.clone();
         let gateway = Gateway::start(api, backend).await;
         Self {
@@ -1124,7 +1251,7 @@ impl Deployment {
             environments,
             database,
             _jwks: jwks,
-            _pooler: pooler,
+            pooler,
         }
     }
 }

@@ -142,6 +142,19 @@ impl PgBouncer {
             .unwrap_or_else(|err| panic!("{command}: {err}"));
     }
 
+    /// The client connections PgBouncer holds for `database` (`SHOW CLIENTS`).
+    pub async fn clients(&self, database: &str) -> usize {
+        use sqlx::Row;
+        let mut console = self.console().connect().await.expect("the admin console");
+        let rows = sqlx::raw_sql("SHOW CLIENTS")
+            .fetch_all(&mut console)
+            .await
+            .expect("SHOW CLIENTS");
+        rows.iter()
+            .filter(|row| row.try_get::<String, _>("database").ok().as_deref() == Some(database))
+            .count()
+    }
+
     /// What PgBouncer logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

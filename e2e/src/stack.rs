@@ -1,5 +1,6 @@
 //! A [`Stack`]: the real function binaries served by `cargo lambda watch` (with the
-//! workspace's router, as `make dev` serves them) on a free loopback port, driven over HTTP.
+//! workspace's router; `make dev` puts the template's gateway in front of it) on a free loopback
+//! port, driven over HTTP.
 //! Dropping it stops every process it started.
 
 use std::{

@@ -23,6 +23,7 @@ async fn the_benchmark_runs_and_reports_every_section() {
         fleet_per_function: 2,
         fleet_bursts: 2,
         concurrent_requests: 16,
+        gateway_burst: 10,
     };
 
     let report = bench::run(&config).await;
@@ -42,6 +43,8 @@ async fn the_benchmark_runs_and_reports_every_section() {
         "| `GET /users/{id}` | 1.00 | 1.00 |",
         "## Fleet",
         "| through the pooler | 8 | 8 | 16 | 100.0% |",
+        "## Bursts through the gateway",
+        "| behind the proxy | 10 (warm) | 10 | 0 | 0 |",
         "## Lambda Managed Instances",
     ] {
         assert!(

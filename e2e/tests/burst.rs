@@ -1,7 +1,9 @@
 //! What a default deploy absorbs, through the gateway template.yaml declares: behind the proxy
 //! (PgBouncer in transaction mode standing in for RDS Proxy, its pool at 8 server connections),
-//! a burst of 100 requests at once on one route, with 200 environments sharing the pool;
-//! directly against the database, the budget's few environments, and 429s for the rest at once.
+//! a burst of 100 requests at once on each of two routes, with 200 environments sharing the
+//! pool; directly against the database, the budget's few environments, and 429s for the rest at
+//! once. The environments are started first, as a burst's cold starts would leave them (the
+//! burst's cold starts themselves are in `make bench`'s gateway section, with their timings).
 
 use std::time::Duration;
 
@@ -38,8 +40,7 @@ async fn all_at_once(deployment: &Deployment, paths: &[String]) -> Vec<u16> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_the_proxy_a_default_deploy_takes_bursts_of_100_on_200_environments_over_8_connections(
-) {
+async fn behind_the_proxy_bursts_of_100_run_on_200_environments_over_8_connections() {
     // A created database: the proxy in front of it (UseRdsProxy=auto), every other default kept.
     let deployment = Deployment::start_pooled(
         "burst_proxied",
@@ -65,6 +66,8 @@ async fn behind_the_proxy_a_default_deploy_takes_bursts_of_100_on_200_environmen
             .prewarm(&route.function, BURST, 20)
             .await;
     }
+    let pooler = deployment.pooler.as_ref().expect("the proxy's stand-in");
+    let clients = pooler.clients(&deployment.database.name).await;
     let sessions = deployment.database.watch_sessions().await;
     deployment.gateway.freeze_throttle_clock();
 
@@ -83,7 +86,8 @@ async fn behind_the_proxy_a_default_deploy_takes_bursts_of_100_on_200_environmen
         statuses.iter().all(|status| *status == 200),
         "every request answered 200: {statuses:?}"
     );
-    assert_eq!(deployment.environments.started_in_all(), 2 * BURST);
+    // Every environment holds a session of its own at the proxy, which lends them its 8.
+    assert!(clients >= 2 * BURST, "{clients} sessions at the proxy");
     assert!(
         (1..=i64::from(POOL)).contains(&peak),
         "{peak} server connections for {} environments",

@@ -278,7 +278,13 @@ async fn the_authorizer_refuses_before_any_function_runs() {
         ],
     )
     .await;
-    let hs256 = tokens::hs256(tokens::TEST_KEY, FULL_SCOPE);
+    // HS256 with the RSA key's id: API Gateway verifies only RSA signatures.
+    let hs256 = tokens::sign(
+        jsonwebtoken::Algorithm::HS256,
+        Some("rsa-1"),
+        &jsonwebtoken::EncodingKey::from_secret(tokens::TEST_KEY.as_bytes()),
+        &tokens::claims(FULL_SCOPE, json!({})),
+    );
     let other_audience = rsa_token(FULL_SCOPE, json!({"aud": "another-api"}));
     let expired = rsa_token(FULL_SCOPE, json!({"exp": tokens::now() - 60}));
     let other_issuer = rsa_token(FULL_SCOPE, json!({"iss": "https://other.example"}));

@@ -34,6 +34,7 @@ async fn main() {
         fleet_per_function: number("BENCH_FLEET_PER_FUNCTION", 15),
         fleet_bursts: number("BENCH_FLEET_BURSTS", 8),
         concurrent_requests: number("BENCH_CONCURRENT_REQUESTS", 400),
+        gateway_burst: number("BENCH_GATEWAY_BURST", 100),
     };
     let mut report = bench::run(&config).await;
     report.push_str(&artifacts(&config.bin_dir));
