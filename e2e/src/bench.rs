@@ -667,8 +667,8 @@ async fn fleet(bench: &Setup, config: &Config, report: &mut String) {
 /// running in real time, in front of the release binaries, one environment per concurrent
 /// invocation up to the template's reserved concurrency; behind the proxy (PgBouncer in
 /// transaction pooling, [`FLEET_POOL`] server connections) and directly. Two bursts of
-/// [`Config::gateway_burst`] `GET /users/{id}` at once: the first meets no environment (cold starts),
-/// the second the ones the first left.
+/// [`Config::gateway_burst`] `GET /users/{id}` at once: the first meets no environment (cold
+/// starts), the second the ones the first left.
 async fn gateway_bursts(config: &Config, report: &mut String) {
     let _ = writeln!(
         report,
