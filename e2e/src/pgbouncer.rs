@@ -59,9 +59,12 @@ impl PgBouncer {
         let pool = match pooling {
             Pooling::Session => "pool_mode = session\ndefault_pool_size = 20\n".to_owned(),
             // At most `size` server connections per database, whatever the number of clients
-            // and users (the auth query's own connection included).
+            // and users (the auth query's own connection included). A client waits for one
+            // at most 5 s, then is disconnected: RDS Proxy's `ConnectionBorrowTimeout` in
+            // template.yaml.
             Pooling::Transaction { size } => format!(
-                "pool_mode = transaction\ndefault_pool_size = {size}\nmax_db_connections = {size}\n"
+                "pool_mode = transaction\ndefault_pool_size = {size}\nmax_db_connections = {size}\n\
+                 query_wait_timeout = 5\n"
             ),
         };
         let binary = std::env::var("E2E_PGBOUNCER")

@@ -14,6 +14,7 @@ use e2e::{
 use futures_util::future::join_all;
 use reqwest::Client;
 use serde_json::json;
+use sqlx::{Connection, PgConnection};
 use test_support::tokens::FULL_SCOPE;
 
 /// Server connections the pooler may open to the database.
@@ -92,6 +93,72 @@ async fn behind_the_proxy_bursts_of_100_run_on_200_environments_over_8_connectio
         (1..=i64::from(POOL)).contains(&peak),
         "{peak} server connections for {} environments",
         2 * BURST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_proxy_a_request_that_waits_past_the_borrow_timeout_is_a_503_not_a_500() {
+    let deployment = Deployment::start_pooled(
+        "burst_borrow",
+        &[("CreateDatabase", "true")],
+        Some(Pooling::Transaction { size: 1 }),
+    )
+    .await;
+    let pooler = deployment.pooler.as_ref().expect("the proxy's stand-in");
+    // An environment whose session at the pooler is open, as a warm one's is.
+    let get = deployment
+        .gateway
+        .api()
+        .route("GET /users/{id}")
+        .expect("the route");
+    deployment.environments.prewarm(&get.function, 1, 1).await;
+    // Then the pool's one server connection, held by one transaction for longer than the
+    // function's 10 s (the database's 5 s statement timeout lifted for it alone): the
+    // request's statement waits for a connection. The function gives up on it at its read
+    // timeout (2 s, before the pooler's 5 s), tries once more on a new session, and answers.
+    let mut holder = PgConnection::connect(&pooler.url_for(&deployment.database.url))
+        .await
+        .expect("connect through the pooler");
+    let hold =
+        sqlx::raw_sql("BEGIN; SET LOCAL statement_timeout = 0; SELECT pg_sleep(15); COMMIT;")
+            .execute(&mut holder);
+    let request = async {
+        let mut admin = deployment.database.connect().await;
+        loop {
+            let sleeping: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE state = 'active' AND query LIKE '%pg_sleep(15)%' \
+                 AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .expect("pg_stat_activity");
+            if sleeping > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reply = Client::new()
+            .get(format!("{}/users/1", deployment.gateway.url))
+            .bearer_auth(rsa_token(FULL_SCOPE, json!({})))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("the gateway answers");
+        let status = reply.status().as_u16();
+        let body: serde_json::Value = reply.json().await.expect("a JSON body");
+        (status, body)
+    };
+    // The holder's transaction runs alongside, until the request has its answer.
+    let (status, body) = tokio::select! {
+        held = hold => panic!("the holding transaction ended first: {held:?}"),
+        answer = request => answer,
+    };
+
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["type"], "tag:users-api,2026:problem:service-unavailable",
+        "{body}"
     );
 }
 
