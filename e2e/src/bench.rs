@@ -707,7 +707,7 @@ A default deploy, read from template.yaml by the \
         .await
         .expect("users");
         let deployment =
-            Deployment::start_on(database, parameters, pooling, Some(&config.bin_dir)).await;
+            Deployment::start_on(database, parameters, pooling, Some(&config.bin_dir), &[]).await;
         let client = reqwest::Client::new();
         let token = rsa_token(tokens::FULL_SCOPE, json!({}));
         let sessions = deployment.database.watch_sessions().await;

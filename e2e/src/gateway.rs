@@ -1194,26 +1194,29 @@ pub struct Deployment {
 
 impl Deployment {
     pub async fn start(name: &str, parameters: &[(&str, &str)]) -> Self {
-        Self::start_pooled(name, parameters, None).await
+        Self::start_pooled(name, parameters, None, &[]).await
     }
 
     /// With PgBouncer between the functions and the database, pooling as given: the local
-    /// stand-in for RDS Proxy (e2e/src/pgbouncer.rs).
+    /// stand-in for RDS Proxy (e2e/src/pgbouncer.rs); the functions get `env` too.
     pub async fn start_pooled(
         name: &str,
         parameters: &[(&str, &str)],
         pooling: Option<crate::pgbouncer::Pooling>,
+        env: &[(&str, &str)],
     ) -> Self {
         let database = crate::TestDatabase::create(name).await;
-        Self::start_on(database, parameters, pooling, None).await
+        Self::start_on(database, parameters, pooling, None, env).await
     }
 
-    /// Over `database`, pooled as given, with the binaries in `bin_dir` (`None`: this build's).
+    /// Over `database`, pooled as given, with the binaries in `bin_dir` (`None`: this build's),
+    /// and `env` for the functions besides the database's URL and the issuer's settings.
     pub async fn start_on(
         database: crate::TestDatabase,
         parameters: &[(&str, &str)],
         pooling: Option<crate::pgbouncer::Pooling>,
         bin_dir: Option<&std::path::Path>,
+        env: &[(&str, &str)],
     ) -> Self {
         use test_support::tokens::{JWKS_KEYS, TEST_AUDIENCE, TEST_ISSUER};
         let pooler = match pooling {
@@ -1235,15 +1238,14 @@ impl Deployment {
         ];
         all.extend_from_slice(parameters);
         let api = HttpApi::from_template(&Template::workspace(&all));
-        let environments = Environments::with_binaries_in(
-            bin_dir,
-            &[
-                ("DATABASE_URL", url.as_str()),
-                ("JWT_JWKS_URL", jwks.url.as_str()),
-                ("JWT_ISSUER", TEST_ISSUER),
-                ("JWT_AUDIENCE", TEST_AUDIENCE),
-            ],
-        );
+        let mut variables = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("JWT_JWKS_URL", jwks.url.as_str()),
+            ("JWT_ISSUER", TEST_ISSUER),
+            ("JWT_AUDIENCE", TEST_AUDIENCE),
+        ];
+        variables.extend_from_slice(env);
+        let environments = Environments::with_binaries_in(bin_dir, &variables);
         let backend: Arc<dyn Backend> = environments.clone();
         let gateway = Gateway::start(api, backend).await;
         Self {
