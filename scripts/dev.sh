@@ -49,6 +49,14 @@ serve() {
   cargo build --quiet -p e2e --bin gateway
   GATEWAY_PORT=$PORT WATCH_URL="http://127.0.0.1:$watch_port" "$target_dir/debug/gateway" &
   gateway_pid=$!
+  # The gateway listens before the watcher starts, or dev stops with its error above.
+  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null; do
+    if ! kill -0 "$gateway_pid" 2>/dev/null; then
+      echo "dev: the gateway did not start (see above)" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
   cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$watch_port"
 }
 

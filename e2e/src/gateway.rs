@@ -332,6 +332,11 @@ pub trait Backend: Send + Sync + 'static {
         function: &'a FunctionSpec,
         event: Value,
     ) -> BoxFuture<'a, Result<Value, Invocation>>;
+
+    /// How long the gateway waits for an invocation: the HTTP API's integration timeout.
+    fn timeout(&self) -> Duration {
+        INTEGRATION_TIMEOUT
+    }
 }
 
 /// Why an invocation gave no response.
@@ -385,7 +390,7 @@ impl Environments {
         environment
     }
 
-    /// How many environments of `binary` were started.
+    /// How many environments of `binary` there are (started, and not ended by a timeout).
     pub fn started(&self, binary: &str) -> usize {
         lock(&self.pools).get(binary).map_or(0, |pool| pool.started)
     }
@@ -443,7 +448,28 @@ impl Environments {
             }
             pool.started += 1;
         }
-        Ok(self.start(&function.binary).await)
+        // Should the start be cancelled (the gateway's timeout), its concurrency is free again.
+        let reservation = Reservation {
+            environments: self,
+            binary: &function.binary,
+        };
+        let environment = self.start(&function.binary).await;
+        std::mem::forget(reservation);
+        Ok(environment)
+    }
+}
+
+/// An environment counted as started before its process is: uncounted if dropped.
+struct Reservation<'a> {
+    environments: &'a Environments,
+    binary: &'a str,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(pool) = lock(&self.environments.pools).get_mut(self.binary) {
+            pool.started = pool.started.saturating_sub(1);
+        }
     }
 }
 
@@ -561,6 +587,12 @@ impl WatchInvoke {
 }
 
 impl Backend for WatchInvoke {
+    /// A function's first invocation, and the first after a change, waits for its build: on a
+    /// new machine, minutes.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(30 * 60)
+    }
+
     fn invoke<'a>(
         &'a self,
         function: &'a FunctionSpec,
@@ -747,7 +779,7 @@ impl State {
         let invoked = Instant::now();
         context.integration_request_id = Some(format!("{}-invocation", context.request_id));
         let outcome = tokio::time::timeout(
-            INTEGRATION_TIMEOUT,
+            self.backend.timeout(),
             self.backend.invoke(&route.function, event),
         )
         .await;

@@ -54,6 +54,7 @@ async fn behind_the_proxy_bursts_of_100_run_on_200_environments_over_8_connectio
             ("DB_LIVENESS_TIMEOUT_MS", "60000"),
             ("DB_ACQUIRE_TIMEOUT_MS", "60000"),
             ("DB_READ_TIMEOUT_MS", "60000"),
+            ("HEALTH_TIMEOUT_MS", "60000"),
         ],
     )
     .await;
