@@ -103,6 +103,54 @@ async fn this_release_deploys_over_a_newer_releases_schema_and_its_api_works_on_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_migration_this_release_lost_and_an_invalid_index_are_refused_by_name() {
+    let database = TestDatabase::create_empty("migrate-refusals").await;
+    let function = Function::start("migrate", &[("DATABASE_URL", database.url.as_str())]).await;
+    let mut resource = CustomResource::default();
+    let created = resource.create(&function, properties("1")).await;
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let mut connection = database.connect().await;
+    let run = |statement: &'static str| sqlx::query(statement);
+
+    // A version older than this release's newest that it does not have: deleted or renumbered.
+    run(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (0, 'a migration since deleted', true, '\\x00', 0)",
+    )
+    .execute(&mut connection)
+    .await
+    .expect("the lost migration's record");
+    let lost = resource.update(&function, properties("2")).await;
+    run("DELETE FROM _sqlx_migrations WHERE version = 0")
+        .execute(&mut connection)
+        .await
+        .expect("restore the record");
+    // What a CREATE INDEX CONCURRENTLY that failed leaves behind.
+    run("CREATE INDEX users_name_invalid ON users (name)")
+        .execute(&mut connection)
+        .await
+        .expect("an index");
+    run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'users_name_invalid'::regclass")
+        .execute(&mut connection)
+        .await
+        .expect("made invalid");
+    let invalid = resource.update(&function, properties("3")).await;
+
+    assert_eq!(lost["Status"], "FAILED", "{lost}");
+    let reason = lost["Reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Migrations 0 were applied") && reason.contains("renumbered"),
+        "{reason}"
+    );
+    assert_eq!(invalid["Status"], "FAILED", "{invalid}");
+    let reason = invalid["Reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("users_name_invalid") && reason.contains("INVALID"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_migration_answers_failed_with_the_reason() {
     let database = TestDatabase::create_empty("migrate-conflict").await;
     // Someone's table is in the way of migration 0001.
