@@ -699,13 +699,7 @@ A default deploy, read from template.yaml by the \
     {
         let database =
             TestDatabase::create_on(&config.admin_url, &format!("bench_burst_{n}")).await;
-        sqlx::query(
-            "INSERT INTO users (email, name) \
-             SELECT 'burst' || n || '@example.com', 'Burst' FROM generate_series(1, 100) AS n",
-        )
-        .execute(&mut database.connect().await)
-        .await
-        .expect("users");
+        database.insert_users("burst", "Burst", 100).await;
         let deployment =
             Deployment::start_on(database, parameters, pooling, Some(&config.bin_dir), &[]).await;
         let client = reqwest::Client::new();

@@ -108,6 +108,21 @@ impl TestDatabase {
 
     /// A login role with the grants the API needs on this database. Roles belong to the whole
     /// cluster, so the name gets this database's unique suffix; returns the role's name.
+    /// Users `<prefix>1@example.com` to `<prefix><count>@example.com`, named `name`: ids 1 to
+    /// `count` in a new database.
+    pub async fn insert_users(&self, prefix: &str, name: &str, count: i32) {
+        sqlx::query(
+            "INSERT INTO users (email, name) \
+             SELECT $1 || n || '@example.com', $2 FROM generate_series(1, $3) AS n",
+        )
+        .bind(prefix)
+        .bind(name)
+        .bind(count)
+        .execute(&mut self.connect().await)
+        .await
+        .expect("insert the users");
+    }
+
     pub async fn create_app_role(&self, role: &str, password: &str) -> String {
         let role = format!("{role}_{}", self.name.trim_start_matches("e2e_"));
         let mut connection = self.connect().await;

@@ -58,13 +58,10 @@ async fn behind_the_proxy_bursts_of_100_run_on_200_environments_over_8_connectio
         ],
     )
     .await;
-    sqlx::query(
-        "INSERT INTO users (email, name) \
-         SELECT 'burst' || n || '@example.com', 'Burst' FROM generate_series(1, 100) AS n",
-    )
-    .execute(&mut deployment.database.connect().await)
-    .await
-    .expect("users");
+    deployment
+        .database
+        .insert_users("burst", "Burst", 100)
+        .await;
     let api = deployment.gateway.api();
     let get = api.route("GET /users/{id}").expect("the route");
     let list = api.route("GET /users").expect("the route");

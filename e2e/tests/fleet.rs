@@ -32,13 +32,7 @@ const ROUNDS: usize = 8;
 async fn forty_eight_environments_share_eight_server_connections_and_every_request_succeeds() {
     let database = TestDatabase::create("fleet").await;
     // Users 1 to 64 to read and rename; 65 to 128 to delete, one per request.
-    sqlx::query(
-        "INSERT INTO users (email, name) \
-         SELECT 'fleet' || n || '@example.com', 'Fleet' FROM generate_series(1, 128) AS n",
-    )
-    .execute(&mut database.connect().await)
-    .await
-    .expect("users");
+    database.insert_users("fleet", "Fleet", 128).await;
     let bouncer =
         PgBouncer::start_pooling(database.address, Pooling::Transaction { size: POOL }).await;
     let url = bouncer.url_for(&database.url);

@@ -52,13 +52,7 @@ async fn round_trips(
     upstream: SocketAddr,
 ) -> (Vec<(&'static str, u64)>, u64) {
     // Users 1 to 21: one to read and change, twenty to delete.
-    sqlx::query(
-        "INSERT INTO users (email, name) \
-         SELECT 'counted' || n || '@example.com', 'Counted' FROM generate_series(1, 21) AS n",
-    )
-    .execute(&mut database.connect().await)
-    .await
-    .expect("users");
+    database.insert_users("counted", "Counted", 21).await;
     let proxy = Proxy::start(upstream).await;
     let url = proxy.url_for(&database.url);
     // However slow this machine is, each burst below stays within the quiet spell.
