@@ -36,14 +36,3 @@ pub mod state;
 pub mod sync;
 pub mod telemetry;
 pub mod users;
-
-/// `openapi.yaml`, for the tests that hold the code to it, read from the checkout being tested
-/// (the package's folder, where `cargo test` runs a test binary). Not `include_str!`: cargo
-/// tracks a file outside the crate by its absolute path, so a target directory shared by
-/// checkouts could link another checkout's copy.
-#[cfg(test)]
-fn openapi_document() -> String {
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| ".".into());
-    let path = std::path::Path::new(&crate_dir).join("../openapi.yaml");
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}

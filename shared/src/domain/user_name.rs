@@ -169,7 +169,7 @@ mod contract {
         let blank = class(|c| c.is_whitespace() && !c.is_control());
         let line = format!("pattern: \"^[^{refused}]*[^{refused}{blank}][^{refused}]*$\"");
 
-        let document = crate::openapi_document();
+        let document = test_support::openapi_document();
 
         assert!(
             document.contains(&line),

@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn openapi_yaml_lists_every_kind_of_problem_and_no_other() {
-        let document = crate::openapi_document();
+        let document = test_support::openapi_document();
         let documented = document
             .lines()
             .filter(|line| line.trim_start().starts_with("- \"tag:users-api"))
