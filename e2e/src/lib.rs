@@ -45,12 +45,42 @@ pub use database::TestDatabase;
 pub use init::run_init;
 pub use stack::Stack;
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, for a server a test starts (often another
+/// process, which binds it later), below the kernel's ephemeral range: a port from that range
+/// (what binding port 0 gives) can be taken as the local port of any outgoing connection
+/// before the server binds it (CI failed so: "Address already in use", a proxy's port taken
+/// while the tests beside it opened connections). Below the range only another test's server
+/// can take it, one chance in thousands, since each draws at random.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind an ephemeral port")
+    let (first, end) = (10_000, ephemeral_ports_start());
+    for _ in 0..1000 {
+        let port = first + (random() % u64::from(end - first)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {first}..{end}")
+}
+
+/// Where the kernel's ephemeral ports start (`net.ipv4.ip_local_port_range`).
+fn ephemeral_ports_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|start| *start > 20_000)
+        .unwrap_or(32_768)
+}
+
+/// A random number (std's per-process random hash keys, no extra crate).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos()),
+    );
+    hasher.finish()
 }
 
 /// `url` with `port` instead of its own: the same service reached through a proxy or pooler.
