@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` and `make test` work on a fresh machine: they install what they
 # need into .venv/ and .tools/ and start their own throwaway Postgres.
-.PHONY: dev dev-secrets dev-aws token traces test test-quick e2e bench check prepare migrate build sizes deploy delete logs dev-reset
+.PHONY: dev dev-secrets dev-aws token traces test test-quick e2e bench check prepare template migrate build sizes deploy delete logs dev-reset
 
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
@@ -60,6 +60,12 @@ check:
 ## Regenerate .sqlx/ after changing a query or a migration (uses the dev database).
 prepare:
 	DATABASE_URL=$$(scripts/dev-db.sh) .venv/bin/python -m devtools.sqlx_prepare_check --write
+
+## Rewrite what the route declarations give template.yaml and Cargo.toml's watch router (each
+## API function's resources, the 405 routes, the capacity tables): after adding or changing a
+## route in shared/src/routes/.
+template:
+	python3 -m devtools.template
 
 ## Apply migrations to the dev database (starting it if needed) and print its URL.
 migrate:

@@ -20,6 +20,9 @@ cargo fetch --locked
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "the template's and the watch router's generated parts follow the route declarations"
+python3 -m devtools.template --check
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -11,10 +11,11 @@ import re
 import tomllib
 
 import pytest
-from cfnlint.decode import decode
+from cfnlint.decode import cfn_yaml, decode
 
+from devtools import template as generator
 from devtools.paths import ROOT
-from devtools.routes import declared_routes
+from devtools.routes import Route, declared_routes
 FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
 EM_AARCH64 = 183  # ELF e_machine
 
@@ -36,6 +37,31 @@ def functions_of(template):
 
 def code_folder(resource):
     return pathlib.PurePosixPath(resource["Properties"]["CodeUri"]).name
+
+
+def test_the_generated_parts_follow_the_route_declarations():
+    """What devtools/template.py writes from shared/src/routes is committed as it writes it:
+    a route added, removed or changed without `make template` fails here."""
+    for path, (now, wanted) in generator.generated().items():
+        assert now == wanted, f"{path.name} is stale: run `make template`"
+
+
+def test_every_function_is_in_the_vpc_with_bounded_concurrency(template):
+    """What checkov's CKV_AWS_117 and CKV_AWS_115 would check, which .checkov.yaml skips since
+    checkov cannot read a function on Managed Instances: on demand, a VpcConfig and a reserved
+    concurrency; on Managed Instances, the capacity provider (in the VPC) and a most number of
+    environments."""
+    for name, resource in functions_of(template).items():
+        properties = resource["Properties"]
+        on_instances = "CapacityProviderConfig" in properties
+        if on_instances:
+            assert properties["FunctionScalingConfig"]["MaxExecutionEnvironments"], name
+            assert template["Resources"]["CapacityProvider"]["Properties"]["VpcConfig"] == {
+                "SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}
+        else:
+            assert properties["VpcConfig"] == {
+                "SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}, name
+            assert properties["ReservedConcurrentExecutions"], name
 
 
 def test_every_function_folder_has_a_resource_and_every_resource_a_folder(template):
@@ -574,6 +600,23 @@ MIGRATE, PURGE, ROTATION = 1, 1, 2
 RESERVED_BY_THE_SERVER = 5
 
 
+def template_with(functions):
+    """template.yaml as devtools/template.py writes it for `functions` API functions: the
+    declared routes, and as many more as it takes (`GET /users/{id}/extra-<n>`, each served by
+    a function of its own), as a README-following change would add them."""
+    routes = declared_routes()
+    routes += [Route(f"extra_{n}", "GET", f"/users/{{id}}/extra-{n}", "UsersRead", f"extra-{n}")
+               for n in range(functions - len(routes))]
+    api = generator.the_api(routes)
+    return cfn_yaml.loads(generator.fill(generator.TEMPLATE.read_text(), generator.TEMPLATE_PARTS, api))
+
+
+@pytest.fixture(scope="module", params=[6, 7, 12], ids=lambda n: f"{n} functions")
+def sized(request):
+    """The template for 6 (today's), 7 and 12 API functions: what capacity must hold for any."""
+    return template_with(request.param)
+
+
 def budgets(template):
     return template["Parameters"]["DatabaseConnectionBudget"]["AllowedValues"]
 
@@ -634,41 +677,71 @@ def worst_case(template, budget, proxied):
 
 
 @pytest.mark.parametrize("proxied", [False, True], ids=["direct", "through the proxy"])
-def test_the_worst_case_fits_the_databases_max_connections_for_every_budget(template, proxied):
-    for budget in budgets(template):
-        case = worst_case(template, budget, proxied)
+def test_the_worst_case_fits_the_databases_max_connections_for_every_budget(sized, proxied):
+    for budget in budgets(sized):
+        case = worst_case(sized, budget, proxied)
 
         assert case["database"] <= case["max_connections"] - RESERVED_BY_THE_SERVER, (budget, case)
         if proxied:
             # The budget is the proxy's pool: the largest share of max_connections within B.
-            percent = budget_value(template, budget, "ProxyMaxConnectionsPercent")
+            percent = budget_value(sized, budget, "ProxyMaxConnectionsPercent")
             assert case["pool"] <= budget < case["max_connections"] * (percent + 1) // 100, (budget, case)
         else:
             assert case["sessions"] <= budget, (budget, case)
 
 
-def test_through_the_proxy_the_environments_and_throttles_follow_the_load_not_max_connections(template):
+def test_through_the_proxy_the_environments_and_throttles_follow_the_load_not_max_connections(sized):
     """Behind the proxy, the environments are the proxy's clients: each API function's reserved
     concurrency is ProxiedFunctionConcurrency, whatever the budget, each route takes a burst of as
     many, and the default fits the account's default concurrency with the rest of the stack."""
-    resources = template["Resources"]
-    parameter = template["Parameters"]["ProxiedFunctionConcurrency"]
-    for function in api_functions(template):
+    resources = sized["Resources"]
+    parameter = sized["Parameters"]["ProxiedFunctionConcurrency"]
+    for function in api_functions(sized):
         proxied, _ = by_topology(resources[function]["Properties"]["ReservedConcurrentExecutions"])
         assert proxied == {"Ref": "ProxiedFunctionConcurrency"}, function
     settings = resources["ApiStage"]["Properties"]["DefaultRouteSettings"]
     for concurrency in parameter["AllowedValues"]:
-        row = template["Mappings"]["ProxiedCapacity"][str(concurrency)]
+        row = sized["Mappings"]["ProxiedCapacity"][str(concurrency)]
         for key, column in (("ThrottlingBurstLimit", "RouteBurst"), ("ThrottlingRateLimit", "RouteRate")):
             proxied, _ = by_topology(settings[key], "ProxiedOnDemand")
             assert proxied == {"Fn::FindInMap": [
                 "ProxiedCapacity", {"Ref": "ProxiedFunctionConcurrency"}, column]}, key
         assert row == {"RouteBurst": concurrency, "RouteRate": 25 * concurrency}, concurrency
     default = parameter["Default"]
-    # A burst of at least 100 at once on a route (e2e/tests/gateway.rs proves it behind PgBouncer).
-    assert default >= 100
-    reserved = len(api_functions(template)) * default + MIGRATE + PURGE
+    reserved = len(api_functions(sized)) * default + MIGRATE + PURGE
     assert reserved <= ACCOUNT_CONCURRENCY - UNRESERVED, reserved
+    if len(api_functions(sized)) == len(declared_routes()):
+        # Today's: a burst of at least 100 at once on a route (e2e/tests/gateway.rs proves it
+        # behind PgBouncer).
+        assert default >= 100
+
+
+def test_adding_functions_switches_no_deploy_option_off(sized):
+    """Every allowed parameter combination is either refused by a rule or fits the database,
+    and each option stays reachable: every budget gives each function an environment, every
+    Managed Instances concurrency fits some budget, and the default budget takes Managed
+    Instances (the hand-computed tables once left them valid only at 144 with 2, for seven
+    functions)."""
+    rule = sized["Rules"]["ManagedInstancesFitTheBudget"]["Assertions"][0]["Assert"]
+    parameters = sized["Parameters"]
+    allowed_budgets = parameters["DatabaseConnectionBudget"]["AllowedValues"]
+    managed = parameters["ManagedInstancesConcurrency"]["AllowedValues"]
+    assert parameters["DatabaseConnectionBudget"]["Default"] in allowed_budgets
+    assert parameters["ProxiedFunctionConcurrency"]["Default"] in (
+        parameters["ProxiedFunctionConcurrency"]["AllowedValues"])
+    reachable = set()
+    for budget in allowed_budgets:
+        assert budget_value(sized, budget, "FunctionConcurrency") >= 1, budget
+        for concurrency in managed:
+            if concurrency and rule_holds(rule, {"DatabaseConnectionBudget": str(budget),
+                                                 "ManagedInstancesConcurrency": str(concurrency)}):
+                reachable.add(concurrency)
+                if budget == parameters["DatabaseConnectionBudget"]["Default"]:
+                    reachable.add("at the default budget")
+        for proxied in (False, True):
+            case = worst_case(sized, budget, proxied)
+            assert case["database"] <= case["max_connections"] - RESERVED_BY_THE_SERVER, (budget, case)
+    assert reachable == {c for c in managed if c} | {"at the default budget"}, reachable
 
 
 def rule_holds(node, parameters):
@@ -690,12 +763,12 @@ def rule_holds(node, parameters):
     return node
 
 
-def test_on_managed_instances_every_function_keeps_to_its_share_of_the_budget(template):
-    rule = template["Rules"]["ManagedInstancesFitTheBudget"]
-    environments = template["Mappings"]["ManagedEnvironments"]
-    concurrencies = [c for c in template["Parameters"]["ManagedInstancesConcurrency"]["AllowedValues"] if c]
-    for budget in budgets(template):
-        share = budget_value(template, budget, "FunctionConcurrency")
+def test_on_managed_instances_every_function_keeps_to_its_share_of_the_budget(sized):
+    rule = sized["Rules"]["ManagedInstancesFitTheBudget"]
+    environments = sized["Mappings"]["ManagedEnvironments"]
+    concurrencies = [c for c in sized["Parameters"]["ManagedInstancesConcurrency"]["AllowedValues"] if c]
+    for budget in budgets(sized):
+        share = budget_value(sized, budget, "FunctionConcurrency")
         for concurrency in concurrencies:
             parameters = {"DatabaseConnectionBudget": str(budget),
                           "ManagedInstancesConcurrency": str(concurrency)}
@@ -704,9 +777,9 @@ def test_on_managed_instances_every_function_keeps_to_its_share_of_the_budget(te
             # The template accepts exactly the combinations it has a size for.
             assert allowed == (mapped is not None), parameters
             if mapped is not None:
-                assert mapped * concurrency == share, parameters
-    for name in api_functions(template):
-        managed = template["Resources"][name.replace("Function", "ManagedFunction")]["Properties"]
+                assert 1 <= mapped and mapped * concurrency <= share, parameters
+    for name in api_functions(sized):
+        managed = sized["Resources"][name.replace("Function", "ManagedFunction")]["Properties"]
         assert managed["FunctionScalingConfig"]["MaxExecutionEnvironments"] == {"Fn::FindInMap": [
             "ManagedEnvironments", {"Ref": "DatabaseConnectionBudget"}, {"Ref": "ManagedInstancesConcurrency"}]}
 
@@ -733,26 +806,29 @@ def test_the_created_database_and_the_proxy_are_sized_from_the_budget(template):
         assert budget_value(template, budget, "DatabaseMaxConnections") == budget + 20
 
 
-def test_every_route_is_throttled_to_what_its_functions_environments_serve(template):
-    resources = template["Resources"]
+def test_every_route_is_throttled_to_what_its_functions_environments_serve(sized):
+    resources = sized["Resources"]
     stage = resources["ApiStage"]["Properties"]
-    for budget in budgets(template):
-        concurrency = budget_value(template, budget, "FunctionConcurrency")
+    for budget in budgets(sized):
+        concurrency = budget_value(sized, budget, "FunctionConcurrency")
         _, burst = by_topology(stage["DefaultRouteSettings"]["ThrottlingBurstLimit"], "ProxiedOnDemand")
         _, rate = by_topology(stage["DefaultRouteSettings"]["ThrottlingRateLimit"], "ProxiedOnDemand")
-        burst, rate = from_budget(burst, template, budget), from_budget(rate, template, budget)
+        burst, rate = from_budget(burst, sized, budget), from_budget(rate, sized, budget)
         assert burst <= concurrency and rate == 25 * concurrency, budget
-    # The routes that serve no user go at a health check's pace.
+    for function in api_functions(sized):
+        _, reserved = by_topology(resources[function]["Properties"]["ReservedConcurrentExecutions"])
+        assert reserved["Fn::FindInMap"][2] == "FunctionConcurrency", function
+    # Migrate: one run, one session, as the worst case counts it (MIGRATE).
+    assert resources["MigrateFunction"]["Properties"]["ReservedConcurrentExecutions"] == MIGRATE
+
+
+def test_the_routes_that_serve_no_user_go_at_a_health_checks_pace(template):
+    stage = template["Resources"]["ApiStage"]["Properties"]
     unauthenticated = {f"{method} {path}" for method, path, _ in other_method_routes(template)}
     unauthenticated.add("GET /health")
     assert set(stage["RouteSettings"]) == unauthenticated
     for route, settings in stage["RouteSettings"].items():
         assert settings == {"ThrottlingBurstLimit": 1, "ThrottlingRateLimit": 5}, route
-    for function in api_functions(template):
-        _, reserved = by_topology(resources[function]["Properties"]["ReservedConcurrentExecutions"])
-        assert reserved["Fn::FindInMap"][2] == "FunctionConcurrency", function
-    # Migrate: one run, one session, as the worst case counts it (MIGRATE).
-    assert resources["MigrateFunction"]["Properties"]["ReservedConcurrentExecutions"] == MIGRATE
 
 
 def test_migrate_logs_in_on_the_database_itself_not_through_the_proxy(template):
@@ -765,7 +841,7 @@ def test_migrate_logs_in_on_the_database_itself_not_through_the_proxy(template):
 
 
 @pytest.mark.parametrize("create_database,managed_instances", [
-    ("true", "0"), ("false", "0"), ("true", "8")])
+    ("true", "0"), ("false", "0"), ("true", str(generator.managed_concurrency_at_the_default()))])
 def test_the_sam_transform_accepts_the_template_with_real_parameters(
         create_database, managed_instances, monkeypatch):
     """`sam validate` does not expand every property with parameter values (it lets an Fn::If
@@ -793,7 +869,7 @@ def test_the_sam_transform_accepts_the_template_with_real_parameters(
         "JwtJwksUrl": "https://idp.example/.well-known/jwks.json",
         "JwtIssuer": "https://idp.example",
         "JwtAudience": "users-api",
-        "DatabaseConnectionBudget": "144",
+        "DatabaseConnectionBudget": str(generator.DEFAULT_BUDGET),
         "ManagedInstancesConcurrency": managed_instances,
         "DatabaseCaBundleLayer": "rds-ca-bundle:1",
         "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
@@ -912,9 +988,11 @@ def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(
         assert alarm["TreatMissingData"] == "notBreaching", name
     # By name: a function is one of two resources (on demand, on managed instances).
     names = {f"${{AWS::StackName}}-{folder}" for folder in FUNCTIONS}
-    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
-        summed = {dimension["Value"]["Fn::Sub"] for m in resources[name]["Properties"]["Metrics"]
-                  if "MetricStat" in m for dimension in m["MetricStat"]["Metric"]["Dimensions"]}
+    for name, metric in (("FunctionErrorsAlarm", "Errors"), ("FunctionThrottlesAlarm", "Throttles")):
+        [query] = [m["Expression"]["Fn::Sub"] for m in resources[name]["Properties"]["Metrics"]]
+        assert query.startswith(f'SELECT SUM({metric}) FROM SCHEMA("AWS/Lambda", FunctionName) WHERE '), name
+        clauses = query.split(" WHERE ", 1)[1].split(" OR ")
+        summed = {re.fullmatch(r"FunctionName = '(.+)'", clause).group(1) for clause in clauses}
         assert summed == names, f"{name} covers every function"
     for name, metric in (("DatabaseUnavailableAlarm", "DatabaseAcquireFailures"),
                          ("MigrationFailuresAlarm", "MigrationFailures")):

@@ -5,9 +5,10 @@ use lambda_http::{Request, RequestExt};
 
 use crate::auth::Scope;
 
-/// One route of the API. `routes::ROUTES` lists every one; `tests/test_template.py` (through
-/// `devtools/routes.py`, which reads the declarations) holds `Cargo.toml`'s watch router,
-/// `template.yaml`'s routes and authorizer scopes and `openapi.yaml`'s operations to that list.
+/// One route of the API. `routes::ROUTES` lists every one; `make template` (through
+/// `devtools/routes.py`, which reads the declarations) writes each route's parts of
+/// `template.yaml` and `Cargo.toml`'s watch router from that list, and `tests/test_template.py`
+/// holds them, the authorizer's scopes and `openapi.yaml`'s operations to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// API Gateway's route key, `<METHOD> <path>`, with `{name}` for a path parameter: the
