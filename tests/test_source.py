@@ -4,6 +4,9 @@
   it back (directly or through others), and `config` imports nothing from the crate.
 - No file in the shared library has more than 400 lines of code before its tests: a concern
   that outgrows that becomes a folder of files.
+- No crate embeds a file outside its own folder (`include_str!`, `include_bytes!`): cargo tracks
+  such a file by its absolute path, so a target directory shared by checkouts could link
+  another checkout's copy.
 - No line is longer than rustfmt's `max_width`: rustfmt silently gives up on a macro call or a
   string it cannot fit, so such a line means code that `cargo fmt` no longer formats.
 """
@@ -127,3 +130,19 @@ def test_no_line_is_too_long_for_rustfmt(path):
         if len(line) > MAX_WIDTH
     ]
     assert not long_lines, f"{path.relative_to(ROOT)}: lines {long_lines} exceed {MAX_WIDTH} characters"
+
+
+def crate_folders():
+    return [path.parent for path in ROOT.glob("**/Cargo.toml")
+            if not {"target", "vendor", ".venv", ".tools"} & set(path.relative_to(ROOT).parts)
+            and path.parent != ROOT]
+
+
+def test_no_crate_embeds_a_file_outside_its_own_folder():
+    folders = crate_folders()
+    assert ROOT / "shared" in folders and ROOT / "test-support" in folders
+    for folder in folders:
+        for source in folder.rglob("*.rs"):
+            for match in re.finditer(r"include_(?:str|bytes)!\(\s*\"([^\"]+)\"", source.read_text()):
+                embedded = (source.parent / match[1]).resolve()
+                assert embedded.is_relative_to(folder), f"{source.relative_to(ROOT)} embeds {match[1]}"

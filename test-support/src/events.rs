@@ -2,12 +2,18 @@
 //! (v2) or a Function URL event, starting from the real documents in `fixtures/events/`, and
 //! parsed by `lambda_http` exactly as the runtime parses them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    OnceLock,
+};
 
 use lambda_http::{Context, Request, RequestExt};
 use serde_json::{json, Value};
 
-use crate::tokens::{self, FULL_SCOPE};
+use crate::{
+    tokens::{self, FULL_SCOPE},
+    workspace,
+};
 
 /// What invokes the function: each builds a different event shape.
 #[derive(Debug, Clone, Copy)]
@@ -217,14 +223,17 @@ impl TestRequest {
     }
 }
 
-/// The workspace's manifest: its watch router lists the API's paths as API Gateway routes them
-/// (`tests/test_template.py` holds the two equal).
-const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
+/// The workspace's manifest: its watch router, generated from the route declarations, lists
+/// the API's paths as API Gateway routes them.
+fn workspace_manifest() -> &'static str {
+    static MANIFEST: OnceLock<String> = OnceLock::new();
+    MANIFEST.get_or_init(|| workspace::file("Cargo.toml"))
+}
 
 /// The path template of the API's that `path` matches (segment by segment, `{name}` matching
 /// any one segment), with the path parameters it extracts.
 fn route_of(path: &str) -> Option<(String, serde_json::Map<String, Value>)> {
-    let templates = WORKSPACE_MANIFEST.lines().filter_map(|line| {
+    let templates = workspace_manifest().lines().filter_map(|line| {
         let (template, _) = line.strip_prefix('"')?.split_once("\" = [")?;
         template.starts_with('/').then_some(template)
     });

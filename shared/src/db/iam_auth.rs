@@ -178,10 +178,14 @@ mod tests {
     /// with a session token, as Lambda's role credentials carry.
     #[test]
     fn the_token_matches_boto3s_with_a_session_token() {
-        let vector: Value = serde_json::from_str(include_str!(
-            "../../../test-support/fixtures/rds-auth-token.json"
-        ))
-        .unwrap();
+        // Read at run time, not embedded: a file outside the crate is tracked by its absolute
+        // path, so a target directory shared by checkouts could link another checkout's copy.
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../test-support/fixtures/rds-auth-token.json"
+        );
+        let vector: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
         let text = |name: &str| vector[name].as_str().unwrap().to_owned();
         let scope = TokenScope {
             host: text("host"),
