@@ -16,6 +16,7 @@ use std::{
 
 use e2e::{workspace, Stack};
 use serde_json::Value;
+use shared::{http::Route, routes::ROUTES};
 
 /// The seed when `CONTRACT_SEED` does not name one.
 const DEFAULT_SEED: &str = "20261125";
@@ -84,17 +85,12 @@ async fn every_operation_keeps_to_openapi_yaml_under_schemathesis() {
         "{total} requests, fewer than {MIN_REQUESTS}: {requests:?}"
     );
     let operations: BTreeSet<&str> = requests.keys().map(String::as_str).collect();
-    for operation in [
-        "GET /health",
-        "GET /users",
-        "POST /users",
-        "GET /users/{id}",
-        "PATCH /users/{id}",
-        "DELETE /users/{id}",
-    ] {
+    // Every declared route, shared/src/routes.
+    for route in ROUTES {
         assert!(
-            operations.contains(operation),
-            "{operation} was never called: {requests:?}"
+            operations.contains(route.key),
+            "{} was never called: {requests:?}",
+            route.key
         );
     }
 }
@@ -114,12 +110,31 @@ fn requests_by_operation(har: &Value) -> BTreeMap<String, usize> {
         let path = reqwest::Url::parse(url)
             .map(|url| url.path().to_owned())
             .unwrap_or_default();
-        let template = match path.strip_prefix("/users/") {
-            Some(_) => "/users/{id}".to_owned(),
-            None => path,
-        };
+        let template = path_template(&path).unwrap_or(&path);
         let method = request["method"].as_str().unwrap_or_default();
         *counts.entry(format!("{method} {template}")).or_default() += 1;
     }
     counts
+}
+
+/// The declared path that `path` matches, segment by segment (`{name}` matches any one
+/// segment): `/users/7` is `/users/{id}`, `/users/7/summary` is not.
+fn path_template(path: &str) -> Option<&'static str> {
+    ROUTES.iter().map(Route::path).find(|template| {
+        let (want, have): (Vec<_>, Vec<_>) =
+            (template.split('/').collect(), path.split('/').collect());
+        want.len() == have.len()
+            && want
+                .iter()
+                .zip(&have)
+                .all(|(want, have)| want == have || (want.starts_with('{') && !have.is_empty()))
+    })
+}
+
+#[test]
+fn a_deeper_path_is_not_read_as_its_parent() {
+    assert_eq!(path_template("/users/7"), Some("/users/{id}"));
+    assert_eq!(path_template("/users"), Some("/users"));
+    assert_eq!(path_template("/users/7/summary"), None);
+    assert_eq!(path_template("/users/"), None);
 }

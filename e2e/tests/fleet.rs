@@ -11,18 +11,11 @@ use e2e::{
 };
 use futures_util::future::join_all;
 use serde_json::json;
+use shared::routes::ROUTES;
 use test_support::TestRequest;
 
 /// Environments of each function.
 const PER_FUNCTION: usize = 8;
-const FUNCTIONS: [&str; 6] = [
-    "get-user",
-    "list-users",
-    "create-user",
-    "update-user",
-    "delete-user",
-    "health",
-];
 /// Server connections the pooler may open to the database.
 const POOL: u16 = 8;
 /// Requests each environment serves, all environments at once each time.
@@ -40,10 +33,11 @@ async fn forty_eight_environments_share_eight_server_connections_and_every_reque
     // init logs in with SCRAM, which costs a debug build tens of milliseconds of CPU).
     let mut environments = Vec::new();
     for _ in 0..PER_FUNCTION {
-        let wave = join_all(FUNCTIONS.iter().map(|name| async {
-            let function = Function::start_api(name, &url, &[]).await;
+        // Every declared route's function (shared/src/routes).
+        let wave = join_all(ROUTES.iter().map(|route| async {
+            let function = Function::start_api(route.function, &url, &[]).await;
             function.initialized().await;
-            (*name, function)
+            (route.function, function)
         }));
         environments.extend(wave.await);
     }
@@ -56,7 +50,7 @@ async fn forty_eight_environments_share_eight_server_connections_and_every_reque
             .iter()
             .enumerate()
             .map(|(n, (name, function))| {
-                let wave = n / FUNCTIONS.len();
+                let wave = n / ROUTES.len();
                 let request = request_for(name, round * PER_FUNCTION + wave);
                 async move { (*name, function.request(&request).await) }
             });
@@ -64,8 +58,8 @@ async fn forty_eight_environments_share_eight_server_connections_and_every_reque
     }
     let peak = sessions.peak().await;
 
-    assert_eq!(environments.len(), 48);
-    assert_eq!(replies.len(), 48 * ROUNDS);
+    assert_eq!(environments.len(), PER_FUNCTION * ROUTES.len());
+    assert_eq!(replies.len(), environments.len() * ROUNDS);
     for (name, reply) in &replies {
         assert!(
             matches!(reply.status, 200 | 201 | 204),
@@ -95,6 +89,7 @@ fn request_for(name: &str, n: usize) -> TestRequest {
             TestRequest::patch(format!("/users/{id}")).json(&json!({"name": format!("R{n}")}))
         }
         "delete-user" => TestRequest::delete(format!("/users/{}", 65 + n)),
-        _ => TestRequest::get("/health"),
+        "health" => TestRequest::get("/health"),
+        _ => panic!("no request for the function {name} here: add one for its route"),
     }
 }
