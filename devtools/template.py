@@ -102,7 +102,10 @@ class Capacity:
 def managed_concurrency_at_the_default(api=None):
     """The most invocations per Managed Instances environment the default budget holds."""
     api = the_api() if api is None else api
-    return max(api.capacity.environments(DEFAULT_BUDGET))
+    fits = api.capacity.environments(DEFAULT_BUDGET)
+    assert fits, (f"{len(api.routes)} API functions: the default budget ({DEFAULT_BUDGET}) no longer "
+                  "holds Managed Instances; raise DEFAULT_BUDGET")
+    return max(fits)
 
 
 # ---------------------------------------------------------------- names
@@ -113,8 +116,16 @@ def camel(function):
     return "".join(part.capitalize() for part in function.split("-"))
 
 
+# Logical id prefixes kept from the hand-written template: a route renamed would make
+# CloudFormation create the new one before deleting the old, and API Gateway refuses a second
+# route with the same key, so a stack deployed before would fail to update.
+PATH_NAMES = {"/users": "Users", "/users/{id}": "User", "/health": "Health"}
+
+
 def path_name(path):
-    """`/users/{id}` -> `UsersById`: a path's 405 routes' logical id prefix."""
+    """`/users/{id}/summary` -> `UsersByIdSummary`: a path's 405 routes' logical id prefix."""
+    if path in PATH_NAMES:
+        return PATH_NAMES[path]
     parts = []
     for segment in path.strip("/").split("/"):
         match = re.fullmatch(r"\{(\w+)\}", segment)
@@ -171,7 +182,21 @@ def the_api(routes=None):
 # ---------------------------------------------------------------- template.yaml parts
 
 
+def check_capacity(api):
+    """Fails, saying why, where the routes outgrow what the budgets can split."""
+    capacity, n = api.capacity, len(api.routes)
+    assert DEFAULT_BUDGET in capacity.budgets, (
+        f"{n} API functions: the default budget ({DEFAULT_BUDGET}) gives each less than one "
+        "environment; raise DEFAULT_BUDGET and the budgets")
+    assert len(capacity.managed_concurrency) > 1, f"{n} API functions: no budget holds Managed Instances"
+    reserved = capacity.default_proxied_concurrency * n + capacity.others
+    assert reserved <= ACCOUNT_CONCURRENCY - UNRESERVED, (
+        f"{n} API functions reserve {reserved} environments behind the proxy at the least, more "
+        "than the account's default concurrency leaves")
+
+
 def capacity_parameters(api):
+    check_capacity(api)
     capacity, n = api.capacity, len(api.routes)
     share = SESSIONS_PER_ENVIRONMENT * n
     return f"""\
@@ -284,8 +309,10 @@ def stage_routes(api):
     slow = []
     for path in api.paths:
         methods, _ = api.other_methods(path)
+        public = [route for route in api.on(path) if route.scope is None]
+        others += [f"{camel(route.function)}Route" for route in public]
         others += [f"{path_name(path)}{method.capitalize()}Route" for method in methods]
-        slow += [route.key for route in api.on(path) if route.scope is None]
+        slow += [route.key for route in public]
         slow += [f"{method} {path}" for method in methods]
     depends = "\n".join(f"      - {name}" for name in others)
     settings = "\n".join(f"        {key}: {{ ThrottlingBurstLimit: 1, ThrottlingRateLimit: 5 }}"
@@ -486,11 +513,29 @@ def functions_part(api):
     return "\n".join(function_resources(api, route) for route in api.routes) + "\n" + other_method_routes(api)
 
 
+# CloudWatch takes at most 10 metrics in an alarm: the sum and one per function.
+MOST_SUMMED_FUNCTIONS = 9
+
+
 def summed_alarms(api):
+    """Errors and throttles of every function, summed by metric math: one metric per function
+    (by name: a function is one of two resources, on demand or on Managed Instances)."""
+    assert len(api.functions) <= MOST_SUMMED_FUNCTIONS, (
+        f"{len(api.functions)} functions: an alarm sums at most {MOST_SUMMED_FUNCTIONS} "
+        "(CloudWatch's 10 metrics an alarm); split FunctionErrorsAlarm and FunctionThrottlesAlarm")
+
     def alarm(name, metric, description):
-        names = "\n".join(
-            f"            {'WHERE' if i == 0 else 'OR'} FunctionName = '${{AWS::StackName}}-{function}'"
-            for i, function in enumerate(api.functions))
+        ids = [camel(function)[0].lower() + camel(function)[1:] for function in api.functions]
+        metrics = "\n".join(f"""\
+        - Id: {id_}
+          ReturnData: false
+          MetricStat:
+            Metric:
+              Namespace: AWS/Lambda
+              MetricName: {metric}
+              Dimensions: [{{ Name: FunctionName, Value: !Sub "${{AWS::StackName}}-{function}" }}]
+            Period: 60
+            Stat: Sum""" for id_, function in zip(ids, api.functions))
         return f"""\
   {name}:
     Type: AWS::CloudWatch::Alarm
@@ -500,11 +545,9 @@ def summed_alarms(api):
       OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
       Metrics:
         - Id: total
-          Expression: !Sub >-
-            SELECT SUM({metric}) FROM SCHEMA("AWS/Lambda", FunctionName)
-{names}
-          Period: 60
+          Expression: SUM([{", ".join(ids)}])
           ReturnData: true
+{metrics}
       EvaluationPeriods: 1
       Threshold: 0
       ComparisonOperator: GreaterThanThreshold
