@@ -180,10 +180,8 @@ mod tests {
     fn the_token_matches_boto3s_with_a_session_token() {
         // Read at run time, not embedded: a file outside the crate is tracked by its absolute
         // path, so a target directory shared by checkouts could link another checkout's copy.
-        let package = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-        let fixture = format!("{package}/../test-support/fixtures/rds-auth-token.json");
-        let vector: Value =
-            serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+        let fixture = test_support::workspace::file("test-support/fixtures/rds-auth-token.json");
+        let vector: Value = serde_json::from_str(&fixture).unwrap();
         let text = |name: &str| vector[name].as_str().unwrap().to_owned();
         let scope = TokenScope {
             host: text("host"),
