@@ -10,9 +10,11 @@ use e2e::{
     TestDatabase,
 };
 use futures_util::future::join_all;
-use serde_json::json;
 use shared::routes::ROUTES;
-use test_support::TestRequest;
+use test_support::{
+    samples::{self, Sample},
+    TestRequest,
+};
 
 /// Environments of each function.
 const PER_FUNCTION: usize = 8;
@@ -37,7 +39,7 @@ async fn forty_eight_environments_share_eight_server_connections_and_every_reque
         let wave = join_all(ROUTES.iter().map(|route| async {
             let function = Function::start_api(route.function, &url, &[]).await;
             function.initialized().await;
-            (route.function, function)
+            (route.key, function)
         }));
         environments.extend(wave.await);
     }
@@ -75,21 +77,13 @@ async fn forty_eight_environments_share_eight_server_connections_and_every_reque
     );
 }
 
-/// The `n`th request (0 to 63) to the function `name`: each create a new email, each delete
-/// another user.
-fn request_for(name: &str, n: usize) -> TestRequest {
-    let id = n + 1;
-    match name {
-        "get-user" => TestRequest::get(format!("/users/{id}")),
-        "list-users" if n.is_multiple_of(2) => TestRequest::get("/users?limit=10"),
-        "list-users" => TestRequest::get(format!("/users?email=fleet{id}%40example.com")),
-        "create-user" => TestRequest::post("/users")
-            .json(&json!({"email": format!("new{n}@example.com"), "name": "New"})),
-        "update-user" => {
-            TestRequest::patch(format!("/users/{id}")).json(&json!({"name": format!("R{n}")}))
-        }
-        "delete-user" => TestRequest::delete(format!("/users/{}", 65 + n)),
-        "health" => TestRequest::get("/health"),
-        _ => panic!("no request for the function {name} here: add one for its route"),
-    }
+/// The `n`th request (0 to 63) on `route`, from the sample table: each create a new email,
+/// each delete another user.
+fn request_for(route: &str, n: usize) -> TestRequest {
+    let sample = Sample {
+        n,
+        user: n as i64 + 1,
+        doomed: n as i64 + 65,
+    };
+    samples::request(route, sample).unwrap_or_else(|| panic!("no sample request for {route}"))
 }

@@ -4,12 +4,14 @@
 //! - [`events`]: requests forged into real API Gateway (REST, HTTP API) and Function URL
 //!   events, from the JSON in `fixtures/events/`.
 //! - [`reply`]: a response, and the assertion that it is an RFC 9457 problem.
+//! - [`samples`]: a sample request for each route, by its route key.
 //! - [`tokens`]: test tokens, signed with the test keys in `fixtures/keys/`.
 //! - [`workspace`]: the checkout's files, as the checkout under test has them: the contract
 //!   ([`openapi_document`]), the manifest.
 
 pub mod events;
 pub mod reply;
+pub mod samples;
 pub mod tokens;
 pub mod workspace;
 

@@ -102,6 +102,20 @@ impl TestApp {
         self.call(routes::health::handler, request).await
     }
 
+    /// Calls the handler of the route `key` (`routes::ROUTES`).
+    pub async fn route(&self, key: &str, request: TestRequest) -> Reply {
+        use routes::{create_user, delete_user, get_user, health, list_users, update_user};
+        match key {
+            _ if key == create_user::ROUTE.key => self.create_user(request).await,
+            _ if key == get_user::ROUTE.key => self.get_user(request).await,
+            _ if key == list_users::ROUTE.key => self.list_users(request).await,
+            _ if key == update_user::ROUTE.key => self.update_user(request).await,
+            _ if key == delete_user::ROUTE.key => self.delete_user(request).await,
+            _ if key == health::ROUTE.key => self.health(request).await,
+            _ => panic!("TestApp::route does not call {key} yet: add its handler"),
+        }
+    }
+
     /// Calls `handler` as the function's `main` does, with `request` forged into an event.
     async fn call<'a, F>(
         &'a self,

@@ -1,9 +1,9 @@
 //! What the API leaves on its database sessions: nothing a transaction-pooling proxy would have
 //! to keep for it (RDS Proxy pins such a session; PgBouncer would hand it to another client).
 
-use serde_json::json;
+use shared::routes::ROUTES;
 use sqlx::{Connection, PgPool, Row};
-use test_support::TestRequest;
+use test_support::samples::{self, Sample};
 
 use crate::app::TestApp;
 
@@ -13,24 +13,22 @@ async fn every_route_leaves_no_prepared_statement_and_no_changed_setting_on_its_
 ) {
     let app = TestApp::new(&pool).await;
     let user = app.given_a_user("ada@example.com", "Ada").await;
-    let path = format!("/users/{}", user["id"]);
+    let doomed = app.given_a_user("grace@example.com", "Grace").await;
+    let sample = Sample {
+        n: 0,
+        user: user["id"].as_i64().unwrap(),
+        doomed: doomed["id"].as_i64().unwrap(),
+    };
 
-    let replies = [
-        app.create_user(
-            TestRequest::post("/users")
-                .header("idempotency-key", "k-1")
-                .json(&json!({"email": "grace@example.com", "name": "Grace"})),
-        )
-        .await,
-        app.get_user(TestRequest::get(&path)).await,
-        app.list_users(TestRequest::get("/users?limit=5")).await,
-        app.list_users(TestRequest::get("/users?email=ada%40example.com"))
-            .await,
-        app.update_user(TestRequest::patch(&path).json(&json!({"name": "Ada L."})))
-            .await,
-        app.delete_user(TestRequest::delete(&path)).await,
-        app.health(TestRequest::get("/health")).await,
-    ];
+    // Every declared route, with its sample request; the list's by email too.
+    let mut replies = Vec::new();
+    for route in ROUTES {
+        let request = samples::request(route.key, sample)
+            .unwrap_or_else(|| panic!("no sample request for {}: add one", route.key));
+        replies.push(app.route(route.key, request).await);
+    }
+    let by_email = samples::request("GET /users", Sample { n: 1, ..sample }).unwrap();
+    replies.push(app.route("GET /users", by_email).await);
     let (prepared, changed): (i64, Vec<String>) = app
         .state
         .db
