@@ -160,6 +160,7 @@ class Api:
         return [m for m in GATEWAY_METHODS if m not in declared], self.on(path)[0].function
 
     def public(self, path):
+        """Every route of `path` public: its 405s need no token either."""
         return all(route.scope is None for route in self.on(path))
 
     @property
@@ -343,11 +344,10 @@ def stage_routes(api):
 """
 
 
-def authorization(api, route_or_path, scope=None):
-    """A route's authorization lines: none on a public path; the JWT authorizer (when on)
-    elsewhere, with the route's scope if it has one (a 405 needs any valid token)."""
-    path = route_or_path
-    if api.public(path):
+def authorization(public, scope=None):
+    """A route's authorization lines: none on a public route; otherwise the JWT authorizer
+    (when on), with the route's scope if it has one (a 405 needs any valid token)."""
+    if public:
         return "      AuthorizationType: NONE\n"
     lines = ("      AuthorizationType: !If [UseApiJwtAuthorizerCondition, JWT, NONE]\n"
              "      AuthorizerId: !If [UseApiJwtAuthorizerCondition, !Ref UsersJwtAuthorizer, !Ref AWS::NoValue]\n")
@@ -447,7 +447,7 @@ def function_resources(api, route: Route):
       ApiId: !Ref Api
       RouteKey: {route.key}
       Target: !Sub integrations/${{{name}Integration}}
-{authorization(api, route.path, route.scope)}
+{authorization(route.scope is None, route.scope)}
   {name}Integration:
     Type: AWS::ApiGatewayV2::Integration
     Properties:
@@ -497,7 +497,7 @@ def other_method_routes(api):
       ApiId: !Ref Api
       RouteKey: {method} {path}
       Target: !Sub integrations/${{{camel(function)}Integration}}
-{authorization(api, path)}""")
+{authorization(api.public(path))}""")
     return f"""\
   # Every other method of a path reaches one of its functions, which answers 405 with the
   # path's methods in `Allow` (API Gateway would answer a bare 404): a route per method, never
