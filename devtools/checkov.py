@@ -43,6 +43,8 @@ def main():
         variant = json.loads(json.dumps(template))
         for parameter, value in defaults.items():
             assert parameter in variant["Parameters"], parameter
+            allowed = variant["Parameters"][parameter].get("AllowedValues")
+            assert allowed is None or value in map(str, allowed), (name, parameter, value)
             variant["Parameters"][parameter]["Default"] = value
         (folder / f"{name}.json").write_text(json.dumps(variant, indent=1))
     # --skip-download: no network (checkov otherwise fetches guidelines from Prisma Cloud).

@@ -887,6 +887,12 @@ def test_the_sam_transform_accepts_the_template_with_real_parameters(
         "DatabaseAvailabilityZones": "eu-west-1a,eu-west-1b" if create_database == "true" else "",
     }
 
+    # Parameters the template's own rules accept (144 with 8 once stood here after a seventh
+    # function had made the rule refuse them, and no test noticed).
+    rule = template["Rules"]["ManagedInstancesFitTheBudget"]
+    if managed_instances != "0":
+        assert rule_holds(rule["Assertions"][0]["Assert"], parameters), parameters
+
     translated = transform(template, parameters, NoManagedPolicies())
 
     types = {resource["Type"] for resource in translated["Resources"].values()}
