@@ -390,6 +390,20 @@ def function_resources(api, route: Route):
             Period: 60
             Stat: {stat}"""
 
+    def head(suffix, condition):
+        """What the two resources of the function share before their own properties: the same
+        function either way (name, code), one of the two created."""
+        return f"""\
+  {name}{suffix}:
+    Type: AWS::Serverless::Function
+    Condition: {condition}
+    DependsOn: Migrations
+    Metadata:
+      BuildMethod: rust-cargolambda
+    Properties:
+      FunctionName: !Sub ${{AWS::StackName}}-{function}
+      CodeUri: functions/{function}"""
+
     shared = f"""\
       DeploymentPreference:
         Type: !Ref DeploymentPreferenceType
@@ -399,15 +413,7 @@ def function_resources(api, route: Route):
       Policies: [!Ref ApiFunctionsPolicy]"""
     return f"""\
   # {route.key}: functions/{function} (shared/src/routes/{route.module}.rs)
-  {name}Function:
-    Type: AWS::Serverless::Function
-    Condition: OnDemandEnvironments
-    DependsOn: Migrations
-    Metadata:
-      BuildMethod: rust-cargolambda
-    Properties:
-      FunctionName: !Sub ${{AWS::StackName}}-{function}
-      CodeUri: functions/{function}
+{head("Function", "OnDemandEnvironments")}
       VpcConfig:
         SubnetIds: !Ref SubnetIds
         SecurityGroupIds: !Ref SecurityGroupIds
@@ -417,15 +423,7 @@ def function_resources(api, route: Route):
         - !FindInMap [ConnectionBudget, !Ref DatabaseConnectionBudget, FunctionConcurrency]
 {shared}
 
-  {name}ManagedFunction:
-    Type: AWS::Serverless::Function
-    Condition: UseManagedInstances
-    DependsOn: Migrations
-    Metadata:
-      BuildMethod: rust-cargolambda
-    Properties:
-      FunctionName: !Sub ${{AWS::StackName}}-{function}
-      CodeUri: functions/{function}
+{head("ManagedFunction", "UseManagedInstances")}
       MemorySize: 2048
       CapacityProviderConfig:
         Arn: !Sub arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:capacity-provider:${{CapacityProvider}}
