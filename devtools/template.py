@@ -22,6 +22,7 @@ fails when they are stale (tests/test_template.py), as it does for `.sqlx/`.
 """
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 
 from devtools.paths import ROOT
@@ -196,47 +197,61 @@ def check_capacity(api):
         "than the account's default concurrency leaves")
 
 
+def description(text, indent=6):
+    """A parameter's description as a folded block, wrapped to the template's width."""
+    lines = textwrap.wrap(" ".join(text.split()), width=96 - indent)
+    return "    Description: >\n" + "".join(f"{' ' * indent}{line}\n" for line in lines)
+
+
 def capacity_parameters(api):
     check_capacity(api)
     capacity, n = api.capacity, len(api.routes)
     share = SESSIONS_PER_ENVIRONMENT * n
+    budget = description(f"""
+        The most database connections the {n} API functions may hold at once, at worst
+        (docs/production.md, Capacity). Through RDS Proxy, it is the proxy's pool (its share of
+        max_connections, computed for budget plus {BEYOND_THE_BUDGET}), and
+        ProxiedFunctionConcurrency sets the environments. Directly (and on Managed Instances),
+        each function's reserved concurrency is 1/{share} of it ({SESSIONS_PER_ENVIRONMENT} x {n}
+        functions: each environment holds a connection; a canary runs two versions'
+        environments side by side; reclaimed environments leave their sessions for up to
+        idle_session_timeout), and its routes are throttled to match. A created database gets
+        max_connections of the budget plus {BEYOND_THE_BUDGET} (migrate, the purge, rotation,
+        reserved slots, operators). For an existing database, choose a budget
+        {BEYOND_THE_BUDGET} below its max_connections.""")
+    proxied = description(f"""
+        Behind RDS Proxy (UseRdsProxy), each API function's reserved concurrency: its most
+        execution environments, and its routes' throttle (burst of as many,
+        {REQUESTS_PER_SECOND} a second each). The proxy lends its pool (DatabaseConnectionBudget
+        connections) a transaction at a time, so environments are bounded by the load and the
+        account ({n} functions' reservations come out of the account's concurrency, 1000 by
+        default, of which 100 stay unreserved), not by max_connections. Directly against the
+        database, DatabaseConnectionBudget sets it.""")
+    managed = description(f"""
+        0 runs the API functions in Lambda's on-demand execution environments, one invocation
+        at a time each. N runs them on Lambda Managed Instances (a capacity provider in the
+        subnets above): each execution environment takes up to N invocations at once, on up to
+        N connections, opened as needed; each function gets its share of the budget divided by
+        N in environments. N may be at most DatabaseConnectionBudget / {share}.""")
     return f"""\
   DatabaseConnectionBudget:
     Type: Number
     AllowedValues: [{", ".join(map(str, capacity.budgets))}]
     Default: {DEFAULT_BUDGET}
-    Description: >
-      The most database connections the {n} API functions may hold at once, at worst
-      (docs/production.md, Capacity). Through RDS Proxy, it is the proxy's pool (its share of
-      max_connections, computed for budget plus {BEYOND_THE_BUDGET}), and ProxiedFunctionConcurrency sets the
-      environments. Directly (and on Managed Instances), each function's reserved concurrency
-      is 1/{share} of it ({SESSIONS_PER_ENVIRONMENT} x {n} functions: each environment holds a connection; a canary runs
-      two versions' environments side by side; reclaimed environments leave their sessions for
-      up to idle_session_timeout), and its routes are throttled to match. A created database
-      gets max_connections of the budget plus {BEYOND_THE_BUDGET} (migrate, the purge, rotation, reserved
-      slots, operators). For an existing database, choose a budget {BEYOND_THE_BUDGET} below its max_connections.
+{budget}\
   ProxiedFunctionConcurrency:
     Type: Number
     AllowedValues: [{", ".join(map(str, PROXIED_CONCURRENCY))}]
     Default: {capacity.default_proxied_concurrency}
-    Description: >
-      Behind RDS Proxy (UseRdsProxy), each API function's reserved concurrency: its most
-      execution environments, and its routes' throttle (burst of as many, {REQUESTS_PER_SECOND} a second each).
-      The proxy lends its pool (DatabaseConnectionBudget connections) a transaction at a time,
-      so environments are bounded by the load and the account ({n} functions' reservations
-      come out of the account's concurrency, 1000 by default, of which 100 stay unreserved),
-      not by max_connections. Directly against the database, DatabaseConnectionBudget sets it.
+{proxied}\
   ManagedInstancesConcurrency:
     Type: Number
     AllowedValues: [{", ".join(map(str, capacity.managed_concurrency))}]
     Default: 0
-    Description: >
-      0 runs the API functions in Lambda's on-demand execution environments, one invocation at
-      a time each. N runs them on Lambda Managed Instances (a capacity provider in the subnets
-      above): each execution environment takes up to N invocations at once, on up to N
-      connections, opened as needed; each function gets its share of the budget divided by N
-      in environments. N may be at most DatabaseConnectionBudget / {share}.
-"""
+{managed}"""
+
+
+NO_ENVIRONMENTS = '"0": 0'
 
 
 def capacity_mappings(api):
@@ -253,9 +268,9 @@ def capacity_mappings(api):
                for c in PROXIED_CONCURRENCY]
     managed = []
     for budget in capacity.budgets:
-        cells = ", ".join(f'"{c}": {e}' for c, e in capacity.environments(budget).items())
         # A budget no concurrency fits keeps a row (a mapping needs one per key looked up).
-        managed.append(f'    "{budget}": {{ {cells or chr(34) + "0" + chr(34) + ": 0"} }}')
+        cells = ", ".join(f'"{c}": {e}' for c, e in capacity.environments(budget).items())
+        managed.append(f'    "{budget}": {{ {cells or NO_ENVIRONMENTS} }}')
     return f"""\
   # What DatabaseConnectionBudget (B) sets for the {n} API functions:
   #   FunctionConcurrency: each one's reserved concurrency, B / {SESSIONS_PER_ENVIRONMENT * n}, rounded down.
