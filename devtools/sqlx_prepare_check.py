@@ -26,7 +26,7 @@ def crate_roots():
                    for target in package["targets"]})
 
 
-def regenerate(scratch):
+def regenerate(scratch, locked):
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     (target_dir() / "sqlx-tmp").mkdir(parents=True, exist_ok=True)
@@ -36,7 +36,9 @@ def regenerate(scratch):
         os.utime(root)
     try:
         subprocess.run(
-            ["cargo", "check", "--workspace", "--all-targets", "--locked", "--quiet"],
+            # `--locked` when checking (CI); `make prepare` is a change in progress, whose new
+            # function crate cargo must be free to add to Cargo.lock (it failed without).
+            ["cargo", "check", "--workspace", "--all-targets", "--quiet"] + (["--locked"] if locked else []),
             cwd=ROOT, check=True,
             env=dict(os.environ, SQLX_OFFLINE="false", SQLX_OFFLINE_DIR=str(scratch),
                      SQLX_TMP=str(target_dir() / "sqlx-tmp")))
@@ -53,9 +55,10 @@ def main():
     if not os.environ.get("DATABASE_URL"):
         sys.exit("sqlx_prepare_check: set DATABASE_URL to a migrated database")
     scratch = target_dir() / "sqlx-prepare-check"
-    regenerate(scratch)
+    write = "--write" in sys.argv[1:]
+    regenerate(scratch, locked=not write)
     expected, committed = queries(scratch), queries(COMMITTED)
-    if "--write" in sys.argv[1:]:
+    if write:
         for name in committed.keys() - expected.keys():
             (COMMITTED / name).unlink()
         for name in expected:
