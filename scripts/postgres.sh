@@ -3,6 +3,10 @@
 #
 #   scripts/postgres.sh start DIR   init (first time) and start a cluster in DIR, on $DB_PORT or
 #                                   the port it had before or a free one; prints DATABASE_URL=...
+#   scripts/postgres.sh standby DIR PRIMARY_DIR   a streaming replica of the cluster running in
+#                                   PRIMARY_DIR (pg_basebackup, then a hot standby following it
+#                                   with primary_conninfo), started as `start` starts a cluster:
+#                                   the read replica's stand-in (e2e/src/replica.rs)
 #   scripts/postgres.sh stop DIR    stop it (fast shutdown)
 #   scripts/postgres.sh status DIR  exit 0 when a cluster is running in DIR
 #   scripts/postgres.sh psql DIR [ARG...]   psql on the running cluster, as its admin
@@ -114,6 +118,21 @@ start() {
   echo "DATABASE_URL=$(url)"
 }
 
+standby() {
+  ensure_binaries
+  setup_owner
+  mkdir -p "$DIR"
+  [ "$(id -u)" -ne 0 ] || chown "$OWNER" "$DIR"
+  if [ ! -f "$DIR/data/PG_VERSION" ]; then
+    # -R writes standby.signal and primary_conninfo (with these credentials); -X stream copies
+    # the WAL written meanwhile; -c fast starts at once with a checkpoint.
+    as_owner "$BINDIR/pg_basebackup" -D "$DIR/data" -R -X stream -c fast \
+      -d "host=127.0.0.1 port=$(cat "$PRIMARY/port") user=$DB_USER password=$DB_PASSWORD" \
+      >"$DIR/basebackup.log" 2>&1 || { cat "$DIR/basebackup.log" >&2; exit 1; }
+  fi
+  start
+}
+
 status() {
   BINDIR=$(find_bindir || true)
   [ -n "$BINDIR" ] && [ -f "$DIR/data/PG_VERSION" ] || return 1
@@ -137,13 +156,14 @@ run_psql() {
     -p "$(cat "$DIR/port")" -U "$DB_USER" -d postgres "$@"
 }
 
-usage() { echo "usage: $0 start|stop|status DIR, or $0 psql DIR [ARG...]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status DIR, $0 standby DIR PRIMARY_DIR, or $0 psql DIR [ARG...]" >&2; exit 2; }
 cmd=${1:-}
 DIR=${2:-}
 [ -n "$cmd" ] && [ -n "$DIR" ] || usage
 DIR=$(mkdir -p "$DIR" && cd "$DIR" && pwd)
 case "$cmd" in
   start) start ;;
+  standby) PRIMARY=$(cd "${3:?usage: standby DIR PRIMARY_DIR}" && pwd); standby ;;
   stop) stop ;;
   status) status ;;
   psql) shift 2; run_psql "$@" ;;

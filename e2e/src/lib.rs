@@ -12,7 +12,7 @@
 //!   [`cloudformation`]: a custom resource's response URL and CloudFormation's sequence of
 //!   requests; [`proxy`]: a database connection that can be cut; [`pg_fault`]: one cut at a
 //!   chosen message of the server's answer; [`pgbouncer`]: a connection pooler standing in for
-//!   RDS Proxy.
+//!   RDS Proxy; [`replica`]: a cluster and a streaming standby, an Aurora reader's stand-in.
 //! - [`template`]: template.yaml evaluated for a set of parameters; [`gateway`]: the HTTP API it
 //!   declares (routes, JWT authorizer, CORS, throttles, access log), in front of the function
 //!   binaries; [`browser`]: headless Chromium loading a page from an origin of its own.
@@ -34,6 +34,7 @@ pub mod otlp;
 pub mod pg_fault;
 pub mod pgbouncer;
 pub mod proxy;
+pub mod replica;
 pub mod runtime;
 pub mod stack;
 pub mod template;

@@ -110,14 +110,14 @@ impl Drop for TlsCluster {
     }
 }
 
-fn postgres_sh(command: &str, dir: &Path) -> Command {
+pub(crate) fn postgres_sh(command: &str, dir: &Path) -> Command {
     let mut postgres_sh = Command::new(workspace().join("scripts/postgres.sh"));
     postgres_sh.arg(command).arg(dir);
     postgres_sh
 }
 
 /// A folder under the system's temporary directory, removed on drop.
-mod tempdir {
+pub(crate) mod tempdir {
     use std::path::{Path, PathBuf};
 
     pub struct Dir(PathBuf);

@@ -10,11 +10,16 @@ use crate::{
     db::Database,
     http::Route,
     secrets::SecretsClient,
+    users::Reads,
 };
 
 #[derive(Debug)]
 pub struct AppState {
+    /// The writer: every write, and every read that guards one.
     pub db: Database,
+    /// A read replica for the reads that guard nothing (`GET /users/{id}`, the list), when
+    /// one is configured (`DB_READER_HOST`): `users::Reads` falls back to the writer.
+    pub reader: Option<Database>,
     pub auth: Authenticator,
     pub health_timeout: Duration,
 }
@@ -40,6 +45,14 @@ impl Access {
 }
 
 impl AppState {
+    /// Where the reads that guard no write go: the reader, if there is one, else the writer.
+    pub fn reads(&self) -> Reads<'_> {
+        Reads {
+            writer: &self.db,
+            reader: self.reader.as_ref(),
+        }
+    }
+
     /// Reads the configuration and the secrets and parses the token keys, as `route` needs. Runs
     /// in the Lambda init phase, so all of it happens once per execution environment, before
     /// the first request.
@@ -105,9 +118,20 @@ impl AppState {
             warm_up(&db, settings.health_timeout).await;
             anyhow::Ok(db)
         };
-        let (auth, db) = tokio::try_join!(auth, db)?;
+        let reader = async {
+            let Some(reader) = settings.reader else {
+                return Ok(None);
+            };
+            let reader = Database::new(reader, secrets.as_ref())
+                .await
+                .context("Failed to set up the database reader")?;
+            warm_up(&reader, settings.health_timeout).await;
+            anyhow::Ok(Some(reader))
+        };
+        let (auth, db, reader) = tokio::try_join!(auth, db, reader)?;
         Ok(Self {
             db,
+            reader,
             auth,
             health_timeout: settings.health_timeout,
         })

@@ -156,6 +156,26 @@ pub(super) fn settings(
     Ok(database)
 }
 
+/// `DB_READER_HOST` (and `DB_READER_PORT`, else `DB_PORT`): a read replica (an Aurora
+/// cluster's reader endpoint, or RDS Proxy's read-only endpoint), with everything else as the
+/// writer has it: the credentials (an IAM token is signed for the reader's host), TLS
+/// verification, the timings. Its sessions are named `<function> (reader)`.
+pub(super) fn reader_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<DatabaseSettings>, ConfigError> {
+    let Some(host) = lookup("DB_READER_HOST") else {
+        return Ok(None);
+    };
+    let reader = |name: &str| match name {
+        "DB_HOST" => Some(host.clone()),
+        "DB_PORT" => lookup("DB_READER_PORT").or_else(|| lookup("DB_PORT")),
+        _ => lookup(name),
+    };
+    let mut reader = settings(&reader)?;
+    reader.application_name.push_str(" (reader)");
+    Ok(Some(reader))
+}
+
 const SSL_MODES: &str = "one of disable, allow, prefer, require, verify-ca, verify-full";
 
 fn database_source(
@@ -192,6 +212,48 @@ fn check_iam_auth(database: &DatabaseSettings) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::config::tests::settings;
+
+    #[test]
+    fn a_reader_takes_the_writers_settings_but_its_own_host_and_port() {
+        let writer = [
+            ("DB_IAM_USER", "users_api"),
+            ("DB_HOST", "writer.internal"),
+            ("DB_PORT", "5433"),
+            ("DB_SSLMODE", "verify-full"),
+            ("DB_READ_TIMEOUT_MS", "900"),
+        ];
+        assert!(settings(&writer).unwrap().reader.is_none());
+
+        let with_reader: Vec<_> = writer
+            .iter()
+            .copied()
+            .chain([("DB_READER_HOST", "reader.internal")])
+            .collect();
+        let reader = settings(&with_reader).unwrap().reader.unwrap();
+        assert_eq!(reader.endpoint.host.as_deref(), Some("reader.internal"));
+        assert_eq!(reader.endpoint.port, Some(5433));
+        assert!(matches!(reader.source, DatabaseSource::IamAuth { .. }));
+        assert!(matches!(reader.ssl_mode, Some(PgSslMode::VerifyFull)));
+        assert_eq!(reader.read_timeout, Duration::from_millis(900));
+        assert!(reader.application_name.ends_with(" (reader)"));
+
+        let own_port: Vec<_> = with_reader
+            .iter()
+            .copied()
+            .chain([("DB_READER_PORT", "6432")])
+            .collect();
+        let reader = settings(&own_port).unwrap().reader.unwrap();
+        assert_eq!(reader.endpoint.port, Some(6432));
+        // A reader held to the writer's rules: IAM authentication without TLS is refused.
+        let plain: Vec<_> = with_reader
+            .iter()
+            .map(|&(name, value)| match name {
+                "DB_SSLMODE" => (name, "disable"),
+                _ => (name, value),
+            })
+            .collect();
+        assert!(settings(&plain).is_err());
+    }
 
     #[test]
     fn defaults_suit_one_invocation_at_a_time() {

@@ -20,6 +20,9 @@ pub use telemetry::{LogSettings, MetricsSettings, TracesSettings};
 #[derive(Debug)]
 pub struct Settings {
     pub database: DatabaseSettings,
+    /// A read replica for the reads that guard no write (`DB_READER_HOST`), reached with the
+    /// writer's credentials, TLS and timings; `None`: every read goes to the writer.
+    pub reader: Option<DatabaseSettings>,
     /// Who may call the users routes; `None` when no key source is configured.
     pub auth: Option<AuthSettings>,
     /// Read secrets through the AWS Parameters and Secrets Lambda Extension instead of the SDK.
@@ -86,6 +89,7 @@ impl Settings {
         let database = database::settings(&lookup)?;
         Ok(Self {
             database,
+            reader: database::reader_settings(&lookup)?,
             auth: auth::settings(&lookup)?,
             secrets_extension: aws::secrets_extension(&lookup)?,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,

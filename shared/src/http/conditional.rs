@@ -54,6 +54,21 @@ pub fn if_none_match(req: &Request, version: i64) -> Result<bool, ApiError> {
     )
 }
 
+/// The newest version of the user the client presents in `If-None-Match`: the largest its
+/// tags name (`*`, some version: 0), `None` without the header. A read replica behind it sends
+/// the read to the writer (`users::Reads`), so a client never reads older than it has seen.
+pub fn newest_seen(req: &Request) -> Result<Option<i64>, ApiError> {
+    Ok(
+        match EntityTags::from_request(req, header::IF_NONE_MATCH)? {
+            None => None,
+            Some(EntityTags::Any) => Some(0),
+            Some(EntityTags::List(tags)) => {
+                tags.iter().filter_map(|tag| version_of(&tag.opaque)).max()
+            }
+        },
+    )
+}
+
 /// The version an opaque tag names, if it is one this API issued: a canonical decimal.
 fn version_of(opaque: &str) -> Option<i64> {
     opaque

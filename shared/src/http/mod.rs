@@ -11,7 +11,7 @@ mod query;
 mod request;
 mod route;
 
-pub use conditional::{etag, if_match, if_none_match, IfMatch};
+pub use conditional::{etag, if_match, if_none_match, newest_seen, IfMatch};
 pub use error::{ApiError, FieldError, PROBLEM_TYPE_PREFIX};
 pub use json::JsonObject;
 pub use query::Query;

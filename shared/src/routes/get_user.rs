@@ -9,7 +9,6 @@ use crate::{
     auth::Scope,
     http::{self, ApiError, Route},
     state::AppState,
-    users,
 };
 
 /// The route this module serves.
@@ -27,7 +26,8 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     super::admit(state, req, &ROUTE).await?;
     let id = http::user_id(req, &ROUTE)?;
-    let user = users::find(&state.db, id).await?;
+    // On the reader, unless it is older than the version the client presents.
+    let user = state.reads().find(id, http::newest_seen(req)?).await?;
     // A user that no longer exists answers 404 whatever the condition (RFC 9110, 13.2.1).
     let mut response = if http::if_none_match(req, user.version)? {
         http::not_modified(user.version)

@@ -9,7 +9,6 @@ use crate::{
     domain::{Cursor, Email, User},
     http::{self, ApiError, Query, Route},
     state::AppState,
-    users,
 };
 
 /// Page sizes: `limit` defaults to 20 and may be 1 to 100.
@@ -45,7 +44,7 @@ async fn list_users(state: &AppState, req: &Request) -> Result<Response<Body>, A
     let page = match email {
         // At most one user has an address: never a next page.
         Some(email) => {
-            let user = users::find_by_email(&state.db, &email, after).await?;
+            let user = state.reads().find_by_email(&email, after).await?;
             Page {
                 items: user.into_iter().collect(),
                 next_cursor: None,
@@ -53,7 +52,7 @@ async fn list_users(state: &AppState, req: &Request) -> Result<Response<Body>, A
         }
         None => {
             // One more than the page: whether there is a next page, without a count.
-            let mut items = users::list(&state.db, after, limit + 1).await?;
+            let mut items = state.reads().list(after, limit + 1).await?;
             let more = items.len() as i64 > limit;
             items.truncate(usize::try_from(limit).unwrap_or(0));
             let next_cursor = match items.last() {

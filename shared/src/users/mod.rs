@@ -7,7 +7,10 @@
 //! [`Database`] (a read retried on a lost connection, a write only when provably uncommitted),
 //! and answers what it did, or a [`StoreError`]: a refusal or the database's failure.
 
+mod reads;
 mod statements;
+
+pub use reads::Reads;
 
 use statements::{
     delete_row, find_by_email_row, find_row, insert_idempotently_row, insert_row, list_rows,

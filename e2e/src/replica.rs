@@ -1,0 +1,132 @@
+//! A read replica's stand-in: a cluster of its own and a streaming standby of it
+//! (`scripts/postgres.sh standby`: `pg_basebackup`, then a hot standby following it with
+//! `primary_conninfo`), whose replay a test can pause (the lag of a replica that falls behind)
+//! and resume, or which it can stop (a replica down, or failing over).
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+use crate::{
+    tls::{postgres_sh, tempdir},
+    TestDatabase,
+};
+
+/// A primary and its standby, both stopped on drop.
+pub struct ReplicatedCluster {
+    /// The primary's admin URL, on 127.0.0.1.
+    pub primary_url: String,
+    /// The standby's admin URL.
+    pub standby_url: String,
+    /// Where the standby listens.
+    pub standby_port: u16,
+    primary: tempdir::Dir,
+    standby: tempdir::Dir,
+}
+
+impl ReplicatedCluster {
+    pub fn start() -> Self {
+        let primary = tempdir::Dir::new("users-api-primary");
+        let primary_url = database_url(postgres_sh("start", primary.path()).output());
+        let standby = tempdir::Dir::new("users-api-standby");
+        let standby_url = database_url(
+            postgres_sh("standby", standby.path())
+                .arg(primary.path())
+                .output(),
+        );
+        let standby_port = reqwest::Url::parse(&standby_url)
+            .ok()
+            .and_then(|url| url.port())
+            .expect("the standby's port");
+        Self {
+            primary_url,
+            standby_url,
+            standby_port,
+            primary,
+            standby,
+        }
+    }
+
+    /// A migrated database on the primary, once the standby has it too.
+    pub async fn database(&self, name: &str) -> TestDatabase {
+        let database = TestDatabase::create_on(&self.primary_url, name).await;
+        self.replayed().await;
+        database
+    }
+
+    /// Waits until the standby has replayed everything the primary has written so far.
+    pub async fn replayed(&self) {
+        let mut primary = connect(&self.primary_url).await;
+        let written: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&mut primary)
+            .await
+            .expect("the primary's position");
+        let mut standby = connect(&self.standby_url).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let caught_up: Option<bool> =
+                sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                    .bind(&written)
+                    .fetch_one(&mut standby)
+                    .await
+                    .expect("the standby's position");
+            if caught_up == Some(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby did not replay {written}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops applying what the primary sends (it keeps receiving it): reads on the standby
+    /// see the data as it was.
+    pub async fn pause_replay(&self) {
+        self.on_standby("SELECT pg_wal_replay_pause()").await;
+    }
+
+    pub async fn resume_replay(&self) {
+        self.on_standby("SELECT pg_wal_replay_resume()").await;
+    }
+
+    /// Stops the standby (fast shutdown): connects to it are refused from now on.
+    pub fn stop_standby(&self) {
+        let _ = postgres_sh("stop", self.standby.path()).output();
+    }
+
+    async fn on_standby(&self, statement: &str) {
+        sqlx::query(statement)
+            .execute(&mut connect(&self.standby_url).await)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+}
+
+impl Drop for ReplicatedCluster {
+    fn drop(&mut self) {
+        let _ = postgres_sh("stop", self.standby.path()).output();
+        let _ = postgres_sh("stop", self.primary.path()).output();
+    }
+}
+
+fn database_url(output: std::io::Result<std::process::Output>) -> String {
+    let output = output.expect("run scripts/postgres.sh");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("DATABASE_URL="))
+        .unwrap_or_else(|| {
+            panic!(
+                "the cluster did not start: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .to_owned()
+}
+
+async fn connect(url: &str) -> PgConnection {
+    PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|err| panic!("connect to {url}: {err}"))
+}

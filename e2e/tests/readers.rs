@@ -1,0 +1,193 @@
+//! Reads from a read replica (Aurora's readers, RDS Proxy's read-only endpoint): a streaming
+//! standby of a cluster of the test's own stands in for it (`e2e/src/replica.rs`). The reads
+//! that guard no write go to it; a client that presents the version it wrote never reads an
+//! older one; a replica that is down leaves the reads to the writer, in the same request.
+
+use std::net::SocketAddr;
+
+use e2e::{
+    pgbouncer::{PgBouncer, Pooling},
+    proxy::Proxy,
+    replica::ReplicatedCluster,
+    runtime::Function,
+    TestDatabase,
+};
+use serde_json::json;
+use shared::routes::ROUTES;
+use test_support::{
+    samples::{self, Sample},
+    TestRequest,
+};
+
+/// The functions' settings to read from a replica at `port` on loopback; no liveness ping
+/// before a read (a ping would be one more message on the connection that is counted).
+fn reader_at(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("DB_READER_HOST", "127.0.0.1".to_owned()),
+        ("DB_READER_PORT", port.to_string()),
+        ("DB_IDLE_CHECK_AFTER_MS", "60000".to_owned()),
+    ]
+}
+
+async fn api(name: &str, writer_url: &str, env: &[(&'static str, String)]) -> Function {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let function = Function::start_api(name, writer_url, &env).await;
+    function.initialized().await;
+    function
+}
+
+async fn seeded(cluster: &ReplicatedCluster, name: &str) -> TestDatabase {
+    let database = cluster.database(name).await;
+    database.insert_users(name, "Reader", 8).await;
+    cluster.replayed().await;
+    database
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reads_go_to_the_replica_and_none_to_the_writer() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "reads").await;
+    let writer = Proxy::start(database.address).await;
+    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let env = reader_at(reader.port);
+    let get_user = api("get-user", &writer.url_for(&database.url), &env).await;
+    let list_users = api("list-users", &writer.url_for(&database.url), &env).await;
+
+    let (on_writer, on_reader) = (writer.sent(), reader.sent());
+    for id in 1..=8 {
+        let reply = get_user
+            .request(&TestRequest::get(format!("/users/{id}")))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    for path in ["/users?limit=5", "/users?email=reads3%40example.com"] {
+        let reply = list_users.request(&TestRequest::get(path)).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    }
+
+    assert_eq!(writer.sent() - on_writer, 0, "statements on the writer");
+    // One round trip each: the statement, parsed in the flight that executes it.
+    assert_eq!(reader.sent() - on_reader, 10, "round trips on the reader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replay_paused_a_client_that_presents_its_version_never_reads_an_older_one() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "lagging").await;
+    let env = reader_at(cluster.standby_port);
+    let get_user = api("get-user", &database.url, &env).await;
+    let update_user = api("update-user", &database.url, &env).await;
+    let create_user = api("create-user", &database.url, &env).await;
+    let read = |path: &str, seen: Option<&str>| {
+        let request = TestRequest::get(path);
+        match seen {
+            Some(tag) => request.header("if-none-match", tag),
+            None => request,
+        }
+    };
+
+    cluster.pause_replay().await;
+    let patched = update_user
+        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.header("etag"), Some("\"2\""));
+    let created = create_user
+        .request(
+            &TestRequest::post("/users").json(&json!({"email": "new@example.com", "name": "New"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let location = created.header("location").expect("a Location").to_owned();
+
+    // Presenting what the writes returned: the writer answers what the replica lacks.
+    let current = get_user.request(&read("/users/1", Some("\"2\""))).await;
+    assert_eq!(
+        (current.status, current.header("etag")),
+        (304, Some("\"2\""))
+    );
+    let current = get_user
+        .request(&read("/users/1", Some("\"1\", \"2\"")))
+        .await;
+    assert_eq!(
+        (current.status, current.header("etag")),
+        (304, Some("\"2\""))
+    );
+    let new = get_user.request(&read(&location, Some("\"1\""))).await;
+    assert_eq!((new.status, new.header("etag")), (304, Some("\"1\"")));
+    // Without it, the replica's data as of the pause: eventually consistent.
+    let stale = get_user.request(&read("/users/1", None)).await;
+    assert_eq!((stale.status, stale.header("etag")), (200, Some("\"1\"")));
+    assert_eq!(stale.body["name"], "Reader");
+    assert_eq!(get_user.request(&read(&location, None)).await.status, 404);
+
+    cluster.resume_replay().await;
+    cluster.replayed().await;
+    let caught_up = get_user.request(&read("/users/1", None)).await;
+    assert_eq!(
+        (caught_up.status, caught_up.header("etag")),
+        (200, Some("\"2\""))
+    );
+    assert_eq!(caught_up.body["name"], "Renamed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_replica_down_the_writer_answers_the_reads() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "down").await;
+    let env = reader_at(cluster.standby_port);
+    let get_user = api("get-user", &database.url, &env).await;
+    let list_users = api("list-users", &database.url, &env).await;
+    assert_eq!(
+        get_user.request(&TestRequest::get("/users/1")).await.status,
+        200
+    );
+
+    cluster.stop_standby();
+
+    // The held connection is gone, then the backoff refuses new ones: both fall back.
+    for _ in 0..3 {
+        let reply = get_user.request(&TestRequest::get("/users/1")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["name"], "Reader");
+        let reply = list_users
+            .request(&TestRequest::get("/users?limit=5"))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["items"].as_array().map(Vec::len), Some(5));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_transaction_pooler_in_front_of_each_server_every_route_is_served() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "pooled").await;
+    let standby = SocketAddr::from(([127, 0, 0, 1], cluster.standby_port));
+    let writer = PgBouncer::start_pooling(database.address, Pooling::Transaction { size: 1 }).await;
+    let reader = PgBouncer::start_pooling(standby, Pooling::Transaction { size: 1 }).await;
+    let env = reader_at(reader.port);
+
+    // Two environments of every route's function, each server's pool one connection.
+    let mut environments = Vec::new();
+    for route in ROUTES {
+        for _ in 0..2 {
+            let function = api(route.function, &writer.url_for(&database.url), &env).await;
+            environments.push((route.key, function));
+        }
+    }
+    for (n, (route, function)) in environments.iter().enumerate() {
+        let sample = Sample {
+            n,
+            user: 1,
+            doomed: n as i64 % 7 + 2,
+        };
+        let request = samples::request(route, sample).expect("a sample request");
+        let reply = function.request(&request).await;
+        assert!(
+            (200..300).contains(&reply.status),
+            "{route}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+}
