@@ -372,6 +372,13 @@ def authorization(public, scope=None):
     return lines
 
 
+def reads_replica(route):
+    """Whether the route's reads may go to a replica: a users route that only reads (GET, with
+    a scope; the health check's ping is for the writer). Every read that guards a write is in
+    that write's statement, on the writer."""
+    return route.method == "GET" and route.scope is not None
+
+
 def version(name):
     return (f"!If [UseManagedInstances, !GetAtt {name}ManagedFunction.Version.Version, "
             f"!GetAtt {name}Function.Version.Version]")
@@ -419,7 +426,13 @@ def function_resources(api, route: Route):
       FunctionName: !Sub ${{AWS::StackName}}-{function}
       CodeUri: functions/{function}"""
 
-    shared = f"""\
+    reader = """\
+      Environment:
+        Variables:
+          # Its reads on the cluster's readers, through the proxy (docs/production.md, Readers).
+          DB_READER_HOST: !If [ProxiedReader, !GetAtt RdsProxyReaderEndpoint.Endpoint, !Ref AWS::NoValue]
+""" if reads_replica(route) else ""
+    shared = reader + f"""\
       DeploymentPreference:
         Type: !Ref DeploymentPreferenceType
         Alarms: [!Ref {name}CanaryAlarm]

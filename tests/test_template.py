@@ -84,8 +84,9 @@ def test_each_api_function_runs_on_demand_or_on_managed_instances_one_of_the_two
         assert "VpcConfig" in properties and "CapacityProviderConfig" not in properties, name
         assert "CapacityProviderConfig" in managed_properties and "VpcConfig" not in managed_properties
         # The same function either way: name, code, alarms, logs, permissions.
-        for key in ("FunctionName", "CodeUri", "DeploymentPreference", "LoggingConfig", "Policies"):
-            assert properties[key] == managed_properties[key], (name, key)
+        for key in ("FunctionName", "CodeUri", "DeploymentPreference", "LoggingConfig", "Policies",
+                    "Environment"):
+            assert properties.get(key) == managed_properties.get(key), (name, key)
         config = managed_properties["CapacityProviderConfig"]
         assert config["PerExecutionEnvironmentMaxConcurrency"] == {"Ref": "ManagedInstancesConcurrency"}
     assert template["Globals"]["Function"].get("VpcConfig") is None, "SAM refuses it beside a capacity provider"
@@ -1032,3 +1033,30 @@ def test_the_dashboard_shows_the_alarms_and_every_log_group_expires(template):
     for name, resource in functions_of(template).items():
         group = resource["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         assert resources[group]["Type"] == "AWS::Logs::LogGroup", name
+
+
+def test_the_reading_functions_read_through_the_proxys_read_only_endpoint_when_there_is_a_reader(template):
+    """docs/production.md, Readers: the scoped GET routes' functions read on the cluster's
+    readers through RDS Proxy's read-only endpoint, and only behind the proxy (Aurora's own
+    reader endpoint points at the writer while no reader is up)."""
+    resources = template["Resources"]
+    endpoint = resources["RdsProxyReaderEndpoint"]
+    assert endpoint["Condition"] == "ProxiedReader"
+    assert template["Conditions"]["ProxiedReader"] == {"Fn::And": [
+        {"Condition": "UseRdsProxyCondition"}, {"Condition": "HasDatabaseReader"}]}
+    assert endpoint["Properties"]["TargetRole"] == "READ_ONLY"
+    assert endpoint["Properties"]["DBProxyName"] == {"Ref": "RdsProxy"}
+    proxy = resources["RdsProxy"]["Properties"]
+    for key in ("VpcSubnetIds", "VpcSecurityGroupIds"):
+        assert endpoint["Properties"][key] == proxy[key], key
+    wired = set()
+    for resource in functions_of(template).values():
+        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+        if "DB_READER_HOST" in variables:
+            assert variables["DB_READER_HOST"] == {"Fn::If": [
+                "ProxiedReader", {"Fn::GetAtt": ["RdsProxyReaderEndpoint", "Endpoint"]},
+                {"Ref": "AWS::NoValue"}]}
+            wired.add(code_folder(resource))
+    assert wired == {route.function for route in declared_routes()
+                     if route.method == "GET" and route.scope}
+    assert "DB_READER_HOST" not in template["Globals"]["Function"]["Environment"]["Variables"]
