@@ -54,10 +54,13 @@ impl ReplicatedCluster {
         database
     }
 
-    /// Waits until the standby has replayed everything the primary has written so far.
+    /// Waits until the standby has replayed everything the primary has written so far: up to
+    /// where WAL is inserted, not where it is written (the test cluster commits with
+    /// `synchronous_commit=off`, so a commit record may still sit in WAL buffers; waiting for
+    /// the written position let a read find the row as it was before, under load).
     pub async fn replayed(&self) {
         let mut primary = connect(&self.primary_url).await;
-        let written: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        let written: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
             .fetch_one(&mut primary)
             .await
             .expect("the primary's position");
@@ -85,6 +88,23 @@ impl ReplicatedCluster {
     /// see the data as it was.
     pub async fn pause_replay(&self) {
         self.on_standby("SELECT pg_wal_replay_pause()").await;
+        // A pause is a request, taken up before the next record: wait until it has been.
+        let mut standby = connect(&self.standby_url).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state: String = sqlx::query_scalar("SELECT pg_get_wal_replay_pause_state()")
+                .fetch_one(&mut standby)
+                .await
+                .expect("the standby's replay state");
+            if state == "paused" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby's replay did not pause"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn resume_replay(&self) {
