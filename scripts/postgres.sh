@@ -12,7 +12,8 @@
 #   scripts/postgres.sh psql DIR [ARG...]   psql on the running cluster, as its admin
 #
 # Password (SCRAM) authentication, loopback only. With PG_SSL_CERT and PG_SSL_KEY (PEM files) the
-# cluster also serves TLS with that certificate (the TLS tests make their own CA). Postgres
+# cluster also serves TLS with that certificate (the TLS tests make their own CA); PG_OPTIONS
+# adds server settings (`-c name=value ...`: the bench's pg_stat_statements). Postgres
 # refuses to run as root, so under root
 # the cluster belongs to the `postgres` user (or `nobody`). Installs Debian's `postgresql` when
 # no server binaries are found.
@@ -111,7 +112,7 @@ start() {
     fi
     # fsync off: a throwaway cluster needs speed, not durability.
     as_owner "$BINDIR/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$DIR/data' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $ssl" \
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$DIR/data' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $ssl ${PG_OPTIONS:-}" \
       >/dev/null || { tail -n 20 "$DIR/server.log" >&2; exit 1; }
     log "started Postgres $("$BINDIR/postgres" --version | awk '{print $3}') in $DIR on port $port"
   fi

@@ -26,8 +26,9 @@ use crate::{
     otlp::Collector,
     pgbouncer::{PgBouncer, Pooling},
     proxy::Proxy,
+    replica::ReplicatedCluster,
     runtime::Function,
-    TestDatabase,
+    with_port, TestDatabase,
 };
 
 /// What to run, and how much.
@@ -71,6 +72,7 @@ pub async fn run(config: &Config) -> String {
     fleet(&bench, config, &mut report).await;
     gateway_bursts(config, &mut report).await;
     managed_instances(&bench, config, &mut report).await;
+    readers(&bench, config, &mut report).await;
     report
 }
 
@@ -795,6 +797,128 @@ async fn managed_instances(bench: &Setup, config: &Config, report: &mut String) 
         rate(eight),
         one.as_secs_f64() / eight.as_secs_f64(),
     );
+}
+
+/// Reads on a read replica: a streaming standby of a cluster of its own, each server as far
+/// as Postgres is in AWS ([`DISTANCES`]). Per warm `GET /users/{id}`: the statements each
+/// server ran (`pg_stat_statements`), the messages the function sent each (a round trip
+/// apiece), and the server's time per read, planning and execution (the CPU that bounds a
+/// database); then a burst from several environments at once, with the reader and without.
+async fn readers(bench: &Setup, config: &Config, report: &mut String) {
+    const ENVIRONMENTS: usize = 4;
+    const USERS: usize = 100;
+    let cluster = ReplicatedCluster::with_statement_statistics();
+    let database = cluster.database("bench-reads").await;
+    database.insert_users("reads", "Reader", USERS as i32).await;
+    sqlx::query("CREATE EXTENSION pg_stat_statements")
+        .execute(&mut database.connect().await)
+        .await
+        .expect("pg_stat_statements");
+    cluster.replayed().await;
+    let on_standby = with_port(&database.url, cluster.standby_port);
+    let [writer, reader] = [
+        database.address,
+        ([127, 0, 0, 1], cluster.standby_port).into(),
+    ]
+    .map(Proxy::start);
+    let (writer, reader) = (writer.await, reader.await);
+    let postgres = DISTANCES[2].1;
+    writer.delay(postgres);
+    reader.delay(postgres);
+    let limit = Duration::from_secs(10);
+    let event = |n: usize| {
+        TestRequest::get(format!("/users/{}", n % USERS + 1))
+            .authorization(Some(&bench.bearer))
+            .event()
+    };
+    let gets = config.warm_gets;
+    let mut rows = Vec::new();
+    for with_reader in [false, true] {
+        let url = writer.url_for(&database.url);
+        let reader_port = reader.port.to_string();
+        let mut extra = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("DB_IDLE_CHECK_AFTER_MS", "600000"),
+        ];
+        if with_reader {
+            extra.extend([
+                ("DB_READER_HOST", "127.0.0.1"),
+                ("DB_READER_PORT", reader_port.as_str()),
+            ]);
+        }
+        let mut environments = Vec::new();
+        for _ in 0..ENVIRONMENTS {
+            let function = bench
+                .function_with("get-user", &bench.direct(), &extra)
+                .await;
+            function.initialized().await;
+            function.invoke(&event(0), limit).await.response();
+            environments.push(function);
+        }
+        for url in [&database.url, &on_standby] {
+            statements_by_id(url, true).await;
+        }
+        let (to_writer, to_reader) = (writer.sent(), reader.sent());
+        for n in 0..gets {
+            let response = environments[0].invoke(&event(n), limit).await.response();
+            assert_eq!(response["statusCode"], 200, "{response}");
+        }
+        let (to_writer, to_reader) = (writer.sent() - to_writer, reader.sent() - to_reader);
+        let (on_writer, writer_ms) = statements_by_id(&database.url, false).await;
+        let (on_reader, reader_ms) = statements_by_id(&on_standby, false).await;
+        let started = Instant::now();
+        join_all(environments.iter().map(|function| async {
+            for n in 0..gets {
+                function.invoke(&event(n), limit).await.response();
+            }
+        }))
+        .await;
+        let rate = (ENVIRONMENTS * gets) as f64 / started.elapsed().as_secs_f64();
+        let server_ms = (writer_ms + reader_ms) / (on_writer + on_reader).max(1) as f64;
+        rows.push(format!(
+            "| {} | {on_writer} | {on_reader} | {:.2} | {:.0} µs | {rate:.0} |",
+            if with_reader {
+                "the reader"
+            } else {
+                "the writer"
+            },
+            (to_writer + to_reader) as f64 / gets as f64,
+            server_ms * 1000.0,
+        ));
+    }
+    let _ = writeln!(
+        report,
+        "## Reads on a replica\n\n`GET /users/{{id}}` from get-user, {gets} warm reads one at a \
+         time, then {ENVIRONMENTS} environments reading {gets} each at once; the writer and a \
+         streaming standby each {} ms away each way. Statements and server time from \
+         `pg_stat_statements` on each server (planning and execution of the statement that \
+         reads a user by id), round trips counted at a proxy in front of each.\n\n\
+         | reads from | statements on the writer | statements on the reader | round trips per \
+         read | server time per read | burst, requests/s |\n|---|---|---|---|---|---|\n{}\n",
+        postgres.as_millis(),
+        rows.join("\n"),
+    );
+}
+
+/// The calls of the statement that reads a user by id on the server at `url`, and their
+/// planning and execution time in milliseconds; with `reset`, starts the count over.
+async fn statements_by_id(url: &str, reset: bool) -> (i64, f64) {
+    let mut connection = PgConnection::connect(url).await.expect("connect");
+    if reset {
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&mut connection)
+            .await
+            .expect("reset pg_stat_statements");
+        return (0, 0.0);
+    }
+    sqlx::query_as(
+        "SELECT coalesce(sum(calls), 0)::bigint, \
+                coalesce(sum(total_plan_time + total_exec_time), 0)::float8 \
+         FROM pg_stat_statements WHERE query ~ 'FROM\\s+users\\s+WHERE\\s+id\\s*=\\s*\\$1'",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .expect("pg_stat_statements")
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

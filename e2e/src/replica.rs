@@ -26,12 +26,31 @@ pub struct ReplicatedCluster {
 
 impl ReplicatedCluster {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Both servers with `pg_stat_statements` (planning timed too): what each one executed,
+    /// and its CPU time, for `make bench`.
+    pub fn with_statement_statistics() -> Self {
+        Self::start_with(
+            "-c shared_preload_libraries=pg_stat_statements \
+             -c pg_stat_statements.track_planning=on",
+        )
+    }
+
+    /// `options`: server settings for both (`-c name=value ...`).
+    fn start_with(options: &str) -> Self {
         let primary = tempdir::Dir::new("users-api-primary");
-        let primary_url = database_url(postgres_sh("start", primary.path()).output());
+        let primary_url = database_url(
+            postgres_sh("start", primary.path())
+                .env("PG_OPTIONS", options)
+                .output(),
+        );
         let standby = tempdir::Dir::new("users-api-standby");
         let standby_url = database_url(
             postgres_sh("standby", standby.path())
                 .arg(primary.path())
+                .env("PG_OPTIONS", options)
                 .output(),
         );
         let standby_port = reqwest::Url::parse(&standby_url)

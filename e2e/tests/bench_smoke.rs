@@ -46,6 +46,8 @@ async fn the_benchmark_runs_and_reports_every_section() {
         "## Bursts through the gateway",
         "| behind the proxy | 10 (warm) | 10 | 0 | 0 |",
         "## Lambda Managed Instances",
+        "## Reads on a replica",
+        "| the reader | 0 | 20 | 1.00 |",
     ] {
         assert!(
             report.contains(section),
