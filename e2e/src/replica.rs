@@ -132,7 +132,10 @@ impl ReplicatedCluster {
 
     /// Stops the standby (fast shutdown): connects to it are refused from now on.
     pub fn stop_standby(&self) {
-        let _ = postgres_sh("stop", self.standby.path()).output();
+        let stopped = postgres_sh("stop", self.standby.path())
+            .status()
+            .expect("run scripts/postgres.sh");
+        assert!(stopped.success(), "the standby did not stop");
     }
 
     async fn on_standby(&self, statement: &str) {

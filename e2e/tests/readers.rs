@@ -20,12 +20,14 @@ use test_support::{
 };
 
 /// The functions' settings to read from a replica at `port` on loopback; no liveness ping
-/// before a read (a ping would be one more message on the connection that is counted).
+/// before a read (a ping would be one more message on the connection that is counted), and a
+/// reader timeout this machine's load cannot reach (these tests are about where reads go).
 fn reader_at(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("DB_READER_HOST", "127.0.0.1".to_owned()),
         ("DB_READER_PORT", port.to_string()),
         ("DB_IDLE_CHECK_AFTER_MS", "60000".to_owned()),
+        ("DB_READER_TIMEOUT_MS", "8000".to_owned()),
     ]
 }
 
@@ -53,6 +55,16 @@ async fn the_reads_go_to_the_replica_and_none_to_the_writer() {
     let get_user = api("get-user", &writer.url_for(&database.url), &env).await;
     let list_users = api("list-users", &writer.url_for(&database.url), &env).await;
 
+    // Once each, uncounted: a connect that init's warm-up did not finish in time (a loaded
+    // machine) would be counted otherwise.
+    assert_eq!(
+        get_user.request(&TestRequest::get("/users/1")).await.status,
+        200
+    );
+    assert_eq!(
+        list_users.request(&TestRequest::get("/users")).await.status,
+        200
+    );
     let (on_writer, on_reader) = (writer.sent(), reader.sent());
     for id in 1..=8 {
         let reply = get_user
@@ -138,24 +150,63 @@ async fn with_the_replica_down_the_writer_answers_the_reads() {
     let env = reader_at(cluster.standby_port);
     let get_user = api("get-user", &database.url, &env).await;
     let list_users = api("list-users", &database.url, &env).await;
+    let update_user = api("update-user", &database.url, &env).await;
+    // A change only the writer has: the answers below can come from nowhere else.
+    cluster.pause_replay().await;
+    let patched = update_user
+        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let stale = get_user.request(&TestRequest::get("/users/1")).await;
+    assert_eq!(stale.body["name"], "Reader", "the replica serves the reads");
+
+    cluster.stop_standby();
+
+    // The held connection is gone, then the reader rests: every read answered by the writer.
+    for _ in 0..3 {
+        let reply = get_user.request(&TestRequest::get("/users/1")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["name"], "Renamed");
+        let reply = list_users
+            .request(&TestRequest::get("/users?limit=5"))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["items"][0]["name"], "Renamed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_gone_silent_costs_one_read_its_timeout_then_rests() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "silent").await;
+    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let mut env = reader_at(reader.port);
+    // A rest longer than the test: a reader that failed is not tried again in it.
+    env.push(("DB_BACKOFF_MAX_MS", "600000".to_owned()));
+    env.push(("DB_BACKOFF_MIN_MS", "600000".to_owned()));
+    env.push(("DB_READER_TIMEOUT_MS", "1000".to_owned()));
+    let get_user = api("get-user", &database.url, &env).await;
     assert_eq!(
         get_user.request(&TestRequest::get("/users/1")).await.status,
         200
     );
 
-    cluster.stop_standby();
-
-    // The held connection is gone, then the backoff refuses new ones: both fall back.
-    for _ in 0..3 {
-        let reply = get_user.request(&TestRequest::get("/users/1")).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.body["name"], "Reader");
-        let reply = list_users
-            .request(&TestRequest::get("/users?limit=5"))
+    // Nothing forwarded either way, new connections included: no answer, no refusal.
+    reader.black_hole_all();
+    let first = get_user.request(&TestRequest::get("/users/2")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let (sent, accepted) = (reader.sent(), reader.accepted());
+    for id in 3..=8 {
+        let reply = get_user
+            .request(&TestRequest::get(format!("/users/{id}")))
             .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.body["items"].as_array().map(Vec::len), Some(5));
     }
+    assert_eq!(
+        (reader.sent(), reader.accepted()),
+        (sent, accepted),
+        "the resting reader was tried again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +216,8 @@ async fn behind_a_transaction_pooler_in_front_of_each_server_every_route_is_serv
     let standby = SocketAddr::from(([127, 0, 0, 1], cluster.standby_port));
     let writer = PgBouncer::start_pooling(database.address, Pooling::Transaction { size: 1 }).await;
     let reader = PgBouncer::start_pooling(standby, Pooling::Transaction { size: 1 }).await;
-    let env = reader_at(reader.port);
+    let counted = Proxy::start(SocketAddr::from(([127, 0, 0, 1], reader.port))).await;
+    let env = reader_at(counted.port);
 
     // Two environments of every route's function, each server's pool one connection.
     let mut environments = Vec::new();
@@ -182,6 +234,7 @@ async fn behind_a_transaction_pooler_in_front_of_each_server_every_route_is_serv
             doomed: n as i64 % 7 + 2,
         };
         let request = samples::request(route, sample).expect("a sample request");
+        let before = counted.sent();
         let reply = function.request(&request).await;
         assert!(
             (200..300).contains(&reply.status),
@@ -189,5 +242,12 @@ async fn behind_a_transaction_pooler_in_front_of_each_server_every_route_is_serv
             reply.status,
             reply.body
         );
+        // The reads went through the reader's pooler, not around it to the writer.
+        let read_on_replica = counted.sent() > before;
+        let reads = ROUTES
+            .iter()
+            .any(|declared| declared.key == *route && declared.method() == "GET")
+            && *route != "GET /health";
+        assert_eq!(read_on_replica, reads, "{route}");
     }
 }

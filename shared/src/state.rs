@@ -10,7 +10,7 @@ use crate::{
     db::Database,
     http::Route,
     secrets::SecretsClient,
-    users::Reads,
+    users::{Reader, Reads},
 };
 
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub struct AppState {
     pub db: Database,
     /// A read replica for the reads that guard nothing (`GET /users/{id}`, the list), when
     /// one is configured (`DB_READER_HOST`): `users::Reads` falls back to the writer.
-    pub reader: Option<Database>,
+    pub reader: Option<Reader>,
     pub auth: Authenticator,
     pub health_timeout: Duration,
 }
@@ -122,11 +122,12 @@ impl AppState {
             let Some(reader) = settings.reader else {
                 return Ok(None);
             };
+            let rest = reader.backoff_max;
             let reader = Database::new(reader, secrets.as_ref())
                 .await
                 .context("Failed to set up the database reader")?;
             warm_up(&reader, settings.health_timeout).await;
-            anyhow::Ok(Some(reader))
+            anyhow::Ok(Some(Reader::new(reader, settings.reader_timeout, rest)))
         };
         let (auth, db, reader) = tokio::try_join!(auth, db, reader)?;
         Ok(Self {

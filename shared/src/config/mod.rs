@@ -23,6 +23,9 @@ pub struct Settings {
     /// A read replica for the reads that guard no write (`DB_READER_HOST`), reached with the
     /// writer's credentials, TLS and timings; `None`: every read goes to the writer.
     pub reader: Option<DatabaseSettings>,
+    /// The most a read waits for the reader, connecting included, before the writer answers
+    /// it (`DB_READER_TIMEOUT_MS`).
+    pub reader_timeout: Duration,
     /// Who may call the users routes; `None` when no key source is configured.
     pub auth: Option<AuthSettings>,
     /// Read secrets through the AWS Parameters and Secrets Lambda Extension instead of the SDK.
@@ -90,6 +93,7 @@ impl Settings {
         Ok(Self {
             database,
             reader: database::reader_settings(&lookup)?,
+            reader_timeout: millis_or(&lookup, "DB_READER_TIMEOUT_MS", 500)?,
             auth: auth::settings(&lookup)?,
             secrets_extension: aws::secrets_extension(&lookup)?,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,

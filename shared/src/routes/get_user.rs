@@ -26,8 +26,10 @@ pub async fn handler(state: &AppState, req: Request) -> Result<Response<Body>, E
 async fn get_user(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     super::admit(state, req, &ROUTE).await?;
     let id = http::user_id(req, &ROUTE)?;
-    // On the reader, unless it is older than the version the client presents.
-    let user = state.reads().find(id, http::newest_seen(req)?).await?;
+    // On the reader, unless it is older than the version the client presents. A malformed
+    // `If-None-Match` is refused below, once the user is found (404 first, RFC 9110 13.2.1).
+    let seen = http::newest_seen(req).unwrap_or(None);
+    let user = state.reads().find(id, seen).await?;
     // A user that no longer exists answers 404 whatever the condition (RFC 9110, 13.2.1).
     let mut response = if http::if_none_match(req, user.version)? {
         http::not_modified(user.version)

@@ -44,6 +44,9 @@ pub mod metric {
     pub const DATABASE_CONNECT_TIME: &str = "DatabaseConnectTime";
     /// Requests that could get no database connection (count): the database-unavailable alarm.
     pub const DATABASE_ACQUIRE_FAILURES: &str = "DatabaseAcquireFailures";
+    /// Reads the database reader did not answer, which the writer answered instead (count): a
+    /// replica down, failing over, or too slow.
+    pub const DATABASE_READER_FALLBACKS: &str = "DatabaseReaderFallbacks";
     /// Database secret re-reads after the database refused its credentials (count).
     pub const SECRET_REREADS: &str = "SecretRereads";
     /// JWKS fetches after init, for an unknown key id (count).
@@ -101,6 +104,7 @@ fn describe() {
         SERVER_ERRORS,
         COLD_START,
         DATABASE_ACQUIRE_FAILURES,
+        DATABASE_READER_FALLBACKS,
         SECRET_REREADS,
         JWKS_REFRESHES,
         MIGRATIONS_APPLIED,

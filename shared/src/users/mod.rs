@@ -10,7 +10,7 @@
 mod reads;
 mod statements;
 
-pub use reads::Reads;
+pub use reads::{Reader, Reads};
 
 use statements::{
     delete_row, find_by_email_row, find_row, insert_idempotently_row, insert_row, list_rows,
