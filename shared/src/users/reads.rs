@@ -42,10 +42,6 @@ impl Reader {
         }
     }
 
-    pub fn database(&self) -> &Database {
-        &self.db
-    }
-
     /// The replica's answer to `read` (not finding a user is one), or `None` when it is
     /// resting, or fails, or takes longer than its timeout: then it rests. Boxed: the
     /// statement's future, nested in a route's, is deep enough that checking it is `Send`
