@@ -1015,7 +1015,8 @@ def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(
         assert total["Expression"] == f"SUM([{', '.join(m['Id'] for m in metrics if m is not total)}])"
         assert len(metrics) <= 10, "CloudWatch's most metrics in an alarm"
     for name, metric in (("DatabaseUnavailableAlarm", "DatabaseAcquireFailures"),
-                         ("MigrationFailuresAlarm", "MigrationFailures")):
+                         ("MigrationFailuresAlarm", "MigrationFailures"),
+                         ("DatabaseReaderFallbacksAlarm", "DatabaseReaderFallbacks")):
         query = resources[name]["Properties"]["Metrics"][0]["Expression"]["Fn::Sub"]
         assert f"SUM({metric})" in query and "route, service, version" in query, name
         assert f'= "{metric}";' in TELEMETRY, f"the functions emit {metric}"
@@ -1060,3 +1061,9 @@ def test_the_reading_functions_read_through_the_proxys_read_only_endpoint_when_t
     assert wired == {route.function for route in declared_routes()
                      if route.method == "GET" and route.scope}
     assert "DB_READER_HOST" not in template["Globals"]["Function"]["Environment"]["Variables"]
+    # A reader that stopped serving is an alarm, where there is one.
+    alarm = resources["DatabaseReaderFallbacksAlarm"]
+    assert alarm["Condition"] == "ProxiedReader"
+    assert_refers_to_what_exists(template, "DatabaseReaderFallbacksAlarm")
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert alarm["Properties"]["AlarmActions"] == notify
