@@ -80,11 +80,16 @@ is_running() { as_owner "$BINDIR/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; 
 
 url() { echo "postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$(cat "$DIR/port")/postgres"; }
 
-start() {
+# The binaries, the owner, and DIR for the owner's cluster.
+prepare() {
   ensure_binaries
   setup_owner
   mkdir -p "$DIR"
   [ "$(id -u)" -ne 0 ] || chown "$OWNER" "$DIR"
+}
+
+start() {
+  prepare
   if [ ! -f "$DIR/data/PG_VERSION" ]; then
     local pwfile="$DIR/pwfile"
     printf '%s\n' "$DB_PASSWORD" >"$pwfile"
@@ -120,10 +125,7 @@ start() {
 }
 
 standby() {
-  ensure_binaries
-  setup_owner
-  mkdir -p "$DIR"
-  [ "$(id -u)" -ne 0 ] || chown "$OWNER" "$DIR"
+  prepare
   if [ ! -f "$DIR/data/PG_VERSION" ]; then
     # -R writes standby.signal and primary_conninfo (with these credentials); -X stream copies
     # the WAL written meanwhile; -c fast starts at once with a checkpoint.

@@ -856,7 +856,7 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
             environments.push(function);
         }
         for url in [&database.url, &on_standby] {
-            statements_by_id(url, true).await;
+            reset_statements(url).await;
         }
         let (to_writer, to_reader) = (writer.sent(), reader.sent());
         for n in 0..gets {
@@ -864,8 +864,8 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
             assert_eq!(response["statusCode"], 200, "{response}");
         }
         let (to_writer, to_reader) = (writer.sent() - to_writer, reader.sent() - to_reader);
-        let (on_writer, writer_ms) = statements_by_id(&database.url, false).await;
-        let (on_reader, reader_ms) = statements_by_id(&on_standby, false).await;
+        let (on_writer, writer_ms) = statements_by_id(&database.url).await;
+        let (on_reader, reader_ms) = statements_by_id(&on_standby).await;
         let started = Instant::now();
         join_all(environments.iter().map(|function| async {
             for n in 0..gets {
@@ -900,17 +900,18 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
     );
 }
 
+/// Starts `pg_stat_statements`' counts over on the server at `url`.
+async fn reset_statements(url: &str) {
+    sqlx::query("SELECT pg_stat_statements_reset()")
+        .execute(&mut PgConnection::connect(url).await.expect("connect"))
+        .await
+        .expect("reset pg_stat_statements");
+}
+
 /// The calls of the statement that reads a user by id on the server at `url`, and their
-/// planning and execution time in milliseconds; with `reset`, starts the count over.
-async fn statements_by_id(url: &str, reset: bool) -> (i64, f64) {
+/// planning and execution time in milliseconds.
+async fn statements_by_id(url: &str) -> (i64, f64) {
     let mut connection = PgConnection::connect(url).await.expect("connect");
-    if reset {
-        sqlx::query("SELECT pg_stat_statements_reset()")
-            .execute(&mut connection)
-            .await
-            .expect("reset pg_stat_statements");
-        return (0, 0.0);
-    }
     sqlx::query_as(
         "SELECT coalesce(sum(calls), 0)::bigint, \
                 coalesce(sum(total_plan_time + total_exec_time), 0)::float8 \

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use crate::{
-    tls::{postgres_sh, tempdir},
+    tls::{postgres_sh, started, tempdir},
     TestDatabase,
 };
 
@@ -41,17 +41,12 @@ impl ReplicatedCluster {
     /// `options`: server settings for both (`-c name=value ...`).
     fn start_with(options: &str) -> Self {
         let primary = tempdir::Dir::new("users-api-primary");
-        let primary_url = database_url(
-            postgres_sh("start", primary.path())
-                .env("PG_OPTIONS", options)
-                .output(),
-        );
+        let primary_url = started(postgres_sh("start", primary.path()).env("PG_OPTIONS", options));
         let standby = tempdir::Dir::new("users-api-standby");
-        let standby_url = database_url(
+        let standby_url = started(
             postgres_sh("standby", standby.path())
                 .arg(primary.path())
-                .env("PG_OPTIONS", options)
-                .output(),
+                .env("PG_OPTIONS", options),
         );
         let standby_port = reqwest::Url::parse(&standby_url)
             .ok()
@@ -83,22 +78,34 @@ impl ReplicatedCluster {
             .fetch_one(&mut primary)
             .await
             .expect("the primary's position");
+        let failure = format!("the standby did not replay {written}");
+        self.until(
+            "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn",
+            Some(&written),
+            &failure,
+        )
+        .await;
+    }
+
+    /// Waits until `check` (with `argument` as `$1`, if any) answers true on the standby: 30 s
+    /// at most, then `failure`.
+    async fn until(&self, check: &str, argument: Option<&str>, failure: &str) {
         let mut standby = connect(&self.standby_url).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let caught_up: Option<bool> =
-                sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
-                    .bind(&written)
-                    .fetch_one(&mut standby)
-                    .await
-                    .expect("the standby's position");
-            if caught_up == Some(true) {
+            let query = sqlx::query_scalar::<_, Option<bool>>(check);
+            let query = match argument {
+                Some(argument) => query.bind(argument),
+                None => query,
+            };
+            let done = query
+                .fetch_one(&mut standby)
+                .await
+                .unwrap_or_else(|err| panic!("{check}: {err}"));
+            if done == Some(true) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the standby did not replay {written}"
-            );
+            assert!(Instant::now() < deadline, "{failure}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -108,22 +115,9 @@ impl ReplicatedCluster {
     pub async fn pause_replay(&self) {
         self.on_standby("SELECT pg_wal_replay_pause()").await;
         // A pause is a request, taken up before the next record: wait until it has been.
-        let mut standby = connect(&self.standby_url).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let state: String = sqlx::query_scalar("SELECT pg_get_wal_replay_pause_state()")
-                .fetch_one(&mut standby)
-                .await
-                .expect("the standby's replay state");
-            if state == "paused" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the standby's replay did not pause"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let paused = "SELECT pg_get_wal_replay_pause_state() = 'paused'";
+        self.until(paused, None, "the standby's replay did not pause")
+            .await;
     }
 
     pub async fn resume_replay(&self) {
@@ -151,20 +145,6 @@ impl Drop for ReplicatedCluster {
         let _ = postgres_sh("stop", self.standby.path()).output();
         let _ = postgres_sh("stop", self.primary.path()).output();
     }
-}
-
-fn database_url(output: std::io::Result<std::process::Output>) -> String {
-    let output = output.expect("run scripts/postgres.sh");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("DATABASE_URL="))
-        .unwrap_or_else(|| {
-            panic!(
-                "the cluster did not start: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-        .to_owned()
 }
 
 async fn connect(url: &str) -> PgConnection {

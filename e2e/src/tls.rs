@@ -83,23 +83,12 @@ pub struct TlsCluster {
 impl TlsCluster {
     pub fn start(pki: &TestPki) -> Self {
         let dir = tempdir::Dir::new("users-api-tls-cluster");
-        let output = postgres_sh("start", dir.path())
-            .env("PG_SSL_CERT", pki.file("server.crt"))
-            .env("PG_SSL_KEY", pki.file("server.key"))
-            .env("DB_PASSWORD", TLS_CLUSTER_PASSWORD)
-            .output()
-            .expect("run scripts/postgres.sh");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let admin_url = stdout
-            .lines()
-            .find_map(|line| line.strip_prefix("DATABASE_URL="))
-            .unwrap_or_else(|| {
-                panic!(
-                    "the TLS cluster did not start: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })
-            .to_owned();
+        let admin_url = started(
+            postgres_sh("start", dir.path())
+                .env("PG_SSL_CERT", pki.file("server.crt"))
+                .env("PG_SSL_KEY", pki.file("server.key"))
+                .env("DB_PASSWORD", TLS_CLUSTER_PASSWORD),
+        );
         Self { admin_url, dir }
     }
 }
@@ -108,6 +97,21 @@ impl Drop for TlsCluster {
     fn drop(&mut self) {
         let _ = postgres_sh("stop", self.dir.path()).output();
     }
+}
+
+/// Runs `postgres_sh` (a `start` or `standby`) and answers the admin URL it prints.
+pub(crate) fn started(postgres_sh: &mut Command) -> String {
+    let output = postgres_sh.output().expect("run scripts/postgres.sh");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("DATABASE_URL="))
+        .unwrap_or_else(|| {
+            panic!(
+                "the cluster did not start: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .to_owned()
 }
 
 pub(crate) fn postgres_sh(command: &str, dir: &Path) -> Command {
