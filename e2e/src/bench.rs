@@ -908,14 +908,16 @@ async fn reset_statements(url: &str) {
         .expect("reset pg_stat_statements");
 }
 
-/// The calls of the statement that reads a user by id on the server at `url`, and their
-/// planning and execution time in milliseconds.
+/// The calls of the statements that read a user by id on the server at `url` (the writer's,
+/// and the replica's that joins its lag), and their planning and execution time in
+/// milliseconds.
 async fn statements_by_id(url: &str) -> (i64, f64) {
     let mut connection = PgConnection::connect(url).await.expect("connect");
     sqlx::query_as(
         "SELECT coalesce(sum(calls), 0)::bigint, \
                 coalesce(sum(total_plan_time + total_exec_time), 0)::float8 \
-         FROM pg_stat_statements WHERE query ~ 'FROM\\s+users\\s+WHERE\\s+id\\s*=\\s*\\$1'",
+         FROM pg_stat_statements \
+         WHERE query ~ 'users(\\s+WHERE\\s+|\\s+u\\s+ON\\s+u\\.)id\\s*=\\s*\\$1'",
     )
     .fetch_one(&mut connection)
     .await

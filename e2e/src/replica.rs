@@ -73,18 +73,24 @@ impl ReplicatedCluster {
     /// `synchronous_commit=off`, so a commit record may still sit in WAL buffers; waiting for
     /// the written position let a read find the row as it was before, under load).
     pub async fn replayed(&self) {
+        self.caught_up("pg_last_wal_replay_lsn()", "replay").await;
+    }
+
+    /// Waits until the standby has received everything the primary has written so far, replayed
+    /// or not (with replay paused, it then has WAL it has not applied).
+    pub async fn received(&self) {
+        self.caught_up("pg_last_wal_receive_lsn()", "receive").await;
+    }
+
+    async fn caught_up(&self, position: &str, what: &str) {
         let mut primary = connect(&self.primary_url).await;
         let written: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
             .fetch_one(&mut primary)
             .await
             .expect("the primary's position");
-        let failure = format!("the standby did not replay {written}");
-        self.until(
-            "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn",
-            Some(&written),
-            &failure,
-        )
-        .await;
+        let failure = format!("the standby did not {what} {written}");
+        let check = format!("SELECT {position} >= $1::pg_lsn");
+        self.until(&check, Some(&written), &failure).await;
     }
 
     /// Waits until `check` (with `argument` as `$1`, if any) answers true on the standby: 30 s

@@ -21,13 +21,15 @@ use test_support::{
 
 /// The functions' settings to read from a replica at `port` on loopback; no liveness ping
 /// before a read (a ping would be one more message on the connection that is counted), and a
-/// reader timeout this machine's load cannot reach (these tests are about where reads go).
+/// reader timeout and lag bound this machine's load cannot reach (these tests are about where
+/// reads go; a paused replica's lag grows by the second).
 fn reader_at(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("DB_READER_HOST", "127.0.0.1".to_owned()),
         ("DB_READER_PORT", port.to_string()),
         ("DB_IDLE_CHECK_AFTER_MS", "60000".to_owned()),
         ("DB_READER_TIMEOUT_MS", "8000".to_owned()),
+        ("DB_READER_MAX_LAG_MS", "600000".to_owned()),
     ]
 }
 
@@ -173,6 +175,51 @@ async fn with_the_replica_down_the_writer_answers_the_reads() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.body["items"][0]["name"], "Renamed");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_further_behind_than_its_bound_leaves_the_reads_to_the_writer() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "behind").await;
+    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let mut env = reader_at(reader.port);
+    env.push(("DB_READER_MAX_LAG_MS", "200".to_owned()));
+    // A rest longer than the test: a reader that was too far behind is not tried again in it.
+    env.push(("DB_BACKOFF_MAX_MS", "600000".to_owned()));
+    env.push(("DB_BACKOFF_MIN_MS", "600000".to_owned()));
+    let get_user = api("get-user", &database.url, &env).await;
+    let list_users = api("list-users", &database.url, &env).await;
+    let update_user = api("update-user", &database.url, &env).await;
+
+    let before = reader.sent();
+    let reply = get_user.request(&TestRequest::get("/users/1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reader.sent() > before, "the replica was read");
+
+    // A change the replica has received and not applied, and more than the bound since the
+    // last one it applied (before the pause) committed: it is behind by more than the bound.
+    cluster.pause_replay().await;
+    let patched = update_user
+        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    cluster.received().await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    // Without a version to compare, the read still never sees data older than the bound.
+    let reply = get_user.request(&TestRequest::get("/users/1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["name"], "Renamed");
+    let reply = list_users
+        .request(&TestRequest::get("/users?limit=5"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["items"][0]["name"], "Renamed");
+    // And the replica rests: the next read does not try it.
+    let before = reader.sent();
+    let reply = get_user.request(&TestRequest::get("/users/2")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reader.sent(), before, "the resting reader was tried again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,7 +127,12 @@ impl AppState {
                 .await
                 .context("Failed to set up the database reader")?;
             warm_up(&reader, settings.health_timeout).await;
-            anyhow::Ok(Some(Reader::new(reader, settings.reader_timeout, rest)))
+            anyhow::Ok(Some(Reader::new(
+                reader,
+                settings.reader_timeout,
+                settings.reader_max_lag,
+                rest,
+            )))
         };
         let (auth, db, reader) = tokio::try_join!(auth, db, reader)?;
         Ok(Self {

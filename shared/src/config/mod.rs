@@ -26,6 +26,9 @@ pub struct Settings {
     /// The most a read waits for the reader, connecting included, before the writer answers
     /// it (`DB_READER_TIMEOUT_MS`).
     pub reader_timeout: Duration,
+    /// The most the reader may be behind the writer for a read it answers to stand
+    /// (`DB_READER_MAX_LAG_MS`); past it, the writer answers.
+    pub reader_max_lag: Duration,
     /// Who may call the users routes; `None` when no key source is configured.
     pub auth: Option<AuthSettings>,
     /// Read secrets through the AWS Parameters and Secrets Lambda Extension instead of the SDK.
@@ -94,6 +97,7 @@ impl Settings {
             database,
             reader: database::reader_settings(&lookup)?,
             reader_timeout: millis_or(&lookup, "DB_READER_TIMEOUT_MS", 500)?,
+            reader_max_lag: millis_or(&lookup, "DB_READER_MAX_LAG_MS", 1_000)?,
             auth: auth::settings(&lookup)?,
             secrets_extension: aws::secrets_extension(&lookup)?,
             health_timeout: millis_or(&lookup, "HEALTH_TIMEOUT_MS", 1_000)?,

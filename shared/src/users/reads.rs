@@ -1,8 +1,12 @@
 //! The reads that guard no write (`GET /users/{id}`, the list), served by a read replica when
 //! there is one, and by the writer when there is none, when the replica cannot answer (down,
-//! failing over, too slow: a warning and a metric, never an error to the client), or when its
-//! answer is older than the version the client has seen. Every read that guards a write (a
-//! precondition, an idempotency record) is made on the writer, in the statement that writes.
+//! failing over, too slow, too far behind: a warning and a metric, never an error to the
+//! client), or when its answer is older than the version the client has seen. Every read that
+//! guards a write (a precondition, an idempotency record) is made on the writer, in the
+//! statement that writes.
+//!
+//! A read on the replica is one statement, one round trip: its rows, and how far behind the
+//! writer the replica is (`replica_lag_ms()`, migrations/0009), read together.
 
 use std::{
     future::Future,
@@ -11,13 +15,19 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tracing::Instrument;
+
+use super::{
+    statements::{
+        find_by_email_on_replica_row, find_on_replica_row, list_on_replica_rows, Replicated,
+    },
+    StoreError,
+};
 use crate::{
-    db::Database,
+    db::{self, Database},
     domain::{Email, User, UserId},
     telemetry::metric,
 };
-
-use super::StoreError;
 
 /// A read replica, and how much a read may spend on it before the writer answers instead.
 #[derive(Debug)]
@@ -26,41 +36,52 @@ pub struct Reader {
     /// The most a read waits for the replica, connecting included (`DB_READER_TIMEOUT_MS`):
     /// a replica that cannot answer costs a request no more than this.
     timeout: Duration,
+    /// The most the replica may be behind the writer for its answer to stand
+    /// (`DB_READER_MAX_LAG_MS`): the staleness a read without a version to compare may see.
+    max_lag: Duration,
     /// After a failure, reads skip the replica this long (`DB_BACKOFF_MAX_MS`), so that one
-    /// that is down or has no instance to lend costs one request per interval, not each one.
+    /// that is down, too far behind, or has no instance to lend costs one request per
+    /// interval, not each one.
     rest: Duration,
     resting_until: Mutex<Option<Instant>>,
 }
 
 impl Reader {
-    pub fn new(db: Database, timeout: Duration, rest: Duration) -> Self {
+    pub fn new(db: Database, timeout: Duration, max_lag: Duration, rest: Duration) -> Self {
         Self {
             db,
             timeout,
+            max_lag,
             rest,
             resting_until: Mutex::new(None),
         }
     }
 
-    /// The replica's answer to `read` (not finding a user is one), or `None` when it is
-    /// resting, or fails, or takes longer than its timeout: then it rests. Boxed: the
-    /// statement's future, nested in a route's, is deep enough that checking it is `Send`
-    /// overflowed the compiler's recursion limit.
-    async fn attempt<T>(&self, read: Read<'_, T>) -> Option<Result<T, StoreError>> {
+    /// What the replica found, or `None` when it is resting, or fails, or takes longer than
+    /// its timeout, or is further behind the writer than `max_lag` (or cannot tell): then it
+    /// rests. Boxed: the statement's future, nested in a route's, is deep enough that checking
+    /// it is `Send` overflowed the compiler's recursion limit.
+    async fn attempt<T>(&self, read: Read<'_, T>) -> Option<T> {
         if self.resting() {
             return None;
         }
+        let read = read.instrument(tracing::info_span!(
+            "Read on the database reader",
+            db.system.name = "postgresql"
+        ));
         match tokio::time::timeout(self.timeout, read).await {
-            Ok(Err(err)) if !matches!(err, StoreError::NotFound(_)) => {
-                self.failed(format!("{:#}", anyhow::Error::new(err)));
-                None
+            Ok(Ok(Replicated { behind_ms, found })) => {
+                let max_lag = i64::try_from(self.max_lag.as_millis()).unwrap_or(i64::MAX);
+                match behind_ms {
+                    Some(behind_ms) if behind_ms <= max_lag => return Some(found),
+                    Some(behind_ms) => self.failed(format!("{behind_ms} ms behind the writer")),
+                    None => self.failed("behind the writer, by how much it cannot tell".into()),
+                }
             }
-            Ok(answer) => Some(answer),
-            Err(_) => {
-                self.failed(format!("no answer within {:?}", self.timeout));
-                None
-            }
+            Ok(Err(err)) => self.failed(format!("{:#}", anyhow::Error::new(err))),
+            Err(_) => self.failed(format!("no answer within {:?}", self.timeout)),
         }
+        None
     }
 
     fn resting(&self) -> bool {
@@ -85,7 +106,7 @@ impl Reader {
     }
 }
 
-type Read<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+type Read<'a, T> = Pin<Box<dyn Future<Output = Result<Replicated<T>, db::Error>> + Send + 'a>>;
 
 /// Where the reads go: the reader if there is one, the writer otherwise.
 #[derive(Debug, Clone, Copy)]
@@ -98,14 +119,17 @@ impl Reads<'_> {
     /// The user, never in a version older than `seen` (the newest the client presents, in
     /// `If-None-Match`): a replica that has not replayed it yet, or has no such user while
     /// the client has seen one, sends the read to the writer. Without `seen`, what the replica
-    /// has: at most its replication lag behind.
+    /// has: at most `DB_READER_MAX_LAG_MS` behind.
     pub async fn find(self, id: UserId, seen: Option<i64>) -> Result<User, StoreError> {
         if let Some(reader) = self.reader {
-            match reader.attempt(Box::pin(super::find(&reader.db, id))).await {
-                Some(Ok(user)) if seen.is_none_or(|seen| user.version >= seen) => return Ok(user),
-                Some(Err(StoreError::NotFound(_))) if seen.is_none() => {
-                    return Err(StoreError::NotFound(id))
+            let read = reader
+                .db
+                .read(|connection| Box::pin(find_on_replica_row(connection, id)));
+            match reader.attempt(Box::pin(read)).await {
+                Some(Some(user)) if seen.is_none_or(|seen| user.version >= seen) => {
+                    return Ok(user)
                 }
+                Some(None) if seen.is_none() => return Err(StoreError::NotFound(id)),
                 Some(_) => tracing::debug!("the reader is behind what the client has seen"),
                 None => {}
             }
@@ -116,10 +140,10 @@ impl Reads<'_> {
     /// A page of the list, as [`super::list`] reads it.
     pub async fn list(self, after: Option<UserId>, limit: i64) -> Result<Vec<User>, StoreError> {
         if let Some(reader) = self.reader {
-            if let Some(Ok(users)) = reader
-                .attempt(Box::pin(super::list(&reader.db, after, limit)))
-                .await
-            {
+            let read = reader
+                .db
+                .read(|connection| Box::pin(list_on_replica_rows(connection, after, limit)));
+            if let Some(users) = reader.attempt(Box::pin(read)).await {
                 return Ok(users);
             }
         }
@@ -133,8 +157,13 @@ impl Reads<'_> {
         after: Option<UserId>,
     ) -> Result<Option<User>, StoreError> {
         if let Some(reader) = self.reader {
-            let read = Box::pin(super::find_by_email(&reader.db, email, after));
-            if let Some(Ok(user)) = reader.attempt(read).await {
+            let read = reader.db.read(|connection| {
+                let email = email.clone();
+                Box::pin(
+                    async move { find_by_email_on_replica_row(connection, &email, after).await },
+                )
+            });
+            if let Some(user) = reader.attempt(Box::pin(read)).await {
                 return Ok(user);
             }
         }
