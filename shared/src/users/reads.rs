@@ -6,7 +6,9 @@
 //! statement that writes.
 //!
 //! A read on the replica is one statement, one round trip: its rows, and how far behind the
-//! writer the replica is (`replica_lag_ms()`, migrations/0009), read together.
+//! writer the replica is (`replica_lag_ms()`, migrations/0009), read together. A read that
+//! finds nothing there returns no row to carry the lag: the writer confirms it (so a user just
+//! created is never missing, with or without a version to present).
 
 use std::{
     future::Future,
@@ -19,7 +21,7 @@ use tracing::Instrument;
 
 use super::{
     statements::{
-        find_by_email_on_replica_row, find_on_replica_row, list_on_replica_rows, Replicated,
+        find_by_email_on_replica_row, find_on_replica_row, list_on_replica_rows, ReplicaRow,
     },
     StoreError,
 };
@@ -57,11 +59,12 @@ impl Reader {
         }
     }
 
-    /// What the replica found, or `None` when it is resting, or fails, or takes longer than
-    /// its timeout, or is further behind the writer than `max_lag` (or cannot tell): then it
-    /// rests. Boxed: the statement's future, nested in a route's, is deep enough that checking
-    /// it is `Send` overflowed the compiler's recursion limit.
-    async fn attempt<T>(&self, read: Read<'_, T>) -> Option<T> {
+    /// The users the replica found, or `None` when it found none (its lag is unknown then), or
+    /// when it is resting, or fails, or takes longer than its timeout, or is further behind the
+    /// writer than `max_lag` (or cannot tell): in these last cases it rests. Boxed: the
+    /// statement's future, nested in a route's, is deep enough that checking it is `Send`
+    /// overflowed the compiler's recursion limit.
+    async fn attempt(&self, read: Read<'_>) -> Option<Vec<User>> {
         if self.resting() {
             return None;
         }
@@ -69,19 +72,35 @@ impl Reader {
             "Read on the database reader",
             db.system.name = "postgresql"
         ));
-        match tokio::time::timeout(self.timeout, read).await {
-            Ok(Ok(Replicated { behind_ms, found })) => {
-                let max_lag = i64::try_from(self.max_lag.as_millis()).unwrap_or(i64::MAX);
-                match behind_ms {
-                    Some(behind_ms) if behind_ms <= max_lag => return Some(found),
-                    Some(behind_ms) => self.failed(format!("{behind_ms} ms behind the writer")),
-                    None => self.failed("behind the writer, by how much it cannot tell".into()),
-                }
+        let rows = match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(err)) => {
+                self.failed(format!("{:#}", anyhow::Error::new(err)));
+                return None;
             }
-            Ok(Err(err)) => self.failed(format!("{:#}", anyhow::Error::new(err))),
-            Err(_) => self.failed(format!("no answer within {:?}", self.timeout)),
+            Err(_) => {
+                self.failed(format!("no answer within {:?}", self.timeout));
+                return None;
+            }
+        };
+        let max_lag = i64::try_from(self.max_lag.as_millis()).unwrap_or(i64::MAX);
+        match rows.first().map(|row| row.lag_ms) {
+            None => {
+                tracing::debug!("the reader found nothing; the writer confirms it");
+                None
+            }
+            Some(Some(behind_ms)) if behind_ms <= max_lag => {
+                Some(rows.into_iter().map(User::from).collect())
+            }
+            Some(Some(behind_ms)) => {
+                self.failed(format!("{behind_ms} ms behind the writer"));
+                None
+            }
+            Some(None) => {
+                self.failed("behind the writer, by how much it cannot tell".to_owned());
+                None
+            }
         }
-        None
     }
 
     fn resting(&self) -> bool {
@@ -106,7 +125,7 @@ impl Reader {
     }
 }
 
-type Read<'a, T> = Pin<Box<dyn Future<Output = Result<Replicated<T>, db::Error>> + Send + 'a>>;
+type Read<'a> = Pin<Box<dyn Future<Output = Result<Vec<ReplicaRow>, db::Error>> + Send + 'a>>;
 
 /// Where the reads go: the reader if there is one, the writer otherwise.
 #[derive(Debug, Clone, Copy)]
@@ -117,19 +136,17 @@ pub struct Reads<'a> {
 
 impl Reads<'_> {
     /// The user, never in a version older than `seen` (the newest the client presents, in
-    /// `If-None-Match`): a replica that has not replayed it yet, or has no such user while
-    /// the client has seen one, sends the read to the writer. Without `seen`, what the replica
-    /// has: at most `DB_READER_MAX_LAG_MS` behind.
+    /// `If-None-Match`): a replica that has not replayed it yet sends the read to the writer,
+    /// as one that has no such user does. Without `seen`, what the replica has: at most
+    /// `DB_READER_MAX_LAG_MS` behind.
     pub async fn find(self, id: UserId, seen: Option<i64>) -> Result<User, StoreError> {
         if let Some(reader) = self.reader {
             let read = reader
                 .db
                 .read(|connection| Box::pin(find_on_replica_row(connection, id)));
-            match reader.attempt(Box::pin(read)).await {
-                Some(Some(user)) if seen.is_none_or(|seen| user.version >= seen) => {
-                    return Ok(user)
-                }
-                Some(None) if seen.is_none() => return Err(StoreError::NotFound(id)),
+            let found = reader.attempt(Box::pin(read)).await;
+            match found.and_then(|users| users.into_iter().next()) {
+                Some(user) if seen.is_none_or(|seen| user.version >= seen) => return Ok(user),
                 Some(_) => tracing::debug!("the reader is behind what the client has seen"),
                 None => {}
             }
@@ -163,8 +180,8 @@ impl Reads<'_> {
                     async move { find_by_email_on_replica_row(connection, &email, after).await },
                 )
             });
-            if let Some(user) = reader.attempt(Box::pin(read)).await {
-                return Ok(user);
+            if let Some(users) = reader.attempt(Box::pin(read)).await {
+                return Ok(users.into_iter().next());
             }
         }
         super::find_by_email(self.writer, email, after).await

@@ -178,123 +178,95 @@ pub(super) async fn find_by_email_row(
     .await
 }
 
-/// What a read on a replica found, and how far the replica was behind the writer when it read
-/// it (`replica_lag_ms()`, migrations/0009), in milliseconds: `None` when it cannot tell.
-pub(super) struct Replicated<T> {
-    pub(super) behind_ms: Option<i64>,
-    pub(super) found: T,
+/// A user as a replica has it, with how far behind the writer the replica was when it read it
+/// (`replica_lag_ms()`, migrations/0009), in milliseconds: `None` when it cannot tell.
+pub(super) struct ReplicaRow {
+    pub(super) lag_ms: Option<i64>,
+    pub(super) id: UserId,
+    pub(super) email: String,
+    pub(super) name: String,
+    pub(super) created_at: OffsetDateTime,
+    pub(super) updated_at: OffsetDateTime,
+    pub(super) version: i64,
 }
 
-/// A row of a read on a replica: the lag on every row, the user's columns empty in the one row
-/// a read that finds nothing returns.
-struct ReplicaRow {
-    lag_ms: Option<i64>,
-    id: Option<UserId>,
-    email: Option<String>,
-    name: Option<String>,
-    created_at: Option<OffsetDateTime>,
-    updated_at: Option<OffsetDateTime>,
-    version: Option<i64>,
+impl From<ReplicaRow> for User {
+    fn from(row: ReplicaRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email,
+            name: row.name,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        }
+    }
 }
 
-fn replicated(rows: Vec<ReplicaRow>) -> Replicated<Vec<User>> {
-    let behind_ms = rows.first().and_then(|row| row.lag_ms);
-    let found = rows
-        .into_iter()
-        .filter_map(|row| {
-            Some(User {
-                id: row.id?,
-                email: row.email?,
-                name: row.name?,
-                created_at: row.created_at?,
-                updated_at: row.updated_at?,
-                version: row.version?,
-            })
-        })
-        .collect();
-    Replicated { behind_ms, found }
-}
+// The replica's statements are the writer's, with the lag in a scalar subquery: run once per
+// statement, not per row. A read that finds nothing returns no row, hence no lag.
 
-/// [`find_row`] on a replica, with its lag.
+/// [`find_row`] on a replica.
 pub(super) async fn find_on_replica_row(
     connection: &mut PgConnection,
     id: UserId,
-) -> sqlx::Result<Replicated<Option<User>>> {
-    let rows = sqlx::query_as!(
+) -> sqlx::Result<Vec<ReplicaRow>> {
+    sqlx::query_as!(
         ReplicaRow,
         r#"
-        SELECT replica.lag_ms AS "lag_ms?", u.id AS "id?: UserId", u.email AS "email?",
-               u.name AS "name?", u.created_at AS "created_at?", u.updated_at AS "updated_at?",
-               u.version AS "version?"
-        FROM (VALUES (replica_lag_ms())) AS replica (lag_ms)
-        LEFT JOIN users u ON u.id = $1
+        SELECT (SELECT replica_lag_ms()) AS lag_ms,
+               id AS "id: UserId", email, name, created_at, updated_at, version
+        FROM users
+        WHERE id = $1
         "#,
         id.get(),
     )
     .fetch_all(connection)
-    .await?;
-    let Replicated { behind_ms, found } = replicated(rows);
-    Ok(Replicated {
-        behind_ms,
-        found: found.into_iter().next(),
-    })
+    .await
 }
 
-/// [`list_rows`] on a replica, with its lag.
+/// [`list_rows`] on a replica.
 pub(super) async fn list_on_replica_rows(
     connection: &mut PgConnection,
     after: Option<UserId>,
     limit: i64,
-) -> sqlx::Result<Replicated<Vec<User>>> {
-    let rows = sqlx::query_as!(
+) -> sqlx::Result<Vec<ReplicaRow>> {
+    sqlx::query_as!(
         ReplicaRow,
         r#"
-        SELECT replica.lag_ms AS "lag_ms?", u.id AS "id?: UserId", u.email AS "email?",
-               u.name AS "name?", u.created_at AS "created_at?", u.updated_at AS "updated_at?",
-               u.version AS "version?"
-        FROM (VALUES (replica_lag_ms())) AS replica (lag_ms)
-        LEFT JOIN LATERAL (
-            SELECT id, email, name, created_at, updated_at, version
-            FROM users
-            WHERE id > $1
-            ORDER BY id
-            LIMIT $2
-        ) u ON true
-        ORDER BY u.id
+        SELECT (SELECT replica_lag_ms()) AS lag_ms,
+               id AS "id: UserId", email, name, created_at, updated_at, version
+        FROM users
+        WHERE id > $1
+        ORDER BY id
+        LIMIT $2
         "#,
         after.map_or(0, UserId::get),
         limit,
     )
     .fetch_all(connection)
-    .await?;
-    Ok(replicated(rows))
+    .await
 }
 
-/// [`find_by_email_row`] on a replica, with its lag.
+/// [`find_by_email_row`] on a replica.
 pub(super) async fn find_by_email_on_replica_row(
     connection: &mut PgConnection,
     email: &Email,
     after: Option<UserId>,
-) -> sqlx::Result<Replicated<Option<User>>> {
-    let rows = sqlx::query_as!(
+) -> sqlx::Result<Vec<ReplicaRow>> {
+    sqlx::query_as!(
         ReplicaRow,
         r#"
-        SELECT replica.lag_ms AS "lag_ms?", u.id AS "id?: UserId", u.email AS "email?",
-               u.name AS "name?", u.created_at AS "created_at?", u.updated_at AS "updated_at?",
-               u.version AS "version?"
-        FROM (VALUES (replica_lag_ms())) AS replica (lag_ms)
-        LEFT JOIN users u ON lower(u.email) = lower($1) AND u.id > $2
+        SELECT (SELECT replica_lag_ms()) AS lag_ms,
+               id AS "id: UserId", email, name, created_at, updated_at, version
+        FROM users
+        WHERE lower(email) = lower($1) AND id > $2
         "#,
         email.as_ref(),
         after.map_or(0, UserId::get),
     )
     .fetch_all(connection)
-    .await?;
-    let Replicated { behind_ms, found } = replicated(rows);
-    Ok(Replicated {
-        behind_ms,
-        found: found.into_iter().next(),
-    })
+    .await
 }
 
 /// The user as an update left it; all `None` when the user was found but not updated.
