@@ -833,12 +833,13 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
     };
     let gets = config.warm_gets;
     let mut rows = Vec::new();
-    for with_reader in [false, true] {
+    for (with_reader, named) in [(false, false), (false, true), (true, false), (true, true)] {
         let url = writer.url_for(&database.url);
         let reader_port = reader.port.to_string();
         let mut extra = vec![
             ("DATABASE_URL", url.as_str()),
             ("DB_IDLE_CHECK_AFTER_MS", "600000"),
+            ("DB_NAMED_STATEMENTS", if named { "true" } else { "false" }),
         ];
         if with_reader {
             extra.extend([
@@ -859,11 +860,17 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
             reset_statements(url).await;
         }
         let (to_writer, to_reader) = (writer.sent(), reader.sent());
+        let cpu = [
+            backends_cpu(&database.url).await,
+            backends_cpu(&on_standby).await,
+        ];
         for n in 0..gets {
             let response = environments[0].invoke(&event(n), limit).await.response();
             assert_eq!(response["statusCode"], 200, "{response}");
         }
         let (to_writer, to_reader) = (writer.sent() - to_writer, reader.sent() - to_reader);
+        let cpu_ns =
+            cpu_since(&database.url, &cpu[0]).await + cpu_since(&on_standby, &cpu[1]).await;
         let (on_writer, writer_ms) = statements_by_id(&database.url).await;
         let (on_reader, reader_ms) = statements_by_id(&on_standby).await;
         let started = Instant::now();
@@ -876,14 +883,16 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
         let rate = (ENVIRONMENTS * gets) as f64 / started.elapsed().as_secs_f64();
         let server_ms = (writer_ms + reader_ms) / (on_writer + on_reader).max(1) as f64;
         rows.push(format!(
-            "| {} | {on_writer} | {on_reader} | {:.2} | {:.0} µs | {rate:.0} |",
-            if with_reader {
-                "the reader"
-            } else {
-                "the writer"
+            "| {} | {on_writer} | {on_reader} | {:.2} | {:.0} µs | {:.0} µs | {rate:.0} |",
+            match (with_reader, named) {
+                (false, false) => "the writer",
+                (false, true) => "the writer, named statements",
+                (true, false) => "the reader",
+                (true, true) => "the reader, named statements",
             },
             (to_writer + to_reader) as f64 / gets as f64,
             server_ms * 1000.0,
+            cpu_ns as f64 / gets as f64 / 1000.0,
         ));
     }
     let _ = writeln!(
@@ -892,12 +901,51 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
          time, then {ENVIRONMENTS} environments reading {gets} each at once; the writer and a \
          streaming standby each {} ms away each way. Statements and server time from \
          `pg_stat_statements` on each server (planning and execution of the statement that \
-         reads a user by id), round trips counted at a proxy in front of each.\n\n\
+         reads a user by id), round trips counted at a proxy in front of each, and the CPU the \
+         server processes serving the function's sessions ran per read (`/proc/<pid>/schedstat`: \
+         parsing and analysis too, and the protocol). Statements are unnamed, each parsed in the \
+         flight that executes it, but on the lines that say otherwise (`DB_NAMED_STATEMENTS=true`: \
+         each prepared once per connection, then executed by name).\n\n\
          | reads from | statements on the writer | statements on the reader | round trips per \
-         read | server time per read | burst, requests/s |\n|---|---|---|---|---|---|\n{}\n",
+         read | server time per read | server CPU per read | burst, requests/s |\n\
+         |---|---|---|---|---|---|---|\n{}\n",
         postgres.as_millis(),
         rows.join("\n"),
     );
+}
+
+/// The CPU time, in nanoseconds, each process serving a function's session (its application
+/// name ends with its binary's name, the reader's with " (reader)") on the server at `url` has
+/// run so far, by process id.
+async fn backends_cpu(url: &str) -> Vec<(i32, u64)> {
+    let mut connection = PgConnection::connect(url).await.expect("connect");
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE application_name LIKE 'get-user%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .expect("pg_stat_activity");
+    pids.into_iter()
+        .filter_map(|pid| {
+            // The first field: time spent on the CPU, in nanoseconds.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+            Some((pid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The CPU time, in nanoseconds, the processes in `before` have run since, on the server at
+/// `url`.
+async fn cpu_since(url: &str, before: &[(i32, u64)]) -> u64 {
+    let after = backends_cpu(url).await;
+    before
+        .iter()
+        .filter_map(|(pid, then)| {
+            let (_, now) = after.iter().find(|(other, _)| other == pid)?;
+            Some(now.saturating_sub(*then))
+        })
+        .sum()
 }
 
 /// Starts `pg_stat_statements`' counts over on the server at `url`.
@@ -909,15 +957,14 @@ async fn reset_statements(url: &str) {
 }
 
 /// The calls of the statements that read a user by id on the server at `url` (the writer's,
-/// and the replica's that joins its lag), and their planning and execution time in
-/// milliseconds.
+/// and the replica's with its lag), and their planning and execution time in milliseconds.
 async fn statements_by_id(url: &str) -> (i64, f64) {
     let mut connection = PgConnection::connect(url).await.expect("connect");
     sqlx::query_as(
         "SELECT coalesce(sum(calls), 0)::bigint, \
                 coalesce(sum(total_plan_time + total_exec_time), 0)::float8 \
          FROM pg_stat_statements \
-         WHERE query ~ 'users(\\s+WHERE\\s+|\\s+u\\s+ON\\s+u\\.)id\\s*=\\s*\\$1'",
+         WHERE query ~ 'FROM\\s+users\\s+WHERE\\s+id\\s*=\\s*\\$1'",
     )
     .fetch_one(&mut connection)
     .await

@@ -47,7 +47,9 @@ async fn the_benchmark_runs_and_reports_every_section() {
         "| behind the proxy | 10 (warm) | 10 | 0 | 0 |",
         "## Lambda Managed Instances",
         "## Reads on a replica",
+        "| the writer, named statements | 20 | 0 | 1.00 |",
         "| the reader | 0 | 20 | 1.00 |",
+        "| the reader, named statements | 0 | 20 | 1.00 |",
     ] {
         assert!(
             report.contains(section),

@@ -119,6 +119,12 @@ pub struct DatabaseSettings {
     pub secret_refresh_interval: Duration,
     /// Shown in `pg_stat_activity`; the Lambda function's name when there is one.
     pub application_name: String,
+    /// `DB_NAMED_STATEMENTS=true`: each statement is prepared once per connection, named, and
+    /// executed by name after, where by default each is sent unnamed with its execution. Only
+    /// for a server reached directly: a proxy that multiplexes sessions (RDS Proxy, PgBouncer in
+    /// transaction mode) pins a session that names statements, or hands the name to another
+    /// client's session (`db/options.rs`).
+    pub named_statements: bool,
 }
 
 /// `DATABASE_URL`, `DB_IAM_USER` or `DB_SECRET_ID`, the endpoint and TLS overrides, and the
@@ -151,6 +157,7 @@ pub(super) fn settings(
         secret_refresh_interval: millis_or(lookup, "DB_SECRET_REFRESH_INTERVAL_MS", 10_000)?,
         application_name: lookup("AWS_LAMBDA_FUNCTION_NAME")
             .unwrap_or_else(|| "users-api".to_owned()),
+        named_statements: parse_or(lookup, "DB_NAMED_STATEMENTS", false, "true or false")?,
     };
     check_iam_auth(&database)?;
     Ok(database)

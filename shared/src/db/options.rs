@@ -10,12 +10,18 @@
 //!   database's defaults instead (`migrations/0005_session_defaults.sql`).
 //! - No named prepared statements (SQLx's statement cache is off): each statement is parsed
 //!   unnamed, in the same flight as its execution (vendor/README.md), so a warm request is one
-//!   round trip whether or not a proxy sits in between.
+//!   round trip whether or not a proxy sits in between. `DB_NAMED_STATEMENTS=true` names them
+//!   instead (one more round trip the first time a connection runs each), for a server reached
+//!   directly; `make bench` compares the two ("Named against unnamed statements").
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use super::Credentials;
 use crate::config::{DatabaseSettings, DatabaseSource, Endpoint};
+
+/// Room for every statement the crate runs, named, on one connection (SQLx's cache closes the
+/// least recently used one past it).
+const NAMED_STATEMENTS: usize = 64;
 
 /// The options to connect with `credentials` under `settings`.
 ///
@@ -39,7 +45,11 @@ pub(super) fn connect_options(
     let mut options = with_endpoint(credentials.options, &settings.endpoint)
         .ssl_mode(ssl_mode)
         .application_name(&settings.application_name)
-        .statement_cache_capacity(0);
+        .statement_cache_capacity(if settings.named_statements {
+            NAMED_STATEMENTS
+        } else {
+            0
+        });
     if let Some(path) = &settings.ssl_root_cert {
         options = options.ssl_root_cert(path);
     }
