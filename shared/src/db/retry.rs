@@ -61,7 +61,7 @@ impl Database {
         let timeout = (retry == Retry::Read).then_some(self.inner.settings.read_timeout);
         let mut connection = self.acquire().await?;
         let err = match connection.run(&mut statement, timeout).await {
-            Err(err) if is_connection_lost(&err) => err,
+            Err(err) if is_connection_lost(&err) || is_stale_statement(&err) => err,
             result => return Ok(result?),
         };
         connection.discard();
@@ -76,7 +76,15 @@ impl Database {
             );
             return Err(Error::OutcomeUnknown(err));
         }
-        tracing::warn!(error = %err, ?retry, "the connection was lost; retrying on a new one");
+        if is_stale_statement(&err) {
+            tracing::warn!(
+                error = %err,
+                ?retry,
+                "a prepared statement went stale; retrying on a new connection"
+            );
+        } else {
+            tracing::warn!(error = %err, ?retry, "the connection was lost; retrying on a new one");
+        }
         let mut connection = self.acquire_new().await?;
         let result = connection.run(&mut statement, timeout).await;
         match result {
@@ -134,6 +142,16 @@ pub(super) fn is_timeout(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Io(io) if io.kind() == io::ErrorKind::TimedOut)
 }
 
+/// Whether the server refused to run a statement this session prepared (`DB_NAMED_STATEMENTS`)
+/// because the schema changed under it: `0A000`, `cached plan must not change result type`
+/// (a column's type changed). SQLx keeps the statement cached, so the session would fail it
+/// every time: the connection is dropped, and the statement sent again on a new one, which
+/// prepares it afresh; the refusal ran nothing, so a write too. Matched on the code alone (the
+/// message may be translated): the statements this crate runs use no feature the server lacks.
+fn is_stale_statement(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("0A000"))
+}
+
 /// Whether the error means the connection is unusable (as opposed to the statement failing).
 fn is_connection_lost(err: &sqlx::Error) -> bool {
     match err {
@@ -154,6 +172,9 @@ fn is_connection_lost(err: &sqlx::Error) -> bool {
 /// no row before it (an error after a row comes wrapped in [`LostAfterARow`], an I/O error),
 /// while a committed statement's rows precede its commit.
 fn committed_nothing(err: &sqlx::Error) -> bool {
+    if is_stale_statement(err) {
+        return true;
+    }
     match err {
         sqlx::Error::Io(io) => io.kind() == io::ErrorKind::BrokenPipe,
         sqlx::Error::Database(db) => db

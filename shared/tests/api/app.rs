@@ -27,6 +27,11 @@ impl TestApp {
     /// The state `AppState::init_or_exit` builds, with `DATABASE_URL` naming the database of
     /// `pool` (a fresh one per `#[sqlx::test]`) and `JWT_KEY` the test key.
     pub async fn new(pool: &PgPool) -> Self {
+        Self::new_with(pool, &[]).await
+    }
+
+    /// [`TestApp::new`], with these variables too.
+    pub async fn new_with(pool: &PgPool, extra: &[(&str, &str)]) -> Self {
         let database = pool
             .connect_options()
             .get_database()
@@ -36,11 +41,13 @@ impl TestApp {
         let (server, _) = admin_url
             .rsplit_once('/')
             .expect("DATABASE_URL ends with a database name");
-        Self::with_env(&[
-            ("DATABASE_URL", &format!("{server}/{database}")),
+        let url = format!("{server}/{database}");
+        let mut env = vec![
+            ("DATABASE_URL", url.as_str()),
             ("HEALTH_TIMEOUT_MS", "2000"),
-        ])
-        .await
+        ];
+        env.extend_from_slice(extra);
+        Self::with_env(&env).await
     }
 
     /// State whose database refuses every connection: a listener on loopback that closes

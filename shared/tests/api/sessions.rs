@@ -1,9 +1,14 @@
 //! What the API leaves on its database sessions: nothing a transaction-pooling proxy would have
-//! to keep for it (RDS Proxy pins such a session; PgBouncer would hand it to another client).
+//! to keep for it (RDS Proxy pins such a session; PgBouncer would hand it to another client);
+//! with `DB_NAMED_STATEMENTS=true` (a server reached directly), its prepared statements, which
+//! a change of the schema under them costs no request.
 
 use shared::routes::ROUTES;
 use sqlx::{Connection, PgPool, Row};
-use test_support::samples::{self, Sample};
+use test_support::{
+    samples::{self, Sample},
+    TestRequest,
+};
 
 use crate::app::TestApp;
 
@@ -128,4 +133,51 @@ async fn a_statement_whose_bind_cannot_be_encoded_leaves_nothing_for_the_next_on
     let refused = refused.expect_err("a Bind over the protocol's limit");
     assert!(refused.to_string().contains("out of range"), "{refused}");
     assert_eq!(next, 42);
+}
+
+/// The statements a session has prepared.
+async fn prepared(app: &TestApp) -> i64 {
+    app.state
+        .db
+        .read(|connection| {
+            Box::pin(
+                sqlx::query_scalar("SELECT count(*) FROM pg_prepared_statements")
+                    .fetch_one(connection),
+            )
+        })
+        .await
+        .expect("the session answers")
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn with_named_statements_a_column_changing_type_under_them_costs_no_request(pool: PgPool) {
+    let app = TestApp::new_with(&pool, &[("DB_NAMED_STATEMENTS", "true")]).await;
+    let user = app.given_a_user("ada@example.com", "Ada").await;
+    let path = format!("/users/{}", user["id"]);
+    let read = async || app.get_user(TestRequest::get(&path)).await;
+    let patch = async |name: &str| {
+        let body = serde_json::json!({ "name": name });
+        app.update_user(TestRequest::patch(&path).json(&body)).await
+    };
+    let retype = async |to: &str| {
+        sqlx::query(&format!("ALTER TABLE users ALTER COLUMN name TYPE {to}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    };
+    assert_eq!(read().await.status, 200);
+    assert_eq!(patch("Ada L.").await.status, 200);
+    assert!(prepared(&app).await > 0, "no statement was prepared");
+
+    // The server refuses to run a prepared statement whose result type changed (`cached plan
+    // must not change result type`): the statement is sent again on a new session, which
+    // prepares it afresh. A read, then a write (prepared on that new session first).
+    retype("varchar(200)").await;
+    let reply = read().await;
+    assert_eq!((reply.status, &reply.body["name"]), (200, &"Ada L.".into()));
+    assert_eq!(patch("Ada").await.status, 200);
+    retype("text").await;
+    let reply = patch("Ada Lovelace").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["name"], "Ada Lovelace");
 }
