@@ -496,6 +496,21 @@ def test_the_database_connection_verifies_the_server_by_default(template):
         assert "DB_SSLMODE" not in overrides and "DB_SSLROOTCERT" not in overrides, name
 
 
+def test_statements_are_named_only_on_a_created_cluster_reached_directly(template):
+    """RDS Proxy pins a session that names statements, and an existing database may sit
+    behind a transaction-mode pooler, where a name reaches another client's session."""
+    assert template["Conditions"]["NamedStatements"] == {"Fn::And": [
+        {"Condition": "CreateDatabaseCondition"},
+        {"Fn::Not": [{"Condition": "UseRdsProxyCondition"}]}]}
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    named = variables["DB_NAMED_STATEMENTS"]
+    assert evaluate(named, {"NamedStatements": True}) == "true"
+    assert evaluate(named, {"NamedStatements": False}) == {"Ref": "AWS::NoValue"}
+    for name, resource in functions_of(template).items():
+        overrides = resource["Properties"].get("Environment", {}).get("Variables", {})
+        assert "DB_NAMED_STATEMENTS" not in overrides, name
+
+
 def test_layers_come_from_this_account_or_from_aws_distro_for_opentelemetry(template):
     parameters = template["Parameters"]
     collector = re.compile(parameters["OtelCollectorLayerArn"]["AllowedPattern"])
