@@ -130,6 +130,18 @@ impl ReplicatedCluster {
         self.on_standby("SELECT pg_wal_replay_resume()").await;
     }
 
+    /// Cuts the standby off from the primary: it stops its WAL receiver and, with no
+    /// `primary_conninfo`, starts none again. It goes on serving reads, of data that no longer
+    /// moves.
+    pub async fn cut_off(&self) {
+        self.on_standby("ALTER SYSTEM SET primary_conninfo = ''")
+            .await;
+        self.on_standby("SELECT pg_reload_conf()").await;
+        let stopped = "SELECT NOT EXISTS (SELECT FROM pg_stat_wal_receiver)";
+        self.until(stopped, None, "the standby's WAL receiver did not stop")
+            .await;
+    }
+
     /// Stops the standby (fast shutdown): connects to it are refused from now on.
     pub fn stop_standby(&self) {
         let stopped = postgres_sh("stop", self.standby.path())

@@ -225,6 +225,28 @@ async fn a_replica_further_behind_than_its_bound_leaves_the_reads_to_the_writer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_writer_cannot_tell_its_lag_and_leaves_the_reads_to_it() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "cut-off").await;
+    // A bound no lag here reaches: only "cannot tell" sends the reads to the writer.
+    let env = reader_at(cluster.standby_port);
+    let get_user = api("get-user", &database.url, &env).await;
+    let update_user = api("update-user", &database.url, &env).await;
+
+    cluster.cut_off().await;
+    let patched = update_user
+        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+
+    // The replica has replayed all it received, and will receive nothing more: its data may
+    // be of any age, so the writer answers.
+    let reply = get_user.request(&TestRequest::get("/users/1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["name"], "Renamed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_gone_silent_costs_one_read_its_timeout_then_rests() {
     let cluster = ReplicatedCluster::start();
     let database = seeded(&cluster, "silent").await;

@@ -1,9 +1,9 @@
-//! The reads that guard no write (`GET /users/{id}`, the list), served by a read replica when
-//! there is one, and by the writer when there is none, when the replica cannot answer (down,
-//! failing over, too slow, too far behind: a warning and a metric, never an error to the
-//! client), or when its answer is older than the version the client has seen. Every read that
-//! guards a write (a precondition, an idempotency record) is made on the writer, in the
-//! statement that writes.
+//! The reads that guard no write (`GET /users/{id}`, the list and its lookup by email), served
+//! by a read replica when there is one, and by the writer when there is none, when the replica
+//! cannot answer (down, failing over, too slow, too far behind: a warning and a metric, never an
+//! error to the client), or when its answer is older than the version the client has seen.
+//! Every read that guards a write (a precondition, an idempotency record) is made on the
+//! writer, in the statement that writes.
 //!
 //! A read on the replica is one statement, one round trip: its rows, and how far behind the
 //! writer the replica is (`replica_lag_ms()`, migrations/0009), read together. A read that
@@ -92,12 +92,8 @@ impl Reader {
             Some(Some(behind_ms)) if behind_ms <= max_lag => {
                 Some(rows.into_iter().map(User::from).collect())
             }
-            Some(Some(behind_ms)) => {
-                self.failed(format!("{behind_ms} ms behind the writer"));
-                None
-            }
-            Some(None) => {
-                self.failed("behind the writer, by how much it cannot tell".to_owned());
+            Some(behind_ms) => {
+                self.behind(behind_ms);
                 None
             }
         }
@@ -111,17 +107,36 @@ impl Reader {
         until.is_some_and(|until| Instant::now() < until)
     }
 
+    /// The reader failed, or timed out: it rests, counted.
     fn failed(&self, error: String) {
-        *self
-            .resting_until
-            .lock()
-            .unwrap_or_else(|err| err.into_inner()) = Some(Instant::now() + self.rest);
-        metrics::counter!(metric::DATABASE_READER_FALLBACKS).increment(1);
+        self.rest_counted();
         tracing::warn!(
             error,
             rest = ?self.rest,
             "the database reader did not answer; reading from the writer"
         );
+    }
+
+    /// The reader answered from too far behind the writer, or could not tell how far (`None`):
+    /// it rests too, counted alike (a replica that lags tends to go on lagging, and each read
+    /// it answers then costs a second one on the writer).
+    fn behind(&self, behind_ms: Option<i64>) {
+        self.rest_counted();
+        tracing::warn!(
+            behind_ms,
+            max_lag = ?self.max_lag,
+            rest = ?self.rest,
+            "the database reader is too far behind the writer, or cannot tell; reading from the \
+             writer"
+        );
+    }
+
+    fn rest_counted(&self) {
+        *self
+            .resting_until
+            .lock()
+            .unwrap_or_else(|err| err.into_inner()) = Some(Instant::now() + self.rest);
+        metrics::counter!(metric::DATABASE_READER_FALLBACKS).increment(1);
     }
 }
 
