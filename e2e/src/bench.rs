@@ -840,6 +840,10 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
             ("DATABASE_URL", url.as_str()),
             ("DB_IDLE_CHECK_AFTER_MS", "600000"),
             ("DB_NAMED_STATEMENTS", if named { "true" } else { "false" }),
+            (
+                "DB_READER_NAMED_STATEMENTS",
+                if named { "true" } else { "false" },
+            ),
         ];
         if with_reader {
             extra.extend([
@@ -904,8 +908,9 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
          reads a user by id), round trips counted at a proxy in front of each, and the CPU the \
          server processes serving the function's sessions ran per read (`/proc/<pid>/schedstat`: \
          parsing and analysis too, and the protocol). Statements are unnamed, each parsed in the \
-         flight that executes it, but on the lines that say otherwise (`DB_NAMED_STATEMENTS=true`: \
-         each prepared once per connection, then executed by name).\n\n\
+         flight that executes it, but on the lines that say otherwise (`DB_NAMED_STATEMENTS=true`, \
+         `DB_READER_NAMED_STATEMENTS=true`: each prepared once per connection, then executed by \
+         name).\n\n\
          | reads from | statements on the writer | statements on the reader | round trips per \
          read | server time per read | server CPU per read | burst, requests/s |\n\
          |---|---|---|---|---|---|---|\n{}\n",

@@ -166,7 +166,8 @@ pub(super) fn settings(
 /// `DB_READER_HOST` (and `DB_READER_PORT`, else `DB_PORT`): a read replica (an Aurora
 /// cluster's reader endpoint, or RDS Proxy's read-only endpoint), with everything else as the
 /// writer has it: the credentials (an IAM token is signed for the reader's host), TLS
-/// verification, the timings. Its sessions are named `<function> (reader)`.
+/// verification, the timings; named statements only with `DB_READER_NAMED_STATEMENTS=true`.
+/// Its sessions are named `<function> (reader)`.
 pub(super) fn reader_settings(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<DatabaseSettings>, ConfigError> {
@@ -176,6 +177,8 @@ pub(super) fn reader_settings(
     let reader = |name: &str| match name {
         "DB_HOST" => Some(host.clone()),
         "DB_PORT" => lookup("DB_READER_PORT").or_else(|| lookup("DB_PORT")),
+        // Not the writer's: a reader is reached through a proxy where the writer may not be.
+        "DB_NAMED_STATEMENTS" => lookup("DB_READER_NAMED_STATEMENTS"),
         _ => lookup(name),
     };
     let mut reader = settings(&reader)?;
@@ -219,6 +222,25 @@ fn check_iam_auth(database: &DatabaseSettings) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::config::tests::settings;
+
+    #[test]
+    fn named_statements_are_the_writers_and_the_readers_own_choice() {
+        let named = [
+            ("DATABASE_URL", "postgres://localhost/users"),
+            ("DB_NAMED_STATEMENTS", "true"),
+            ("DB_READER_HOST", "reader.internal"),
+        ];
+        let writer_only = settings(&named).unwrap();
+        assert!(writer_only.database.named_statements);
+        assert!(!writer_only.reader.unwrap().named_statements);
+
+        let both: Vec<_> = named
+            .iter()
+            .copied()
+            .chain([("DB_READER_NAMED_STATEMENTS", "true")])
+            .collect();
+        assert!(settings(&both).unwrap().reader.unwrap().named_statements);
+    }
 
     #[test]
     fn a_reader_takes_the_writers_settings_but_its_own_host_and_port() {

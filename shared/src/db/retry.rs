@@ -13,11 +13,14 @@
 //!   unknown: the client gets [`Error::OutcomeUnknown`], a 503 of its own that says how to find
 //!   out or retry safely, never a retry that would answer 409, 412 or 404 to a change that was
 //!   made. Only the deadline bounds a write's wait.
+//! - **With named statements** (`DB_NAMED_STATEMENTS`), a statement the server refuses because
+//!   the schema changed under its prepared form is sent again, read or write, on a new
+//!   connection ([`Database::is_stale_statement`]).
 
 use std::{future::Future, io, pin::Pin, time::Duration};
 
 use futures_util::{Stream, StreamExt};
-use sqlx::PgConnection;
+use sqlx::{postgres::PgDatabaseError, PgConnection};
 
 use super::{Database, Error};
 
@@ -54,6 +57,21 @@ impl Database {
         self.run(Retry::Write, write).await
     }
 
+    /// Whether the server refused to run a statement this session prepared
+    /// (`DB_NAMED_STATEMENTS`) because the schema changed under it: `cached plan must not
+    /// change result type` (a column's type changed), raised by `RevalidateCachedQuery` (the
+    /// routine, unlike the message, is never translated). SQLx keeps the statement cached, so
+    /// the session would fail it every time: the connection is dropped, and the statement sent
+    /// again on a new one, which prepares it afresh. The refusal ran nothing (each statement is
+    /// its own transaction), so a write is sent again too.
+    fn is_stale_statement(&self, err: &sqlx::Error) -> bool {
+        self.inner.settings.named_statements
+            && err
+                .as_database_error()
+                .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
+                .is_some_and(|db| db.routine() == Some("RevalidateCachedQuery"))
+    }
+
     async fn run<T, F>(&self, retry: Retry, mut statement: F) -> Result<T, Error>
     where
         F: for<'c> FnMut(&'c mut PgConnection) -> Statement<'c, T>,
@@ -61,13 +79,13 @@ impl Database {
         let timeout = (retry == Retry::Read).then_some(self.inner.settings.read_timeout);
         let mut connection = self.acquire().await?;
         let err = match connection.run(&mut statement, timeout).await {
-            Err(err) if is_connection_lost(&err) || is_stale_statement(&err) => err,
+            Err(err) if is_connection_lost(&err) || self.is_stale_statement(&err) => err,
             result => return Ok(result?),
         };
         connection.discard();
         let retried = match retry {
             Retry::Read => true,
-            Retry::Write => committed_nothing(&err),
+            Retry::Write => committed_nothing(&err) || self.is_stale_statement(&err),
         };
         if !retried {
             tracing::warn!(
@@ -76,7 +94,7 @@ impl Database {
             );
             return Err(Error::OutcomeUnknown(err));
         }
-        if is_stale_statement(&err) {
+        if self.is_stale_statement(&err) {
             tracing::warn!(
                 error = %err,
                 ?retry,
@@ -142,16 +160,6 @@ pub(super) fn is_timeout(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Io(io) if io.kind() == io::ErrorKind::TimedOut)
 }
 
-/// Whether the server refused to run a statement this session prepared (`DB_NAMED_STATEMENTS`)
-/// because the schema changed under it: `0A000`, `cached plan must not change result type`
-/// (a column's type changed). SQLx keeps the statement cached, so the session would fail it
-/// every time: the connection is dropped, and the statement sent again on a new one, which
-/// prepares it afresh; the refusal ran nothing, so a write too. Matched on the code alone (the
-/// message may be translated): the statements this crate runs use no feature the server lacks.
-fn is_stale_statement(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("0A000"))
-}
-
 /// Whether the error means the connection is unusable (as opposed to the statement failing).
 fn is_connection_lost(err: &sqlx::Error) -> bool {
     match err {
@@ -172,9 +180,6 @@ fn is_connection_lost(err: &sqlx::Error) -> bool {
 /// no row before it (an error after a row comes wrapped in [`LostAfterARow`], an I/O error),
 /// while a committed statement's rows precede its commit.
 fn committed_nothing(err: &sqlx::Error) -> bool {
-    if is_stale_statement(err) {
-        return true;
-    }
     match err {
         sqlx::Error::Io(io) => io.kind() == io::ErrorKind::BrokenPipe,
         sqlx::Error::Database(db) => db

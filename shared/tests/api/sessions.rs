@@ -175,9 +175,16 @@ async fn with_named_statements_a_column_changing_type_under_them_costs_no_reques
     retype("varchar(200)").await;
     let reply = read().await;
     assert_eq!((reply.status, &reply.body["name"]), (200, &"Ada L.".into()));
-    assert_eq!(patch("Ada").await.status, 200);
+    let before = patch("Ada").await;
+    assert_eq!(before.status, 200);
     retype("text").await;
     let reply = patch("Ada Lovelace").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["name"], "Ada Lovelace");
+    // Made once: the version moved by one.
+    let version = |reply: &test_support::Reply| {
+        let etag = reply.header("etag").expect("an ETag").trim_matches('"');
+        etag.parse::<i64>().expect("a version")
+    };
+    assert_eq!(version(&reply), version(&before) + 1);
 }
