@@ -12,7 +12,7 @@
 //!   unnamed, in the same flight as its execution (vendor/README.md), so a warm request is one
 //!   round trip whether or not a proxy sits in between. `DB_NAMED_STATEMENTS=true` names them
 //!   instead (one more round trip the first time a connection runs each), for a server reached
-//!   directly; `make bench` compares the two ("Named against unnamed statements").
+//!   directly (docs/production.md, "Named statements": `make bench` compares the two).
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
@@ -21,7 +21,7 @@ use crate::config::{DatabaseSettings, DatabaseSource, Endpoint};
 
 /// Room for every statement the crate runs, named, on one connection (SQLx's cache closes the
 /// least recently used one past it).
-const NAMED_STATEMENTS: usize = 64;
+const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// The options to connect with `credentials` under `settings`.
 ///
@@ -46,7 +46,7 @@ pub(super) fn connect_options(
         .ssl_mode(ssl_mode)
         .application_name(&settings.application_name)
         .statement_cache_capacity(if settings.named_statements {
-            NAMED_STATEMENTS
+            STATEMENT_CACHE_CAPACITY
         } else {
             0
         });

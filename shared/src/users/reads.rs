@@ -64,13 +64,14 @@ impl Reader {
     /// writer than `max_lag` (or cannot tell): in these last cases it rests. Boxed: the
     /// statement's future, nested in a route's, is deep enough that checking it is `Send`
     /// overflowed the compiler's recursion limit.
-    async fn attempt(&self, read: Read<'_>) -> Option<Vec<User>> {
+    async fn attempt(&self, operation: &'static str, read: Read<'_>) -> Option<Vec<User>> {
         if self.resting() {
             return None;
         }
         let read = read.instrument(tracing::info_span!(
             "Read on the database reader",
-            db.system.name = "postgresql"
+            db.system.name = "postgresql",
+            db.operation.name = operation
         ));
         let rows = match tokio::time::timeout(self.timeout, read).await {
             Ok(Ok(rows)) => rows,
@@ -159,7 +160,7 @@ impl Reads<'_> {
             let read = reader
                 .db
                 .read(|connection| Box::pin(find_on_replica_row(connection, id)));
-            let found = reader.attempt(Box::pin(read)).await;
+            let found = reader.attempt("Find a user by id", Box::pin(read)).await;
             match found.and_then(|users| users.into_iter().next()) {
                 Some(user) if seen.is_none_or(|seen| user.version >= seen) => return Ok(user),
                 Some(_) => tracing::debug!("the reader is behind what the client has seen"),
@@ -175,7 +176,7 @@ impl Reads<'_> {
             let read = reader
                 .db
                 .read(|connection| Box::pin(list_on_replica_rows(connection, after, limit)));
-            if let Some(users) = reader.attempt(Box::pin(read)).await {
+            if let Some(users) = reader.attempt("List users", Box::pin(read)).await {
                 return Ok(users);
             }
         }
@@ -195,7 +196,8 @@ impl Reads<'_> {
                     async move { find_by_email_on_replica_row(connection, &email, after).await },
                 )
             });
-            if let Some(users) = reader.attempt(Box::pin(read)).await {
+            let found = reader.attempt("Find a user by email", Box::pin(read)).await;
+            if let Some(users) = found {
                 return Ok(users.into_iter().next());
             }
         }
