@@ -836,14 +836,12 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
     for (with_reader, named) in [(false, false), (false, true), (true, false), (true, true)] {
         let url = writer.url_for(&database.url);
         let reader_port = reader.port.to_string();
+        let named_statements = if named { "true" } else { "false" };
         let mut extra = vec![
             ("DATABASE_URL", url.as_str()),
             ("DB_IDLE_CHECK_AFTER_MS", "600000"),
-            ("DB_NAMED_STATEMENTS", if named { "true" } else { "false" }),
-            (
-                "DB_READER_NAMED_STATEMENTS",
-                if named { "true" } else { "false" },
-            ),
+            ("DB_NAMED_STATEMENTS", named_statements),
+            ("DB_READER_NAMED_STATEMENTS", named_statements),
         ];
         if with_reader {
             extra.extend([

@@ -16,7 +16,7 @@ use serde_json::json;
 use shared::routes::ROUTES;
 use test_support::{
     samples::{self, Sample},
-    TestRequest,
+    Reply, TestRequest,
 };
 
 /// The functions' settings to read from a replica at `port` on loopback; no liveness ping
@@ -38,6 +38,16 @@ async fn api(name: &str, writer_url: &str, env: &[(&'static str, String)]) -> Fu
     let function = Function::start_api(name, writer_url, &env).await;
     function.initialized().await;
     function
+}
+
+/// Renames user 1 to "Renamed" through update-user, on the writer: the change each test
+/// looks for on one server or the other.
+async fn renamed(update_user: &Function) -> Reply {
+    let reply = update_user
+        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
 }
 
 async fn seeded(cluster: &ReplicatedCluster, name: &str) -> TestDatabase {
@@ -101,10 +111,7 @@ async fn with_replay_paused_a_client_that_presents_its_version_never_reads_an_ol
     };
 
     cluster.pause_replay().await;
-    let patched = update_user
-        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
-        .await;
-    assert_eq!(patched.status, 200, "{}", patched.body);
+    let patched = renamed(&update_user).await;
     assert_eq!(patched.header("etag"), Some("\"2\""));
     let created = create_user
         .request(
@@ -157,10 +164,7 @@ async fn with_the_replica_down_the_writer_answers_the_reads() {
     let update_user = api("update-user", &database.url, &env).await;
     // A change only the writer has: the answers below can come from nowhere else.
     cluster.pause_replay().await;
-    let patched = update_user
-        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
-        .await;
-    assert_eq!(patched.status, 200, "{}", patched.body);
+    renamed(&update_user).await;
     let stale = get_user.request(&TestRequest::get("/users/1")).await;
     assert_eq!(stale.body["name"], "Reader", "the replica serves the reads");
 
@@ -201,10 +205,7 @@ async fn a_replica_further_behind_than_its_bound_leaves_the_reads_to_the_writer(
     // A change the replica has received and not applied, and more than the bound since the
     // last one it applied (before the pause) committed: it is behind by more than the bound.
     cluster.pause_replay().await;
-    let patched = update_user
-        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
-        .await;
-    assert_eq!(patched.status, 200, "{}", patched.body);
+    renamed(&update_user).await;
     cluster.received().await;
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
 
@@ -234,10 +235,7 @@ async fn a_replica_cut_off_from_the_writer_cannot_tell_its_lag_and_leaves_the_re
     let update_user = api("update-user", &database.url, &env).await;
 
     cluster.cut_off().await;
-    let patched = update_user
-        .request(&TestRequest::patch("/users/1").json(&json!({"name": "Renamed"})))
-        .await;
-    assert_eq!(patched.status, 200, "{}", patched.body);
+    renamed(&update_user).await;
 
     // The replica has replayed all it received, and will receive nothing more: its data may
     // be of any age, so the writer answers.

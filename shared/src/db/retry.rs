@@ -83,9 +83,10 @@ impl Database {
             result => return Ok(result?),
         };
         connection.discard();
+        let stale = self.is_stale_statement(&err);
         let retried = match retry {
             Retry::Read => true,
-            Retry::Write => committed_nothing(&err) || self.is_stale_statement(&err),
+            Retry::Write => stale || committed_nothing(&err),
         };
         if !retried {
             tracing::warn!(
@@ -94,7 +95,7 @@ impl Database {
             );
             return Err(Error::OutcomeUnknown(err));
         }
-        if self.is_stale_statement(&err) {
+        if stale {
             tracing::warn!(
                 error = %err,
                 ?retry,
