@@ -142,6 +142,20 @@ impl Proxy {
         }
     }
 
+    /// Cuts every open connection and listens again once they are closed (and the port is
+    /// free): each client must connect anew.
+    pub async fn cut_connections(&self) {
+        let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // Resolves once the task's future (its sockets with it) is dropped.
+            let _ = task.await;
+        }
+        self.up();
+    }
+
     /// Delays everything forwarded from now on by `one_way` in each direction (a new
     /// connection's set-up by a round trip).
     pub fn delay(&self, one_way: Duration) {

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use e2e::{
+    moto::Moto,
     pgbouncer::{PgBouncer, Pooling},
     proxy::Proxy,
     replica::ReplicatedCluster,
@@ -16,7 +17,7 @@ use serde_json::json;
 use shared::routes::ROUTES;
 use test_support::{
     samples::{self, Sample},
-    Reply, TestRequest,
+    tokens, Reply, TestRequest,
 };
 
 /// The functions' settings to read from a replica at `port` on loopback; no liveness ping
@@ -152,6 +153,81 @@ async fn with_replay_paused_a_client_that_presents_its_version_never_reads_an_ol
         (200, Some("\"2\""))
     );
     assert_eq!(caught_up.body["name"], "Renamed");
+}
+
+/// With its credentials in Secrets Manager, an environment reads the secret once at init, not
+/// once for the writer and again for the reader; and a rotation gives both the new password
+/// with one more read, whichever of the two meets it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
+    let cluster = ReplicatedCluster::start();
+    let database = seeded(&cluster, "secret").await;
+    let role = database
+        .create_app_role("replicated", "replicated-pw-1")
+        .await;
+    cluster.replayed().await;
+    let writer = Proxy::start(database.address).await;
+    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let moto = Moto::start().await;
+    let secret = |password| database.rds_secret(writer.port, &role, password);
+    moto.create_secret("db", &secret("replicated-pw-1")).await;
+    let mut env = moto.database_env("db");
+    env.push(("JWT_KEY".into(), tokens::TEST_KEY.into()));
+    env.push(("JWT_AUDIENCE".into(), tokens::TEST_AUDIENCE.into()));
+    env.extend(
+        reader_at(reader.port)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let get_user = Function::start("get-user", &env).await;
+    get_user.initialized().await;
+    let read = |seen: Option<&str>| {
+        let request = TestRequest::get("/users/1");
+        match seen {
+            Some(tag) => request.header("if-none-match", tag),
+            None => request,
+        }
+    };
+
+    let on_reader = reader.sent();
+    let reply = get_user.request(&read(None)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reader.sent() > on_reader, "the replica answered");
+    assert_eq!(get_user.logs().matches("database secret read").count(), 1);
+
+    // Rotated, and every connection cut: each server must be reached again, with the new
+    // password.
+    sqlx::query(&format!(
+        r#"ALTER ROLE "{role}" PASSWORD 'replicated-pw-2'"#
+    ))
+    .execute(&mut database.connect().await)
+    .await
+    .expect("rotate the password");
+    cluster.replayed().await;
+    moto.put_secret("db", &secret("replicated-pw-2")).await;
+    reader.cut_connections().await;
+    writer.cut_connections().await;
+    let on_reader = reader.sent();
+    let reply = get_user.request(&read(None)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reader.sent() > on_reader, "the replica answered");
+    // A version newer than the replica's row: the writer answers.
+    let on_writer = writer.sent();
+    let reply = get_user.request(&read(Some("\"2\""))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(writer.sent() > on_writer, "the writer answered");
+
+    let logs = get_user.logs();
+    assert_eq!(
+        logs.matches("re-fetched the database secret").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(logs.matches("database secret read").count(), 1);
+    assert!(
+        !logs.contains("replicated-pw"),
+        "a password reached the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,30 +111,34 @@ impl AppState {
                 None => Ok(Authenticator::deny_all()),
             }
         };
-        let db = async {
+        // The reader shares the writer's credentials (its secret is read once), then both open
+        // their first connection side by side.
+        let database = async {
             let db = Database::new(settings.database, secrets.as_ref())
                 .await
                 .context("Failed to set up the database")?;
-            warm_up(&db, settings.health_timeout).await;
-            anyhow::Ok(db)
-        };
-        let reader = async {
-            let Some(reader) = settings.reader else {
-                return Ok(None);
+            let Some(reader_settings) = settings.reader else {
+                warm_up(&db, settings.health_timeout).await;
+                return anyhow::Ok((db, None));
             };
-            let rest = reader.backoff_max;
-            let reader = Database::new(reader, secrets.as_ref())
+            let rest = reader_settings.backoff_max;
+            let reader = db
+                .reader(reader_settings, secrets.as_ref())
                 .await
                 .context("Failed to set up the database reader")?;
-            warm_up(&reader, settings.health_timeout).await;
-            anyhow::Ok(Some(Reader::new(
+            tokio::join!(
+                warm_up(&db, settings.health_timeout),
+                warm_up(&reader, settings.health_timeout)
+            );
+            let reader = Reader::new(
                 reader,
                 settings.reader_timeout,
                 settings.reader_max_lag,
                 rest,
-            )))
+            );
+            anyhow::Ok((db, Some(reader)))
         };
-        let (auth, db, reader) = tokio::try_join!(auth, db, reader)?;
+        let (auth, (db, reader)) = tokio::try_join!(auth, database)?;
         Ok(Self {
             db,
             reader,

@@ -119,8 +119,8 @@ impl Error {
 #[allow(clippy::large_enum_variant)]
 enum Source {
     Fixed(PgConnectOptions),
-    /// A secret, re-read when the database rejects what it held.
-    Rotating(Rotation),
+    /// A secret, re-read when the database rejects what it held; shared with the reader.
+    Rotating(Arc<Rotation>),
     /// IAM authentication: a newly signed token per connection.
     Iam(IamAuth),
 }
@@ -181,7 +181,7 @@ impl Database {
                              until it can be"
                         );
                         let rotation = Rotation::unread(secrets, secret_id.clone());
-                        return Ok(Self::with(Source::Rotating(rotation), settings));
+                        return Ok(Self::with(Source::Rotating(Arc::new(rotation)), settings));
                     }
                     Err(err) => {
                         return Err(anyhow::Error::new(err)
@@ -195,16 +195,31 @@ impl Database {
                     version_id = secret.version_id,
                     "database secret read"
                 );
-                Source::Rotating(Rotation::new(
+                Source::Rotating(Arc::new(Rotation::new(
                     secrets,
                     secret_id.clone(),
                     secret.version_id,
                     credentials,
-                    &settings,
-                ))
+                )))
             }
         };
         Ok(Self::with(credentials, settings))
+    }
+
+    /// This database's reader, at the endpoint of `settings` (which are the writer's but for
+    /// the host and port): with the credentials the writer holds. A secret is not read again:
+    /// the two share it, and its rotation. An IAM token is signed for the reader's host.
+    pub async fn reader(
+        &self,
+        settings: DatabaseSettings,
+        secrets: Option<&SecretsClient>,
+    ) -> anyhow::Result<Self> {
+        match &self.inner.credentials {
+            Source::Rotating(rotation) => {
+                Ok(Self::with(Source::Rotating(Arc::clone(rotation)), settings))
+            }
+            Source::Fixed(_) | Source::Iam(_) => Self::new(settings, secrets).await,
+        }
     }
 
     fn with(credentials: Source, settings: DatabaseSettings) -> Self {
@@ -239,10 +254,10 @@ impl Database {
             }
             Source::Rotating(rotation) => {
                 let seen = rotation.generation();
-                let options = match rotation.connect_options() {
+                let options = match rotation.connect_options(settings) {
                     Some(options) => options,
                     None if rotation.refresh(seen, settings).await => rotation
-                        .connect_options()
+                        .connect_options(settings)
                         .ok_or_else(credentials_unavailable)?,
                     None => return Err(credentials_unavailable()),
                 };
@@ -252,7 +267,7 @@ impl Database {
                         if credentials_rejected(&err) && rotation.refresh(seen, settings).await =>
                     {
                         let options = rotation
-                            .connect_options()
+                            .connect_options(settings)
                             .ok_or_else(credentials_unavailable)?;
                         self.connect_with(&options).await
                     }

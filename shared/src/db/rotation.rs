@@ -4,6 +4,10 @@
 //! password, alternating-users rotation switches to the other user. Either way the database
 //! starts rejecting the old credentials on connect, and that is the signal to re-read the
 //! secret: there is no timer and no read on the request path otherwise.
+//!
+//! One `Rotation` per secret and environment: the writer and its reader share it (the reader is
+//! the same database at another endpoint), so init reads the secret once, and a rotation that
+//! either of them notices gives both the new credentials.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -27,9 +31,10 @@ pub(super) struct Rotation {
     /// Bumped whenever the credentials change, so requests that failed with the old ones retry
     /// without reading the secret again.
     generation: AtomicU64,
-    /// What new connections are opened with: the credentials of `State::version_id`; none
-    /// while the secret could not be read yet (Secrets Manager was unavailable at init).
-    options: std::sync::Mutex<Option<PgConnectOptions>>,
+    /// What new connections are opened with, at each endpoint's settings: the credentials of
+    /// `State::version_id`; none while the secret could not be read yet (Secrets Manager was
+    /// unavailable at init).
+    credentials: std::sync::Mutex<Option<Credentials>>,
     state: Mutex<State>,
 }
 
@@ -40,7 +45,7 @@ struct State {
     last_read: Option<Instant>,
 }
 
-/// Not the options: they hold the password.
+/// Not the credentials: they hold the password.
 impl std::fmt::Debug for Rotation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rotation")
@@ -51,17 +56,14 @@ impl std::fmt::Debug for Rotation {
 }
 
 impl Rotation {
-    /// Starts from `credentials`, read from version `version_id` of the secret, connecting as
-    /// the database's `settings` say.
+    /// Starts from `credentials`, read from version `version_id` of the secret.
     pub(super) fn new(
         secrets: SecretsClient,
         secret_id: String,
         version_id: Option<String>,
         credentials: Credentials,
-        settings: &DatabaseSettings,
     ) -> Self {
-        let options = connect_options(settings, credentials);
-        Self::with(secrets, secret_id, version_id, Some(options), None)
+        Self::with(secrets, secret_id, version_id, Some(credentials), None)
     }
 
     /// Starts without credentials: the secret could not be read at init. The first read comes
@@ -74,13 +76,13 @@ impl Rotation {
         secrets: SecretsClient,
         secret_id: String,
         version_id: Option<String>,
-        options: Option<PgConnectOptions>,
+        credentials: Option<Credentials>,
         last_read: Option<Instant>,
     ) -> Self {
         Self {
             secrets,
             secret_id,
-            options: std::sync::Mutex::new(options),
+            credentials: std::sync::Mutex::new(credentials),
             generation: AtomicU64::new(0),
             state: Mutex::new(State {
                 version_id,
@@ -93,14 +95,16 @@ impl Rotation {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Options to open a connection with: the credentials held now, if any.
-    pub(super) fn connect_options(&self) -> Option<PgConnectOptions> {
-        self.options_lock().clone()
+    /// Options to open a connection to the endpoint of `settings` with: the credentials held
+    /// now, if any.
+    pub(super) fn connect_options(&self, settings: &DatabaseSettings) -> Option<PgConnectOptions> {
+        let credentials = self.credentials_lock().clone()?;
+        Some(connect_options(settings, credentials))
     }
 
-    fn options_lock(&self) -> std::sync::MutexGuard<'_, Option<PgConnectOptions>> {
+    fn credentials_lock(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
         // Replaced whole.
-        sync::lock(&self.options)
+        sync::lock(&self.credentials)
     }
 
     /// Re-reads the secret after the database rejected the credentials of generation `seen`, or
@@ -109,8 +113,8 @@ impl Rotation {
     /// At most one read per `secret_refresh_interval`: a wrong secret must not turn every
     /// request into a Secrets Manager call (throttling, cost, latency).
     ///
-    /// `settings` are the database's: the refresh interval, and the endpoint overrides and
-    /// connection policy the new credentials are applied with.
+    /// `settings` are those of the database that asks (the writer's or its reader's): the
+    /// refresh interval, and the endpoint overrides the secret is read with.
     pub(super) async fn refresh(&self, seen: u64, settings: &DatabaseSettings) -> bool {
         let mut state = self.state.lock().await;
         if self.generation() != seen {
@@ -149,7 +153,7 @@ impl Rotation {
                 return false;
             }
         };
-        *self.options_lock() = Some(connect_options(settings, credentials));
+        *self.credentials_lock() = Some(credentials);
         tracing::info!(
             secret_id = self.secret_id,
             old_version_id = state.version_id,
