@@ -545,13 +545,22 @@ MOST_SUMMED_FUNCTIONS = 9
 
 def summed_alarms(api):
     """Errors and throttles of every function, summed by metric math: one metric per function
-    (by name: a function is one of two resources, on demand or on Managed Instances)."""
-    assert len(api.functions) <= MOST_SUMMED_FUNCTIONS, (
-        f"{len(api.functions)} functions: an alarm sums at most {MOST_SUMMED_FUNCTIONS} "
-        "(CloudWatch's 10 metrics an alarm); split FunctionErrorsAlarm and FunctionThrottlesAlarm")
+    (by name: a function is one of two resources, on demand or on Managed Instances).
 
-    def alarm(name, metric, description):
-        ids = [camel(function)[0].lower() + camel(function)[1:] for function in api.functions]
+    Up to 9 functions, one alarm each (`FunctionErrorsAlarm`, `FunctionThrottlesAlarm`). Past
+    that, one alarm per 9 functions (`FunctionErrors1Alarm`, ...), without actions, and under
+    the same name a composite alarm in ALARM when any of them is, which notifies: the name the
+    dashboard and operators know keeps its meaning, whatever the number of functions."""
+    functions = api.functions
+    groups = [functions[i:i + MOST_SUMMED_FUNCTIONS]
+              for i in range(0, len(functions), MOST_SUMMED_FUNCTIONS)]
+    notify = """\
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+      OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+"""
+
+    def summed(name, metric, description, members, actions):
+        ids = [camel(function)[0].lower() + camel(function)[1:] for function in members]
         metrics = "\n".join(f"""\
         - Id: {id_}
           ReturnData: false
@@ -561,15 +570,13 @@ def summed_alarms(api):
               MetricName: {metric}
               Dimensions: [{{ Name: FunctionName, Value: !Sub "${{AWS::StackName}}-{function}" }}]
             Period: 60
-            Stat: Sum""" for id_, function in zip(ids, api.functions))
+            Stat: Sum""" for id_, function in zip(ids, members))
         return f"""\
   {name}:
     Type: AWS::CloudWatch::Alarm
     Properties:
       AlarmDescription: !Sub "${{AWS::StackName}}: {description}"
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-      OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-      Metrics:
+{actions}      Metrics:
         - Id: total
           Expression: SUM([{", ".join(ids)}])
           ReturnData: true
@@ -579,10 +586,29 @@ def summed_alarms(api):
       ComparisonOperator: GreaterThanThreshold
       TreatMissingData: notBreaching
 """
-    return (alarm("FunctionErrorsAlarm", "Errors",
+
+    def alarm(kind, metric, description):
+        name = f"{kind}Alarm"
+        if len(groups) == 1:
+            return summed(name, metric, description, functions, notify)
+        parts = [(f"{kind}{n}Alarm", members) for n, members in enumerate(groups, start=1)]
+        rule = " OR ".join(f'ALARM(\\"${{{part}}}\\")' for part, _ in parts)
+        composite = f"""\
+  {name}:
+    Type: AWS::CloudWatch::CompositeAlarm
+    Properties:
+      AlarmDescription: !Sub "${{AWS::StackName}}: {description}"
+{notify}      AlarmRule: !Sub "{rule}"
+"""
+        return composite + "".join(
+            "\n" + summed(part, metric,
+                          f"{description[:-1]}: {', '.join(members)} ({name} notifies).", members, "")
+            for part, members in parts)
+
+    return (alarm("FunctionErrors", "Errors",
                   "a function's invocations failed (an init failure, a timeout, a crash).")
             + "\n"
-            + alarm("FunctionThrottlesAlarm", "Throttles",
+            + alarm("FunctionThrottles", "Throttles",
                     "Lambda throttled invocations (reserved or account concurrency reached)."))
 
 

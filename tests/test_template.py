@@ -624,14 +624,7 @@ def template_with(functions):
     routes += [Route(f"extra_{n}", "GET", f"/users/{{id}}/extra-{n}", "UsersRead", f"extra-{n}")
                for n in range(functions - len(routes))]
     api = generator.the_api(routes)
-    parts = dict(generator.TEMPLATE_PARTS)
-    if len(api.functions) > generator.MOST_SUMMED_FUNCTIONS:
-        # CloudWatch sums at most 9 functions in an alarm: the generator refuses more, saying
-        # so (not yet good: the summed alarms would have to be split).
-        with pytest.raises(AssertionError, match="split FunctionErrorsAlarm"):
-            generator.summed_alarms(api)
-        del parts["summed alarms"]
-    return cfn_yaml.loads(generator.fill(generator.TEMPLATE.read_text(), parts, api))
+    return cfn_yaml.loads(generator.fill(generator.TEMPLATE.read_text(), generator.TEMPLATE_PARTS, api))
 
 
 @pytest.fixture(scope="module", params=[6, 7, 12], ids=lambda n: f"{n} functions")
@@ -765,6 +758,40 @@ def test_adding_functions_switches_no_deploy_option_off(sized):
             case = worst_case(sized, budget, proxied)
             assert case["database"] <= case["max_connections"] - RESERVED_BY_THE_SERVER, (budget, case)
     assert reachable == {c for c in managed if c} | {"at the default budget"}, reachable
+
+
+def test_the_summed_alarms_cover_every_function_whatever_their_number(sized):
+    """Every function's errors and throttles in an alarm that notifies, under the same name,
+    for 6, 7 and 12 functions: past 9 (CloudWatch's 10 metrics an alarm, the sum and one a
+    function), a composite alarm over alarms of at most 9 each."""
+    resources = sized["Resources"]
+    # By name: a function is one of two resources (on demand, on managed instances).
+    names = {r["Properties"]["FunctionName"]["Fn::Sub"] for r in resources.values()
+             if r["Type"] == "AWS::Serverless::Function"}
+    assert len(names) == len(api_functions(sized)) + 2, "the API's, migrate and the purge"
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for kind in ("FunctionErrors", "FunctionThrottles"):
+        top = resources[f"{kind}Alarm"]
+        assert top["Properties"]["AlarmActions"] == notify and top["Properties"]["OKActions"] == notify
+        if top["Type"] == "AWS::CloudWatch::CompositeAlarm":
+            rule = top["Properties"]["AlarmRule"]["Fn::Sub"]
+            parts = re.findall(r'ALARM\("\$\{(\w+)\}"\)', rule)
+            assert rule == " OR ".join(f'ALARM("${{{part}}}")' for part in parts), rule
+            assert len(names) > generator.MOST_SUMMED_FUNCTIONS and len(parts) > 1
+            for part in parts:
+                assert "AlarmActions" not in resources[part]["Properties"], f"{part}: the composite notifies"
+        else:
+            parts = [f"{kind}Alarm"]
+        summed = []
+        for part in parts:
+            assert resources[part]["Type"] == "AWS::CloudWatch::Alarm", part
+            metrics = resources[part]["Properties"]["Metrics"]
+            assert len(metrics) <= 10, f"{part}: CloudWatch's most metrics in an alarm"
+            [total] = [m for m in metrics if m.get("ReturnData")]
+            assert total["Expression"] == f"SUM([{', '.join(m['Id'] for m in metrics if m is not total)}])"
+            summed += [dimension["Value"]["Fn::Sub"] for m in metrics if "MetricStat" in m
+                       for dimension in m["MetricStat"]["Metric"]["Dimensions"]]
+        assert sorted(summed) == sorted(names), f"{kind}: every function, once"
 
 
 def rule_holds(node, parameters):
@@ -1019,16 +1046,8 @@ def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(
         notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
         assert alarm["AlarmActions"] == notify and alarm["OKActions"] == notify, name
         assert alarm["TreatMissingData"] == "notBreaching", name
-    # By name: a function is one of two resources (on demand, on managed instances).
-    names = {f"${{AWS::StackName}}-{folder}" for folder in FUNCTIONS}
-    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
-        metrics = resources[name]["Properties"]["Metrics"]
-        summed = {dimension["Value"]["Fn::Sub"] for m in metrics
-                  if "MetricStat" in m for dimension in m["MetricStat"]["Metric"]["Dimensions"]}
-        assert summed == names, f"{name} covers every function"
-        [total] = [m for m in metrics if m.get("ReturnData")]
-        assert total["Expression"] == f"SUM([{', '.join(m['Id'] for m in metrics if m is not total)}])"
-        assert len(metrics) <= 10, "CloudWatch's most metrics in an alarm"
+    # FunctionErrorsAlarm and FunctionThrottlesAlarm: see
+    # test_the_summed_alarms_cover_every_function_whatever_their_number.
     for name, metric in (("DatabaseUnavailableAlarm", "DatabaseAcquireFailures"),
                          ("MigrationFailuresAlarm", "MigrationFailures"),
                          ("DatabaseReaderFallbacksAlarm", "DatabaseReaderFallbacks")):
