@@ -7,7 +7,7 @@
 //! connect gets no answer, nor does anything sent).
 
 use std::{
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -23,6 +23,8 @@ use tokio::{
 };
 
 pub struct Proxy {
+    /// The loopback address it listens on (127.0.0.1 unless started with [`Proxy::start_on`]).
+    pub ip: Ipv4Addr,
     pub port: u16,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -41,7 +43,13 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_on(Ipv4Addr::LOCALHOST, upstream).await
+    }
+
+    /// A proxy listening on another loopback address (`127.0.0.2`): a host of its own.
+    pub async fn start_on(ip: Ipv4Addr, upstream: SocketAddr) -> Self {
         let proxy = Self {
+            ip,
             port: crate::free_port(),
             upstream,
             tasks: Arc::default(),
@@ -64,8 +72,9 @@ impl Proxy {
         Self::start(SocketAddr::from(([127, 0, 0, 1], port))).await
     }
 
-    /// `url`, reached through this proxy.
+    /// `url` (on 127.0.0.1), reached through this proxy.
     pub fn url_for(&self, url: &str) -> String {
+        assert_eq!(self.ip, Ipv4Addr::LOCALHOST, "url_for keeps the URL's host");
         crate::with_port(url, self.port)
     }
 
@@ -74,7 +83,7 @@ impl Proxy {
         let socket = TcpSocket::new_v4().expect("a socket");
         socket.set_reuseaddr(true).expect("SO_REUSEADDR");
         socket
-            .bind(SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .bind(SocketAddr::from((self.ip, self.port)))
             .expect("bind the proxy port");
         let listener = socket.listen(64).expect("listen");
         let upstream = self.upstream;
@@ -145,13 +154,19 @@ impl Proxy {
     /// Cuts every open connection and listens again once they are closed (and the port is
     /// free): each client must connect anew.
     pub async fn cut_connections(&self) {
-        let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
-        for task in &tasks {
-            task.abort();
-        }
-        for task in tasks {
-            // Resolves once the task's future (its sockets with it) is dropped.
-            let _ = task.await;
+        // Until none is left: the accept loop may add a connection's task until it is gone.
+        loop {
+            let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
+            if tasks.is_empty() {
+                break;
+            }
+            for task in &tasks {
+                task.abort();
+            }
+            for task in tasks {
+                // Resolves once the task's future (its sockets with it) is dropped.
+                let _ = task.await;
+            }
         }
         self.up();
     }

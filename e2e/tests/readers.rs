@@ -3,7 +3,7 @@
 //! that guard no write go to it; a client that presents the version it wrote never reads an
 //! older one; a replica that is down leaves the reads to the writer, in the same request.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use e2e::{
     moto::Moto,
@@ -156,8 +156,9 @@ async fn with_replay_paused_a_client_that_presents_its_version_never_reads_an_ol
 }
 
 /// With its credentials in Secrets Manager, an environment reads the secret once at init, not
-/// once for the writer and again for the reader; and a rotation gives both the new password
-/// with one more read, whichever of the two meets it first.
+/// once for the writer and again for the reader; a rotation the reader meets first gives both
+/// the new password with one more read, and the writer keeps its own host: the secret's, not
+/// the reader's (here 127.0.0.2, where nothing listens on the writer's port).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
     let cluster = ReplicatedCluster::start();
@@ -167,8 +168,10 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
         .await;
     cluster.replayed().await;
     let writer = Proxy::start(database.address).await;
-    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let standby = SocketAddr::from(([127, 0, 0, 1], cluster.standby_port));
+    let reader = Proxy::start_on(Ipv4Addr::new(127, 0, 0, 2), standby).await;
     let moto = Moto::start().await;
+    // The writer's host and port from the secret (no DB_HOST), as for an existing database.
     let secret = |password| database.rds_secret(writer.port, &role, password);
     moto.create_secret("db", &secret("replicated-pw-1")).await;
     let mut env = moto.database_env("db");
@@ -179,6 +182,8 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
     );
+    env.retain(|(name, _)| name != "DB_READER_HOST");
+    env.push(("DB_READER_HOST".into(), reader.ip.to_string()));
     let get_user = Function::start("get-user", &env).await;
     get_user.initialized().await;
     let read = |seen: Option<&str>| {
@@ -188,15 +193,19 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
             None => request,
         }
     };
+    // Answered by the replica alone (the writer sees nothing), or by the writer alone.
+    let on_reader = |reply: &Reply, sent: (u64, u64)| {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(reader.sent() > sent.1, "the replica answered");
+        assert_eq!(writer.sent(), sent.0, "the writer answered too");
+    };
+    let sent = || (writer.sent(), reader.sent());
 
-    let on_reader = reader.sent();
-    let reply = get_user.request(&read(None)).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(reader.sent() > on_reader, "the replica answered");
+    let before = sent();
+    on_reader(&get_user.request(&read(None)).await, before);
     assert_eq!(get_user.logs().matches("database secret read").count(), 1);
 
-    // Rotated, and every connection cut: each server must be reached again, with the new
-    // password.
+    // Rotated; the replica's connection cut first: the reader meets the new password first.
     sqlx::query(&format!(
         r#"ALTER ROLE "{role}" PASSWORD 'replicated-pw-2'"#
     ))
@@ -206,13 +215,12 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
     cluster.replayed().await;
     moto.put_secret("db", &secret("replicated-pw-2")).await;
     reader.cut_connections().await;
+    let before = sent();
+    on_reader(&get_user.request(&read(None)).await, before);
+    // Then the writer's: it connects anew, to its own host, with what the reader read.
     writer.cut_connections().await;
-    let on_reader = reader.sent();
-    let reply = get_user.request(&read(None)).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(reader.sent() > on_reader, "the replica answered");
-    // A version newer than the replica's row: the writer answers.
     let on_writer = writer.sent();
+    // A version newer than the replica's row: the writer answers.
     let reply = get_user.request(&read(Some("\"2\""))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(writer.sent() > on_writer, "the writer answered");
@@ -224,6 +232,10 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
         "{logs}"
     );
     assert_eq!(logs.matches("database secret read").count(), 1);
+    assert!(
+        !logs.contains("reading from the writer"),
+        "a read fell back:\n{logs}"
+    );
     assert!(
         !logs.contains("replicated-pw"),
         "a password reached the log"

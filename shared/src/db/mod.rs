@@ -180,7 +180,8 @@ impl Database {
                             "the database secret could not be read at init; requests get 503 \
                              until it can be"
                         );
-                        let rotation = Rotation::unread(secrets, secret_id.clone());
+                        let rotation =
+                            Rotation::unread(secrets, secret_id.clone(), settings.endpoint.clone());
                         return Ok(Self::with(Source::Rotating(Arc::new(rotation)), settings));
                     }
                     Err(err) => {
@@ -198,6 +199,7 @@ impl Database {
                 Source::Rotating(Arc::new(Rotation::new(
                     secrets,
                     secret_id.clone(),
+                    settings.endpoint.clone(),
                     secret.version_id,
                     credentials,
                 )))
@@ -206,9 +208,10 @@ impl Database {
         Ok(Self::with(credentials, settings))
     }
 
-    /// This database's reader, at the endpoint of `settings` (which are the writer's but for
-    /// the host and port): with the credentials the writer holds. A secret is not read again:
-    /// the two share it, and its rotation. An IAM token is signed for the reader's host.
+    /// This database's reader, at the endpoint of `settings` (the writer's settings but for the
+    /// host, port, application name and named statements: `config::database::reader_settings`),
+    /// with the credentials the writer holds. A secret is not read again: the two share it, and
+    /// its rotation. An IAM token is signed for the reader's host.
     pub async fn reader(
         &self,
         settings: DatabaseSettings,
@@ -253,23 +256,22 @@ impl Database {
                 self.connect_with(&options).await
             }
             Source::Rotating(rotation) => {
-                let seen = rotation.generation();
-                let options = match rotation.connect_options(settings) {
-                    Some(options) => options,
-                    None if rotation.refresh(seen, settings).await => rotation
-                        .connect_options(settings)
-                        .ok_or_else(credentials_unavailable)?,
-                    None => return Err(credentials_unavailable()),
-                };
-                let seen = rotation.generation();
+                let interval = settings.secret_refresh_interval;
+                let (mut seen, mut options) = rotation.connect_options(settings);
+                if options.is_none() {
+                    if !rotation.refresh(seen, interval).await {
+                        return Err(credentials_unavailable());
+                    }
+                    (seen, options) = rotation.connect_options(settings);
+                }
+                let options = options.ok_or_else(credentials_unavailable)?;
                 match self.connect_with(&options).await {
                     Err(err)
-                        if credentials_rejected(&err) && rotation.refresh(seen, settings).await =>
+                        if credentials_rejected(&err) && rotation.refresh(seen, interval).await =>
                     {
-                        let options = rotation
-                            .connect_options(settings)
-                            .ok_or_else(credentials_unavailable)?;
-                        self.connect_with(&options).await
+                        let (_, options) = rotation.connect_options(settings);
+                        self.connect_with(&options.ok_or_else(credentials_unavailable)?)
+                            .await
                     }
                     result => result,
                 }

@@ -7,12 +7,11 @@
 //!
 //! One `Rotation` per secret and environment: the writer and its reader share it (the reader is
 //! the same database at another endpoint), so init reads the secret once, and a rotation that
-//! either of them notices gives both the new credentials.
+//! either of them notices gives both the new credentials. The secret is always read as the
+//! writer reads it (its endpoint overrides); each database applies its own endpoint when it
+//! connects.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Instant,
-};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::postgres::PgConnectOptions;
@@ -20,7 +19,7 @@ use tokio::sync::Mutex;
 
 use super::{options::connect_options, Credentials};
 use crate::{
-    config::DatabaseSettings,
+    config::{DatabaseSettings, Endpoint},
     secrets::{SecretError, SecretValue, SecretsClient, Stage},
     sync,
 };
@@ -28,14 +27,23 @@ use crate::{
 pub(super) struct Rotation {
     secrets: SecretsClient,
     secret_id: String,
-    /// Bumped whenever the credentials change, so requests that failed with the old ones retry
-    /// without reading the secret again.
-    generation: AtomicU64,
-    /// What new connections are opened with, at each endpoint's settings: the credentials of
-    /// `State::version_id`; none while the secret could not be read yet (Secrets Manager was
-    /// unavailable at init).
-    credentials: std::sync::Mutex<Option<Credentials>>,
+    /// The writer's endpoint overrides, which the secret is read with (an RDS secret's JSON
+    /// gives the host unless `DB_HOST` does): never the reader's, whose host would otherwise
+    /// reach the writer's connections through a refresh the reader made.
+    endpoint: Endpoint,
+    held: std::sync::Mutex<Held>,
     state: Mutex<State>,
+}
+
+/// What new connections are opened with, each at its own endpoint's settings.
+struct Held {
+    /// Bumped whenever the credentials change, so requests that failed with the old ones retry
+    /// without reading the secret again. Read with the credentials, under one lock: a request
+    /// knows which generation the credentials it tried came from.
+    generation: u64,
+    /// The credentials of `State::version_id`; none while the secret could not be read yet
+    /// (Secrets Manager was unavailable at init).
+    credentials: Option<Credentials>,
 }
 
 #[derive(Debug)]
@@ -56,25 +64,42 @@ impl std::fmt::Debug for Rotation {
 }
 
 impl Rotation {
-    /// Starts from `credentials`, read from version `version_id` of the secret.
+    /// Starts from `credentials`, read from version `version_id` of the secret with the
+    /// writer's `endpoint` overrides.
     pub(super) fn new(
         secrets: SecretsClient,
         secret_id: String,
+        endpoint: Endpoint,
         version_id: Option<String>,
         credentials: Credentials,
     ) -> Self {
-        Self::with(secrets, secret_id, version_id, Some(credentials), None)
+        Self::with(
+            secrets,
+            secret_id,
+            endpoint,
+            version_id,
+            Some(credentials),
+            None,
+        )
     }
 
     /// Starts without credentials: the secret could not be read at init. The first read comes
     /// with a request, once the refresh interval since that attempt has passed.
-    pub(super) fn unread(secrets: SecretsClient, secret_id: String) -> Self {
-        Self::with(secrets, secret_id, None, None, Some(Instant::now()))
+    pub(super) fn unread(secrets: SecretsClient, secret_id: String, endpoint: Endpoint) -> Self {
+        Self::with(
+            secrets,
+            secret_id,
+            endpoint,
+            None,
+            None,
+            Some(Instant::now()),
+        )
     }
 
     fn with(
         secrets: SecretsClient,
         secret_id: String,
+        endpoint: Endpoint,
         version_id: Option<String>,
         credentials: Option<Credentials>,
         last_read: Option<Instant>,
@@ -82,8 +107,11 @@ impl Rotation {
         Self {
             secrets,
             secret_id,
-            credentials: std::sync::Mutex::new(credentials),
-            generation: AtomicU64::new(0),
+            endpoint,
+            held: std::sync::Mutex::new(Held {
+                generation: 0,
+                credentials,
+            }),
             state: Mutex::new(State {
                 version_id,
                 last_read,
@@ -91,36 +119,39 @@ impl Rotation {
         }
     }
 
-    pub(super) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    fn generation(&self) -> u64 {
+        self.held().generation
     }
 
-    /// Options to open a connection to the endpoint of `settings` with: the credentials held
-    /// now, if any.
-    pub(super) fn connect_options(&self, settings: &DatabaseSettings) -> Option<PgConnectOptions> {
-        let credentials = self.credentials_lock().clone()?;
-        Some(connect_options(settings, credentials))
+    /// The generation of the credentials held now, and the options to open a connection to
+    /// the endpoint of `settings` with them, if there are any.
+    pub(super) fn connect_options(
+        &self,
+        settings: &DatabaseSettings,
+    ) -> (u64, Option<PgConnectOptions>) {
+        let (generation, credentials) = {
+            let held = self.held();
+            (held.generation, held.credentials.clone())
+        };
+        let options = credentials.map(|credentials| connect_options(settings, credentials));
+        (generation, options)
     }
 
-    fn credentials_lock(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
-        // Replaced whole.
-        sync::lock(&self.credentials)
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // Replaced whole, generation and credentials together.
+        sync::lock(&self.held)
     }
 
     /// Re-reads the secret after the database rejected the credentials of generation `seen`, or
     /// when there are none yet. Returns whether there are now other credentials worth a try.
     ///
-    /// At most one read per `secret_refresh_interval`: a wrong secret must not turn every
-    /// request into a Secrets Manager call (throttling, cost, latency).
-    ///
-    /// `settings` are those of the database that asks (the writer's or its reader's): the
-    /// refresh interval, and the endpoint overrides the secret is read with.
-    pub(super) async fn refresh(&self, seen: u64, settings: &DatabaseSettings) -> bool {
+    /// At most one read per `interval` (`DB_SECRET_REFRESH_INTERVAL_MS`): a wrong secret must
+    /// not turn every request into a Secrets Manager call (throttling, cost, latency).
+    pub(super) async fn refresh(&self, seen: u64, interval: Duration) -> bool {
         let mut state = self.state.lock().await;
         if self.generation() != seen {
             return true; // another request refreshed while this one waited
         }
-        let interval = settings.secret_refresh_interval;
         if state
             .last_read
             .is_some_and(|last| last.elapsed() < interval)
@@ -134,7 +165,7 @@ impl Rotation {
         }
         metrics::counter!(crate::telemetry::metric::SECRET_REREADS).increment(1);
         let known = state.version_id.as_deref();
-        let read = self.newer_credentials(known, settings).await;
+        let read = self.newer_credentials(known).await;
         // Once the read is over: a read abandoned midway (its request ran out of time) does not
         // hold the next one off.
         state.last_read = Some(Instant::now());
@@ -153,7 +184,11 @@ impl Rotation {
                 return false;
             }
         };
-        *self.credentials_lock() = Some(credentials);
+        {
+            let mut held = self.held();
+            held.credentials = Some(credentials);
+            held.generation += 1;
+        }
         tracing::info!(
             secret_id = self.secret_id,
             old_version_id = state.version_id,
@@ -161,7 +196,6 @@ impl Rotation {
             "re-fetched the database secret"
         );
         state.version_id = version_id;
-        self.generation.fetch_add(1, Ordering::AcqRel);
         true
     }
 
@@ -169,12 +203,11 @@ impl Rotation {
     async fn newer_credentials(
         &self,
         known: Option<&str>,
-        settings: &DatabaseSettings,
     ) -> anyhow::Result<Option<(Credentials, Option<String>)>> {
         let Some(secret) = self.newer_secret(known).await? else {
             return Ok(None);
         };
-        let credentials = Credentials::from_secret(&secret.value, &settings.endpoint)
+        let credentials = Credentials::from_secret(&secret.value, &self.endpoint)
             .with_context(|| format!("The database secret {:?} is malformed", self.secret_id))?;
         Ok(Some((credentials, secret.version_id)))
     }
