@@ -10,7 +10,7 @@ declarations). From them and the folders in `functions/`, this writes, between t
 - in template.yaml, each API function's resources (on-demand and Managed Instances, log group,
   route, integration, permission, canary alarm), a route for every other method of each path
   (its function answers 405), the stage's throttles for them, the alarms summed over every
-  function, the outputs, and the capacity: how the connection budget splits across the API
+  function (9 functions an alarm) and the dashboard's list of them, the outputs, and the capacity: how the connection budget splits across the API
   functions (`FunctionConcurrency` is the budget over three times their number), the
   environments on Managed Instances, the rule that refuses a combination the budget cannot
   hold, and the parameters' allowed values and descriptions, which state those numbers;
@@ -543,23 +543,29 @@ def functions_part(api):
 MOST_SUMMED_FUNCTIONS = 9
 
 
-def summed_alarms(api):
-    """Errors and throttles of every function, summed by metric math: one metric per function
-    (by name: a function is one of two resources, on demand or on Managed Instances).
-
-    Up to 9 functions, one alarm each (`FunctionErrorsAlarm`, `FunctionThrottlesAlarm`). Past
-    that, one alarm per 9 functions (`FunctionErrors1Alarm`, ...), without actions, and under
-    the same name a composite alarm in ALARM when any of them is, which notifies: the name the
-    dashboard and operators know keeps its meaning, whatever the number of functions."""
+def summed_alarm_groups(api):
+    """{logical id: the functions it sums}, for errors and throttles: `FunctionErrorsAlarm`
+    for the first 9 functions, then `FunctionErrors2Alarm` for the next 9, and so on. A logical
+    id keeps its type whatever the number of functions (CloudFormation cannot update a
+    resource into another type), so a tenth function adds an alarm and changes none."""
     functions = api.functions
     groups = [functions[i:i + MOST_SUMMED_FUNCTIONS]
               for i in range(0, len(functions), MOST_SUMMED_FUNCTIONS)]
-    notify = """\
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-      OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-"""
+    return {kind: {f"{kind}{n if n > 1 else ''}Alarm": members
+                   for n, members in enumerate(groups, start=1)}
+            for kind in ("FunctionErrors", "FunctionThrottles")}
 
-    def summed(name, metric, description, members, actions):
+
+def summed_alarms(api):
+    """Errors and throttles of every function, summed by metric math: one metric per function
+    (by name: a function is one of two resources, on demand or on Managed Instances), 9
+    functions an alarm (`summed_alarm_groups`), each alarm notifying."""
+    kinds = {"FunctionErrors": ("Errors", "a function's invocations failed (an init failure, a "
+                                          "timeout, a crash)"),
+             "FunctionThrottles": ("Throttles", "Lambda throttled invocations (reserved or "
+                                                "account concurrency reached)")}
+
+    def alarm(name, metric, description, members):
         ids = [camel(function)[0].lower() + camel(function)[1:] for function in members]
         metrics = "\n".join(f"""\
         - Id: {id_}
@@ -575,8 +581,10 @@ def summed_alarms(api):
   {name}:
     Type: AWS::CloudWatch::Alarm
     Properties:
-      AlarmDescription: !Sub "${{AWS::StackName}}: {description}"
-{actions}      Metrics:
+      AlarmDescription: !Sub "${{AWS::StackName}}: {description}."
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+      OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+      Metrics:
         - Id: total
           Expression: SUM([{", ".join(ids)}])
           ReturnData: true
@@ -586,30 +594,26 @@ def summed_alarms(api):
       ComparisonOperator: GreaterThanThreshold
       TreatMissingData: notBreaching
 """
+    alarms = []
+    for kind, groups in summed_alarm_groups(api).items():
+        metric, description = kinds[kind]
+        for name, members in groups.items():
+            if len(groups) > 1:
+                description_ = f"{description} ({', '.join(members)})"
+            else:
+                description_ = description
+            alarms.append(alarm(name, metric, description_, members))
+    return "\n".join(alarms)
 
-    def alarm(kind, metric, description):
-        name = f"{kind}Alarm"
-        if len(groups) == 1:
-            return summed(name, metric, description, functions, notify)
-        parts = [(f"{kind}{n}Alarm", members) for n, members in enumerate(groups, start=1)]
-        rule = " OR ".join(f'ALARM(\\"${{{part}}}\\")' for part, _ in parts)
-        composite = f"""\
-  {name}:
-    Type: AWS::CloudWatch::CompositeAlarm
-    Properties:
-      AlarmDescription: !Sub "${{AWS::StackName}}: {description}"
-{notify}      AlarmRule: !Sub "{rule}"
+
+def dashboard_alarms(api):
+    """The dashboard's alarm widget takes every summed alarm: their ARNs as the items of one
+    JSON list, `"${FunctionAlarms}"` in its body."""
+    names = [name for groups in summed_alarm_groups(api).values() for name in groups]
+    arns = ", ".join(f"!GetAtt {name}.Arn" for name in names)
+    return f"""\
+          FunctionAlarms: !Join ['", "', [{arns}]]
 """
-        return composite + "".join(
-            "\n" + summed(part, metric,
-                          f"{description[:-1]}: {', '.join(members)} ({name} notifies).", members, "")
-            for part, members in parts)
-
-    return (alarm("FunctionErrors", "Errors",
-                  "a function's invocations failed (an init failure, a timeout, a crash).")
-            + "\n"
-            + alarm("FunctionThrottles", "Throttles",
-                    "Lambda throttled invocations (reserved or account concurrency reached)."))
 
 
 def outputs(api):
@@ -638,6 +642,7 @@ TEMPLATE_PARTS = {
     "stage routes": stage_routes,
     "functions": functions_part,
     "summed alarms": summed_alarms,
+    "dashboard alarms": dashboard_alarms,
     "outputs": outputs,
 }
 MANIFEST_PARTS = {"watch router": watch_router}

@@ -5,6 +5,7 @@ Run by `make test` (after `sam build`) with the project's virtualenv, from the r
 `.venv/bin/python -m pytest tests`.
 """
 import json
+import math
 import os
 import pathlib
 import re
@@ -627,9 +628,10 @@ def template_with(functions):
     return cfn_yaml.loads(generator.fill(generator.TEMPLATE.read_text(), generator.TEMPLATE_PARTS, api))
 
 
-@pytest.fixture(scope="module", params=[6, 7, 12], ids=lambda n: f"{n} functions")
+@pytest.fixture(scope="module", params=[6, 7, 8, 12], ids=lambda n: f"{n} functions")
 def sized(request):
-    """The template for 6 (today's), 7 and 12 API functions: what capacity must hold for any."""
+    """The template for 6 (today's), 7, 8 and 12 API functions: what capacity must hold for any
+    (with migrate and the purge, 8 makes 10 functions: the summed alarms split 9 and 1)."""
     return template_with(request.param)
 
 
@@ -760,38 +762,48 @@ def test_adding_functions_switches_no_deploy_option_off(sized):
     assert reachable == {c for c in managed if c} | {"at the default budget"}, reachable
 
 
+def summed_alarms(template):
+    """{kind: [logical id, ...]}: FunctionErrorsAlarm, FunctionErrors2Alarm, ... as they exist."""
+    return {kind: sorted((name for name in template["Resources"]
+                          if re.fullmatch(rf"{kind}\d*Alarm", name)), key=len)
+            for kind in ("FunctionErrors", "FunctionThrottles")}
+
+
 def test_the_summed_alarms_cover_every_function_whatever_their_number(sized):
-    """Every function's errors and throttles in an alarm that notifies, under the same name,
-    for 6, 7 and 12 functions: past 9 (CloudWatch's 10 metrics an alarm, the sum and one a
-    function), a composite alarm over alarms of at most 9 each."""
+    """Every function's errors and throttles, once, in alarms that notify, for 6, 7, 8 and 12
+    API functions: at most 9 functions an alarm (CloudWatch's 10 metrics, the sum and one a
+    function), FunctionErrorsAlarm first, then FunctionErrors2Alarm, ..."""
     resources = sized["Resources"]
     # By name: a function is one of two resources (on demand, on managed instances).
     names = {r["Properties"]["FunctionName"]["Fn::Sub"] for r in resources.values()
              if r["Type"] == "AWS::Serverless::Function"}
     assert len(names) == len(api_functions(sized)) + 2, "the API's, migrate and the purge"
     notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
-    for kind in ("FunctionErrors", "FunctionThrottles"):
-        top = resources[f"{kind}Alarm"]
-        assert top["Properties"]["AlarmActions"] == notify and top["Properties"]["OKActions"] == notify
-        if top["Type"] == "AWS::CloudWatch::CompositeAlarm":
-            rule = top["Properties"]["AlarmRule"]["Fn::Sub"]
-            parts = re.findall(r'ALARM\("\$\{(\w+)\}"\)', rule)
-            assert rule == " OR ".join(f'ALARM("${{{part}}}")' for part in parts), rule
-            assert len(names) > generator.MOST_SUMMED_FUNCTIONS and len(parts) > 1
-            for part in parts:
-                assert "AlarmActions" not in resources[part]["Properties"], f"{part}: the composite notifies"
-        else:
-            parts = [f"{kind}Alarm"]
+    for kind, parts in summed_alarms(sized).items():
+        expected = math.ceil(len(names) / generator.MOST_SUMMED_FUNCTIONS)
+        assert parts == [f"{kind}{n if n > 1 else ''}Alarm" for n in range(1, expected + 1)], parts
         summed = []
         for part in parts:
-            assert resources[part]["Type"] == "AWS::CloudWatch::Alarm", part
-            metrics = resources[part]["Properties"]["Metrics"]
+            alarm = resources[part]
+            assert alarm["Type"] == "AWS::CloudWatch::Alarm", part
+            properties = alarm["Properties"]
+            assert properties["AlarmActions"] == notify and properties["OKActions"] == notify, part
+            assert properties["TreatMissingData"] == "notBreaching", part
+            metrics = properties["Metrics"]
             assert len(metrics) <= 10, f"{part}: CloudWatch's most metrics in an alarm"
             [total] = [m for m in metrics if m.get("ReturnData")]
             assert total["Expression"] == f"SUM([{', '.join(m['Id'] for m in metrics if m is not total)}])"
             summed += [dimension["Value"]["Fn::Sub"] for m in metrics if "MetricStat" in m
                        for dimension in m["MetricStat"]["Metric"]["Dimensions"]]
         assert sorted(summed) == sorted(names), f"{kind}: every function, once"
+
+
+def test_adding_functions_changes_no_resources_type(sized, template):
+    """CloudFormation cannot update a resource into another type: a logical id that today's
+    template has keeps its type in a template with more functions."""
+    for name, resource in template["Resources"].items():
+        if name in sized["Resources"]:
+            assert sized["Resources"][name]["Type"] == resource["Type"], name
 
 
 def rule_holds(node, parameters):
@@ -1038,9 +1050,10 @@ def test_every_api_function_shifts_its_alias_gradually_and_rolls_back_on_its_new
         assert f'= "{metric}";' in TELEMETRY, f"the functions emit {metric}"
 
 
-def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(template):
+def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(sized):
+    template = sized
     resources = template["Resources"]
-    for name in OPERATIONAL_ALARMS:
+    for name in OPERATIONAL_ALARMS | {n for parts in summed_alarms(template).values() for n in parts}:
         alarm = resources[name]["Properties"]
         assert_refers_to_what_exists(template, name)
         notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
@@ -1056,12 +1069,31 @@ def test_the_operational_alarms_watch_what_exists_and_notify_the_optional_topic(
         assert f'= "{metric}";' in TELEMETRY, f"the functions emit {metric}"
 
 
-def test_the_dashboard_shows_the_alarms_and_every_log_group_expires(template):
+def test_the_dashboard_shows_the_alarms_and_every_log_group_expires(sized):
+    template = sized
     resources = template["Resources"]
     assert_refers_to_what_exists(template, "Dashboard")
     body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    shown = {ref["Fn::GetAtt"][0] for ref in body[1].values()}
-    assert shown == OPERATIONAL_ALARMS
+    shown = set()
+    for name, value in body[1].items():
+        # FunctionAlarms: the summed alarms' ARNs joined into the items of one JSON list.
+        references = value["Fn::Join"][1] if "Fn::Join" in value else [value]
+        assert "Fn::Join" not in value or value["Fn::Join"][0] == '", "', name
+        assert f'"${{{name}}}"' in body[0], f"the body shows {name}"
+        shown |= {ref["Fn::GetAtt"][0] for ref in references}
+    summed = {n for parts in summed_alarms(template).values() for n in parts}
+    assert shown == OPERATIONAL_ALARMS | summed
+    # The body, substituted as CloudFormation would (every other ${...} as 1), is JSON whose
+    # alarm widget lists each alarm once.
+    arns = {name: [f"arn:{ref['Fn::GetAtt'][0]}" for ref in
+                   (value["Fn::Join"][1] if "Fn::Join" in value else [value])]
+            for name, value in body[1].items()}
+    text = body[0]
+    for name, items in arns.items():
+        text = text.replace(f"${{{name}}}", '", "'.join(items))
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "1", text))["widgets"]
+    [listed] = [w["properties"]["alarms"] for w in widgets if w["type"] == "alarm"]
+    assert sorted(listed) == sorted(f"arn:{name}" for name in shown)
     for name, resource in resources.items():
         if resource["Type"] == "AWS::Logs::LogGroup":
             assert resource["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}, name
