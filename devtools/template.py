@@ -10,10 +10,11 @@ declarations). From them and the folders in `functions/`, this writes, between t
 - in template.yaml, each API function's resources (on-demand and Managed Instances, log group,
   route, integration, permission, canary alarm), a route for every other method of each path
   (its function answers 405), the stage's throttles for them, the alarms summed over every
-  function (9 functions an alarm) and the dashboard's list of them, the outputs, and the capacity: how the connection budget splits across the API
-  functions (`FunctionConcurrency` is the budget over three times their number), the
-  environments on Managed Instances, the rule that refuses a combination the budget cannot
-  hold, and the parameters' allowed values and descriptions, which state those numbers;
+  function (9 an alarm) and the dashboard's list of them, the outputs, and the capacity: how
+  the connection budget splits across the API functions (`FunctionConcurrency` is the budget
+  over three times their number), the environments on Managed Instances, the rule that
+  refuses a combination the budget cannot hold, and the parameters' allowed values and
+  descriptions, which state those numbers;
 - in Cargo.toml, `cargo lambda watch`'s router.
 
 The rest of both files is written by hand. The generated parts are committed, so that the

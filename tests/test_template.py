@@ -764,8 +764,10 @@ def test_adding_functions_switches_no_deploy_option_off(sized):
 
 def summed_alarms(template):
     """{kind: [logical id, ...]}: FunctionErrorsAlarm, FunctionErrors2Alarm, ... as they exist."""
+    def number(name):
+        return int(re.fullmatch(r"\D+(\d*)Alarm", name)[1] or 1)
     return {kind: sorted((name for name in template["Resources"]
-                          if re.fullmatch(rf"{kind}\d*Alarm", name)), key=len)
+                          if re.fullmatch(rf"{kind}\d*Alarm", name)), key=number)
             for kind in ("FunctionErrors", "FunctionThrottles")}
 
 

@@ -39,6 +39,9 @@ pub struct Proxy {
     accepted: Arc<AtomicU64>,
     /// New connections are accepted and then ignored: nothing is forwarded either way.
     swallowing: Arc<AtomicBool>,
+    /// Bumped by [`Proxy::down`] under the tasks' lock: an accept loop started before it adds
+    /// no task after it (it checks under the same lock), so no connection outlives a `down`.
+    listening: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -58,6 +61,7 @@ impl Proxy {
             sent: Arc::default(),
             accepted: Arc::default(),
             swallowing: Arc::default(),
+            listening: Arc::default(),
         };
         proxy.up();
         proxy
@@ -93,23 +97,37 @@ impl Proxy {
         let sent = Arc::clone(&self.sent);
         let accepted = Arc::clone(&self.accepted);
         let swallowing = Arc::clone(&self.swallowing);
+        let listening = Arc::clone(&self.listening);
+        let this_listener = listening.load(Ordering::SeqCst);
+        // A connection's task, spawned only while this listener is the proxy's; else dropped,
+        // its sockets closed with it.
+        let add = move |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            let mut tasks = lock(&tasks);
+            let current = listening.load(Ordering::SeqCst) == this_listener;
+            if current {
+                tasks.push(tokio::spawn(task));
+            }
+            current
+        };
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 if swallowing.load(Ordering::SeqCst) {
                     // Held open, never answered, until the client gives up.
-                    let swallow = tokio::spawn(async move {
+                    let swallow = async move {
                         let mut sink = vec![0; 1024];
                         while client.read(&mut sink).await.is_ok_and(|read| read > 0) {}
-                    });
-                    lock(&tasks).push(swallow);
+                    };
+                    if !add(Box::pin(swallow)) {
+                        return;
+                    }
                     continue;
                 }
                 let mut black_hole = black_holes.subscribe();
                 let accepted_in = *black_hole.borrow_and_update();
                 let delay_ms = Arc::clone(&delay_ms);
                 let sent = Arc::clone(&sent);
-                let forward = tokio::spawn(async move {
+                let forward = async move {
                     // The handshake's round trip.
                     delay(&delay_ms, 2).await;
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
@@ -137,8 +155,10 @@ impl Proxy {
                             std::future::pending::<()>().await;
                         }
                     }
-                });
-                lock(&tasks).push(forward);
+                };
+                if !add(Box::pin(forward)) {
+                    return;
+                }
             }
         });
         lock(&self.tasks).push(accept);
@@ -146,7 +166,9 @@ impl Proxy {
 
     /// Stops listening and cuts every open connection: connects are refused from now on.
     pub fn down(&self) {
-        for task in lock(&self.tasks).drain(..) {
+        let mut tasks = lock(&self.tasks);
+        self.listening.fetch_add(1, Ordering::SeqCst);
+        for task in tasks.drain(..) {
             task.abort();
         }
     }
@@ -154,19 +176,17 @@ impl Proxy {
     /// Cuts every open connection and listens again once they are closed (and the port is
     /// free): each client must connect anew.
     pub async fn cut_connections(&self) {
-        // Until none is left: the accept loop may add a connection's task until it is gone.
-        loop {
-            let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
-            if tasks.is_empty() {
-                break;
-            }
-            for task in &tasks {
-                task.abort();
-            }
-            for task in tasks {
-                // Resolves once the task's future (its sockets with it) is dropped.
-                let _ = task.await;
-            }
+        let tasks: Vec<_> = {
+            let mut tasks = lock(&self.tasks);
+            self.listening.fetch_add(1, Ordering::SeqCst);
+            tasks.drain(..).collect()
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // Resolves once the task's future (its sockets with it) is dropped.
+            let _ = task.await;
         }
         self.up();
     }
