@@ -599,11 +599,8 @@ def summed_alarms(api):
     for kind, groups in summed_alarm_groups(api).items():
         metric, description = kinds[kind]
         for name, members in groups.items():
-            if len(groups) > 1:
-                description_ = f"{description} ({', '.join(members)})"
-            else:
-                description_ = description
-            alarms.append(alarm(name, metric, description_, members))
+            which = f" ({', '.join(members)})" if len(groups) > 1 else ""
+            alarms.append(alarm(name, metric, description + which, members))
     return "\n".join(alarms)
 
 

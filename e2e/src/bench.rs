@@ -816,11 +816,7 @@ async fn readers(bench: &Setup, config: &Config, report: &mut String) {
         .expect("pg_stat_statements");
     cluster.replayed().await;
     let on_standby = with_port(&database.url, cluster.standby_port);
-    let [writer, reader] = [
-        database.address,
-        ([127, 0, 0, 1], cluster.standby_port).into(),
-    ]
-    .map(Proxy::start);
+    let [writer, reader] = [database.address, cluster.standby_address()].map(Proxy::start);
     let (writer, reader) = (writer.await, reader.await);
     let postgres = DISTANCES[2].1;
     writer.delay(postgres);

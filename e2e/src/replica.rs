@@ -61,6 +61,11 @@ impl ReplicatedCluster {
         }
     }
 
+    /// Where the standby listens, on loopback.
+    pub fn standby_address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.standby_port))
+    }
+
     /// A migrated database on the primary, once the standby has it too.
     pub async fn database(&self, name: &str) -> TestDatabase {
         let database = TestDatabase::create_on(&self.primary_url, name).await;

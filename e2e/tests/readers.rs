@@ -34,6 +34,35 @@ fn reader_at(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A rest longer than the test: a reader that failed, or was too far behind, is not tried
+/// again in it.
+fn resting(env: &mut Vec<(&'static str, String)>) {
+    env.push(("DB_BACKOFF_MAX_MS", "600000".to_owned()));
+    env.push(("DB_BACKOFF_MIN_MS", "600000".to_owned()));
+}
+
+/// `GET path`, presenting the version `seen` (an `ETag`) in `If-None-Match` if there is one.
+fn read(path: &str, seen: Option<&str>) -> TestRequest {
+    let request = TestRequest::get(path);
+    match seen {
+        Some(tag) => request.header("if-none-match", tag),
+        None => request,
+    }
+}
+
+/// Both reads see the writer's rename ([`renamed`]), which the replica lacks: the writer
+/// answered them.
+async fn the_writer_answers(get_user: &Function, list_users: &Function) {
+    let reply = get_user.request(&TestRequest::get("/users/1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["name"], "Renamed");
+    let reply = list_users
+        .request(&TestRequest::get("/users?limit=5"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["items"][0]["name"], "Renamed");
+}
+
 async fn api(name: &str, writer_url: &str, env: &[(&'static str, String)]) -> Function {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let function = Function::start_api(name, writer_url, &env).await;
@@ -63,7 +92,7 @@ async fn the_reads_go_to_the_replica_and_none_to_the_writer() {
     let cluster = ReplicatedCluster::start();
     let database = seeded(&cluster, "reads").await;
     let writer = Proxy::start(database.address).await;
-    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let reader = Proxy::start(cluster.standby_address()).await;
     let env = reader_at(reader.port);
     let get_user = api("get-user", &writer.url_for(&database.url), &env).await;
     let list_users = api("list-users", &writer.url_for(&database.url), &env).await;
@@ -103,13 +132,6 @@ async fn with_replay_paused_a_client_that_presents_its_version_never_reads_an_ol
     let get_user = api("get-user", &database.url, &env).await;
     let update_user = api("update-user", &database.url, &env).await;
     let create_user = api("create-user", &database.url, &env).await;
-    let read = |path: &str, seen: Option<&str>| {
-        let request = TestRequest::get(path);
-        match seen {
-            Some(tag) => request.header("if-none-match", tag),
-            None => request,
-        }
-    };
 
     cluster.pause_replay().await;
     let patched = renamed(&update_user).await;
@@ -168,8 +190,7 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
         .await;
     cluster.replayed().await;
     let writer = Proxy::start(database.address).await;
-    let standby = SocketAddr::from(([127, 0, 0, 1], cluster.standby_port));
-    let reader = Proxy::start_on(Ipv4Addr::new(127, 0, 0, 2), standby).await;
+    let reader = Proxy::start_on(Ipv4Addr::new(127, 0, 0, 2), cluster.standby_address()).await;
     let moto = Moto::start().await;
     // The writer's host and port from the secret (no DB_HOST), as for an existing database.
     let secret = |password| database.rds_secret(writer.port, &role, password);
@@ -186,13 +207,6 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
     env.push(("DB_READER_HOST".into(), reader.ip.to_string()));
     let get_user = Function::start("get-user", &env).await;
     get_user.initialized().await;
-    let read = |seen: Option<&str>| {
-        let request = TestRequest::get("/users/1");
-        match seen {
-            Some(tag) => request.header("if-none-match", tag),
-            None => request,
-        }
-    };
     // Answered by the replica alone (the writer sees nothing), or by the writer alone.
     let on_reader = |reply: &Reply, sent: (u64, u64)| {
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -202,7 +216,7 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
     let sent = || (writer.sent(), reader.sent());
 
     let before = sent();
-    on_reader(&get_user.request(&read(None)).await, before);
+    on_reader(&get_user.request(&read("/users/1", None)).await, before);
     assert_eq!(get_user.logs().matches("database secret read").count(), 1);
 
     // Rotated; the replica's connection cut first: the reader meets the new password first.
@@ -216,12 +230,12 @@ async fn the_writer_and_the_reader_share_one_read_of_their_secret() {
     moto.put_secret("db", &secret("replicated-pw-2")).await;
     reader.cut_connections().await;
     let before = sent();
-    on_reader(&get_user.request(&read(None)).await, before);
+    on_reader(&get_user.request(&read("/users/1", None)).await, before);
     // Then the writer's: it connects anew, to its own host, with what the reader read.
     writer.cut_connections().await;
     let on_writer = writer.sent();
     // A version newer than the replica's row: the writer answers.
-    let reply = get_user.request(&read(Some("\"2\""))).await;
+    let reply = get_user.request(&read("/users/1", Some("\"2\""))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(writer.sent() > on_writer, "the writer answered");
 
@@ -260,14 +274,7 @@ async fn with_the_replica_down_the_writer_answers_the_reads() {
 
     // The held connection is gone, then the reader rests: every read answered by the writer.
     for _ in 0..3 {
-        let reply = get_user.request(&TestRequest::get("/users/1")).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.body["name"], "Renamed");
-        let reply = list_users
-            .request(&TestRequest::get("/users?limit=5"))
-            .await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.body["items"][0]["name"], "Renamed");
+        the_writer_answers(&get_user, &list_users).await;
     }
 }
 
@@ -275,12 +282,10 @@ async fn with_the_replica_down_the_writer_answers_the_reads() {
 async fn a_replica_further_behind_than_its_bound_leaves_the_reads_to_the_writer() {
     let cluster = ReplicatedCluster::start();
     let database = seeded(&cluster, "behind").await;
-    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let reader = Proxy::start(cluster.standby_address()).await;
     let mut env = reader_at(reader.port);
     env.push(("DB_READER_MAX_LAG_MS", "200".to_owned()));
-    // A rest longer than the test: a reader that was too far behind is not tried again in it.
-    env.push(("DB_BACKOFF_MAX_MS", "600000".to_owned()));
-    env.push(("DB_BACKOFF_MIN_MS", "600000".to_owned()));
+    resting(&mut env);
     let get_user = api("get-user", &database.url, &env).await;
     let list_users = api("list-users", &database.url, &env).await;
     let update_user = api("update-user", &database.url, &env).await;
@@ -298,14 +303,7 @@ async fn a_replica_further_behind_than_its_bound_leaves_the_reads_to_the_writer(
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
 
     // Without a version to compare, the read still never sees data older than the bound.
-    let reply = get_user.request(&TestRequest::get("/users/1")).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.body["name"], "Renamed");
-    let reply = list_users
-        .request(&TestRequest::get("/users?limit=5"))
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.body["items"][0]["name"], "Renamed");
+    the_writer_answers(&get_user, &list_users).await;
     // And the replica rests: the next read does not try it.
     let before = reader.sent();
     let reply = get_user.request(&TestRequest::get("/users/2")).await;
@@ -336,11 +334,9 @@ async fn a_replica_cut_off_from_the_writer_cannot_tell_its_lag_and_leaves_the_re
 async fn a_replica_gone_silent_costs_one_read_its_timeout_then_rests() {
     let cluster = ReplicatedCluster::start();
     let database = seeded(&cluster, "silent").await;
-    let reader = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.standby_port))).await;
+    let reader = Proxy::start(cluster.standby_address()).await;
     let mut env = reader_at(reader.port);
-    // A rest longer than the test: a reader that failed is not tried again in it.
-    env.push(("DB_BACKOFF_MAX_MS", "600000".to_owned()));
-    env.push(("DB_BACKOFF_MIN_MS", "600000".to_owned()));
+    resting(&mut env);
     env.push(("DB_READER_TIMEOUT_MS", "1000".to_owned()));
     let get_user = api("get-user", &database.url, &env).await;
     assert_eq!(
@@ -370,7 +366,7 @@ async fn a_replica_gone_silent_costs_one_read_its_timeout_then_rests() {
 async fn behind_a_transaction_pooler_in_front_of_each_server_every_route_is_served() {
     let cluster = ReplicatedCluster::start();
     let database = seeded(&cluster, "pooled").await;
-    let standby = SocketAddr::from(([127, 0, 0, 1], cluster.standby_port));
+    let standby = cluster.standby_address();
     let writer = PgBouncer::start_pooling(database.address, Pooling::Transaction { size: 1 }).await;
     let reader = PgBouncer::start_pooling(standby, Pooling::Transaction { size: 1 }).await;
     let counted = Proxy::start(SocketAddr::from(([127, 0, 0, 1], reader.port))).await;

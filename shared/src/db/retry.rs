@@ -79,11 +79,14 @@ impl Database {
         let timeout = (retry == Retry::Read).then_some(self.inner.settings.read_timeout);
         let mut connection = self.acquire().await?;
         let err = match connection.run(&mut statement, timeout).await {
-            Err(err) if is_connection_lost(&err) || self.is_stale_statement(&err) => err,
-            result => return Ok(result?),
+            Ok(value) => return Ok(value),
+            Err(err) => err,
         };
-        connection.discard();
         let stale = self.is_stale_statement(&err);
+        if !stale && !is_connection_lost(&err) {
+            return Err(err.into());
+        }
+        connection.discard();
         let retried = match retry {
             Retry::Read => true,
             Retry::Write => stale || committed_nothing(&err),

@@ -28,6 +28,7 @@ use super::{
 use crate::{
     db::{self, Database},
     domain::{Email, User, UserId},
+    sync,
     telemetry::metric,
 };
 
@@ -101,10 +102,7 @@ impl Reader {
     }
 
     fn resting(&self) -> bool {
-        let until = self
-            .resting_until
-            .lock()
-            .unwrap_or_else(|err| err.into_inner());
+        let until = sync::lock(&self.resting_until);
         until.is_some_and(|until| Instant::now() < until)
     }
 
@@ -133,10 +131,7 @@ impl Reader {
     }
 
     fn rest_counted(&self) {
-        *self
-            .resting_until
-            .lock()
-            .unwrap_or_else(|err| err.into_inner()) = Some(Instant::now() + self.rest);
+        *sync::lock(&self.resting_until) = Some(Instant::now() + self.rest);
         metrics::counter!(metric::DATABASE_READER_FALLBACKS).increment(1);
     }
 }
